@@ -1,0 +1,5 @@
+import sys
+
+from fastgw.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,405 @@
+"""Compile a ``GatewayConfig`` into an immutable ``RuntimeSnapshot``.
+
+Everything a request needs is prepared here once: one route trie per stage whose values are
+``RouteRuntime`` objects with their integration already bound to the stage's variables,
+precomputed MOCK replies, parsed upstream targets and path templates, and the host/base-path
+table that turns ``Host`` + path into a stage. A request only looks things up.
+Semantic errors are collected with their JSON paths, as ``load.py`` does for type errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import itertools
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from fastgw.config.load import ConfigError, ConfigIssue
+from fastgw.config.model import (
+    Api,
+    GatewayConfig,
+    HttpProxyIntegration,
+    MockIntegration,
+    Stage,
+)
+from fastgw.server import replies
+from fastgw_core.errors import RouteError
+from fastgw_core.router import RouteTrie
+
+_STAGE_VAR = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?\-+=&#~]+)\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
+_ROUTE_PARAM = re.compile(r"\{([A-Za-z0-9_.-]+)\+?\}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"})
+
+
+@dataclass(slots=True, eq=False)
+class Target:
+    """One upstream endpoint (scheme, host, port); the worker owns its connection pool."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: bytes
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+
+@dataclass(slots=True, eq=False)
+class ProxyIntegration:
+    """A compiled HTTP_PROXY integration, bound to one stage."""
+
+    targets: list[Target]
+    # Path template as alternating literal bytes and parameter names: [b"/a/", "id", b"/b"].
+    path_parts: tuple[bytes | str, ...]
+    static_path: bytes | None  # set when the path has no placeholders
+    uri_query: bytes  # the URI's own query string (without '?'), merged with the client's
+    timeout: float
+    pass_query: bool
+    rr: itertools.count = field(default_factory=itertools.count)
+
+    def render_path(self, params: dict[str, str] | None) -> bytes:
+        if self.static_path is not None:
+            return self.static_path
+        out = []
+        for part in self.path_parts:
+            if type(part) is bytes:
+                out.append(part)
+            else:
+                out.append(params[part].encode("latin-1") if params else b"")  # type: ignore[index]
+        return b"".join(out)
+
+
+@dataclass(slots=True, eq=False)
+class MockRuntime:
+    reply: replies.LocalReply
+
+
+@dataclass(slots=True, eq=False)
+class RouteRuntime:
+    """What a matched route needs at request time."""
+
+    key: str
+    api: ApiRuntime
+    stage: StageRuntime
+    integration: ProxyIntegration | MockRuntime
+
+
+@dataclass(slots=True, eq=False)
+class ApiRuntime:
+    name: str
+    id: str
+    kind: str
+    not_found: replies.LocalReply
+
+
+@dataclass(slots=True, eq=False)
+class StageRuntime:
+    api: ApiRuntime
+    name: str
+    variables: dict[str, str]
+    trie: RouteTrie
+
+
+@dataclass(slots=True, eq=False)
+class Site:
+    """What one Host serves: stages by first path segment, multi-segment base paths, a root."""
+
+    prefixes: dict[str, StageRuntime] = field(default_factory=dict)
+    long_prefixes: list[tuple[str, StageRuntime]] = field(default_factory=list)
+    root: StageRuntime | None = None
+    not_found: replies.LocalReply = replies.MISSING_AUTH_TOKEN
+
+    def resolve(self, path: str) -> tuple[StageRuntime | None, str]:
+        """Map a normalised path to (stage, path inside the stage)."""
+        for prefix, stage in self.long_prefixes:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return stage, path[len(prefix) :] or "/"
+        end = path.find("/", 1)
+        first = path[1:] if end < 0 else path[1:end]
+        stage = self.prefixes.get(first)
+        if stage is not None:
+            return stage, "/" if end < 0 else path[end:]
+        return self.root, path
+
+
+@dataclass(slots=True, eq=False)
+class RuntimeSnapshot:
+    """Immutable compiled config. A request keeps the snapshot it started with."""
+
+    config: GatewayConfig
+    digest: str
+    default_site: Site
+    hosts: dict[str, Site]
+    api_sites: dict[str, Site]
+    apis: list[ApiRuntime]
+    stages: list[StageRuntime]
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    targets: dict[tuple[str, str, int], Target]
+
+    def site_for(self, host: str) -> Site:
+        """Pick the site for a Host value (already lower-case, port stripped)."""
+        site = self.hosts.get(host)
+        if site is not None:
+            return site
+        dot = host.find(".execute-api.")
+        if dot > 0:
+            site = self.api_sites.get(host[:dot])
+            if site is not None:
+                return site
+        return self.default_site
+
+
+def _api_id(api: Api) -> str:
+    if api.id:
+        return api.id
+    return hashlib.sha1(api.name.encode()).hexdigest()[:10]
+
+
+def _substitute_stage_vars(text: str, stage: Stage, path: str, issues: list[ConfigIssue]) -> str:
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in stage.variables:
+            issues.append(ConfigIssue(path, f"stage '{stage.name}' has no variable '{name}' used in {text!r}"))
+            return ""
+        return stage.variables[name]
+
+    return _STAGE_VAR.sub(repl, text)
+
+
+def _parse_base(url: str, path: str, issues: list[ConfigIssue]) -> tuple[Target | None, str]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as ex:
+        issues.append(ConfigIssue(path, f"invalid URI {url!r}: {ex}"))
+        return None, ""
+    if parts.scheme != "http":
+        issues.append(
+            ConfigIssue(path, f"URI {url!r}: scheme must be http (https upstreams are not supported yet)")
+        )
+        return None, ""
+    if not parts.hostname or "{" in parts.netloc:
+        issues.append(ConfigIssue(path, f"URI {url!r} has no literal host"))
+        return None, ""
+    if port is None:
+        port = 80
+    host_header = parts.hostname if port == 80 else f"{parts.hostname}:{port}"
+    if ":" in parts.hostname:  # IPv6 literal
+        host_header = f"[{parts.hostname}]" if port == 80 else f"[{parts.hostname}]:{port}"
+    rest = url.split(parts.netloc, 1)[1]
+    return Target(parts.scheme, parts.hostname, port, host_header.encode("idna")), rest
+
+
+def _compile_proxy(
+    integ: HttpProxyIntegration,
+    stage: Stage,
+    route_params: set[str],
+    path: str,
+    issues: list[ConfigIssue],
+    targets: dict[tuple[str, str, int], Target],
+) -> ProxyIntegration | None:
+    before = len(issues)
+    uri = _substitute_stage_vars(integ.uri, stage, f"{path}.uri", issues)
+    target, rest = _parse_base(uri, f"{path}.uri", issues)
+    extra: list[Target] = []
+    for i, t in enumerate(integ.targets):
+        t_url = _substitute_stage_vars(t, stage, f"{path}.targets[{i}]", issues)
+        tt, tail = _parse_base(t_url, f"{path}.targets[{i}]", issues)
+        if tt is not None:
+            if tail not in ("", "/"):
+                issues.append(ConfigIssue(f"{path}.targets[{i}]", "a target is scheme://host:port only"))
+            extra.append(tt)
+    if target is None or len(issues) > before:
+        return None
+    path_part, _, query = rest.partition("?")
+    if not path_part.startswith("/"):
+        path_part = "/" + path_part
+    parts: list[bytes | str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(path_part):
+        name = m.group(1)
+        if name not in route_params:
+            issues.append(ConfigIssue(f"{path}.uri", f"{{{name}}} is not a path parameter of the route"))
+        parts.append(path_part[pos : m.start()].encode("latin-1"))
+        parts.append(name)
+        pos = m.end()
+    parts.append(path_part[pos:].encode("latin-1"))
+    parts = [p for p in parts if p != b""]
+    static = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else None
+    shared = []
+    for t in [target, *extra]:
+        shared.append(targets.setdefault(t.key, t))
+    return ProxyIntegration(
+        targets=shared,
+        path_parts=tuple(parts),
+        static_path=static if static is not None else (b"/" if not parts else None),
+        uri_query=query.encode("latin-1"),
+        timeout=integ.timeout_ms / 1000.0,
+        pass_query=integ.pass_query,
+    )
+
+
+def _route_key(key: str, kind: str, path: str, issues: list[ConfigIssue]) -> tuple[str, str] | None:
+    if key == "$default":
+        if kind != "http":
+            issues.append(ConfigIssue(path, "'$default' routes exist only on HTTP APIs"))
+            return None
+        return ("$default", "")
+    method, sep, template = key.partition(" ")
+    if not sep or method not in _METHODS:
+        issues.append(
+            ConfigIssue(path, f"route key {key!r}: expected 'METHOD /path' with METHOD in {sorted(_METHODS)}")
+        )
+        return None
+    return method, template
+
+
+def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnapshot:
+    """Build the runtime snapshot or raise ``ConfigError`` listing every semantic problem."""
+    issues: list[ConfigIssue] = []
+    targets: dict[tuple[str, str, int], Target] = {}
+    proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for i, cidr in enumerate(config.gateway.trusted_proxies):
+        try:
+            proxies.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as ex:
+            issues.append(ConfigIssue(f"$.gateway.trusted_proxies[{i}]", str(ex)))
+    host, _, port = config.gateway.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        issues.append(ConfigIssue("$.gateway.listen", f"expected HOST:PORT, got {config.gateway.listen!r}"))
+
+    apis: list[ApiRuntime] = []
+    stages: list[StageRuntime] = []
+    by_name: dict[str, tuple[ApiRuntime, dict[str, StageRuntime]]] = {}
+    api_sites: dict[str, Site] = {}
+    default_site = Site()
+    seen_ids: dict[str, int] = {}
+    for a_i, api in enumerate(config.apis):
+        a_path = f"$.apis[{a_i}]"
+        if api.kind == "websocket":
+            issues.append(ConfigIssue(f"{a_path}.kind", "websocket APIs are not supported yet"))
+            continue
+        api_id = _api_id(api)
+        if api_id in seen_ids or api.name in by_name:
+            issues.append(ConfigIssue(a_path, f"duplicate API name or id {api.name!r}/{api_id!r}"))
+            continue
+        seen_ids[api_id] = a_i
+        not_found = replies.NOT_FOUND if api.kind == "http" else replies.MISSING_AUTH_TOKEN
+        if api.kind == "rest" and config.gateway.unknown_route_404:
+            not_found = replies.NOT_FOUND
+        rt_api = ApiRuntime(api.name, api_id, api.kind, not_found)
+        apis.append(rt_api)
+        if not api.stages:
+            issues.append(ConfigIssue(f"{a_path}.stages", "an API needs at least one stage"))
+        site = Site(not_found=not_found)
+        stage_map: dict[str, StageRuntime] = {}
+        for s_i, stage in enumerate(api.stages):
+            s_path = f"{a_path}.stages[{s_i}]"
+            if stage.name in stage_map:
+                issues.append(ConfigIssue(f"{s_path}.name", f"duplicate stage {stage.name!r}"))
+                continue
+            if stage.name == "$default" and api.kind != "http":
+                issues.append(ConfigIssue(f"{s_path}.name", "'$default' stages exist only on HTTP APIs"))
+                continue
+            trie = RouteTrie()
+            rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
+            stage_map[stage.name] = rt_stage
+            stages.append(rt_stage)
+            for r_i, route in enumerate(api.routes):
+                r_path = f"{a_path}.routes[{r_i}]"
+                parsed = _route_key(route.route, api.kind, f"{r_path}.route", issues if s_i == 0 else [])
+                if parsed is None:
+                    continue
+                method, template = parsed
+                params = set(_ROUTE_PARAM.findall(template))
+                integ = route.integration
+                compiled: ProxyIntegration | MockRuntime | None
+                if isinstance(integ, MockIntegration):
+                    compiled = MockRuntime(
+                        replies.LocalReply(integ.status, list(integ.headers.items()), integ.body.encode())
+                    )
+                else:
+                    compiled = _compile_proxy(
+                        integ, stage, params, f"{r_path}.integration", issues, targets
+                    )
+                if compiled is None:
+                    continue
+                rt_route = RouteRuntime(route.route, rt_api, rt_stage, compiled)
+                try:
+                    if method == "$default":
+                        trie.set_default(rt_route)
+                    else:
+                        trie.add(method, template, rt_route)
+                except RouteError as ex:
+                    if s_i == 0:
+                        issues.append(ConfigIssue(f"{r_path}.route", str(ex)))
+            if stage.name == "$default":
+                site.root = rt_stage
+            else:
+                site.prefixes[stage.name] = rt_stage
+            if stage.name == "$default":
+                if default_site.root is None:
+                    default_site.root = rt_stage
+            else:
+                default_site.prefixes.setdefault(stage.name, rt_stage)
+        by_name[api.name] = (rt_api, stage_map)
+        by_name.setdefault(api_id, (rt_api, stage_map))
+        api_sites[api_id] = site
+    if apis:
+        default_site.not_found = apis[0].not_found
+        if default_site.root is not None:
+            default_site.not_found = default_site.root.api.not_found
+
+    hosts: dict[str, Site] = {}
+    for d_i, domain in enumerate(config.domains):
+        d_path = f"$.domains[{d_i}]"
+        name = domain.name.lower()
+        if name in hosts:
+            issues.append(ConfigIssue(f"{d_path}.name", f"duplicate domain {domain.name!r}"))
+            continue
+        site = Site()
+        for m_i, mapping in enumerate(domain.mappings):
+            m_path = f"{d_path}.mappings[{m_i}]"
+            entry = by_name.get(mapping.api)
+            if entry is None:
+                issues.append(ConfigIssue(f"{m_path}.api", f"no API named {mapping.api!r}"))
+                continue
+            rt_stage = entry[1].get(mapping.stage)
+            if rt_stage is None:
+                issues.append(ConfigIssue(f"{m_path}.stage", f"API {mapping.api!r} has no stage {mapping.stage!r}"))
+                continue
+            bp = mapping.base_path.strip("/")
+            if not bp:
+                if site.root is not None:
+                    issues.append(ConfigIssue(f"{m_path}.base_path", "the root is mapped twice"))
+                site.root = rt_stage
+            elif "/" in bp:
+                site.long_prefixes.append(("/" + bp, rt_stage))
+            elif bp in site.prefixes:
+                issues.append(ConfigIssue(f"{m_path}.base_path", f"base path {bp!r} is mapped twice"))
+            else:
+                site.prefixes[bp] = rt_stage
+        site.long_prefixes.sort(key=lambda p: -len(p[0]))
+        first = site.root or next(iter(site.prefixes.values()), None)
+        if first is not None:
+            site.not_found = first.api.not_found
+        hosts[name] = site
+
+    if issues:
+        raise ConfigError(issues, source)
+    digest = hashlib.sha256(repr(config).encode()).hexdigest()[:12]
+    return RuntimeSnapshot(
+        config=config,
+        digest=digest,
+        default_site=default_site,
+        hosts=hosts,
+        api_sites=api_sites,
+        apis=apis,
+        stages=stages,
+        trusted_proxies=tuple(proxies),
+        targets=targets,
+    )

@@ -1,0 +1,74 @@
+"""Precomputed status lines and the gateway's own (local) replies.
+
+Every byte that does not depend on the request is built here once, at import or at config
+compile time (uvicorn's ``STATUS_LINE``). The request id and the connection header are the
+only per-request parts of a local reply.
+"""
+
+from __future__ import annotations
+
+import http
+
+STATUS_LINE: dict[int, bytes] = {}
+for _status in http.HTTPStatus:
+    STATUS_LINE[_status.value] = b"HTTP/1.1 %d %s\r\n" % (_status.value, _status.phrase.encode())
+
+
+def status_line(code: int) -> bytes:
+    line = STATUS_LINE.get(code)
+    if line is None:
+        line = STATUS_LINE[code] = b"HTTP/1.1 %d \r\n" % code
+    return line
+
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONN_CLOSE = b"connection: close\r\n"
+CONN_KEEP_ALIVE = b"connection: keep-alive\r\n"
+
+
+class LocalReply:
+    """A response the gateway writes itself (MOCK integrations, errors).
+
+    ``head`` holds the status line and the fixed headers, ``body`` the body; the protocol
+    adds ``x-amzn-RequestId``, ``date`` and the connection header.
+    """
+
+    __slots__ = ("body", "head", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
+        self.status = status
+        self.body = body
+        parts = [status_line(status)]
+        names = set()
+        for name, value in headers or ():
+            names.add(name.lower())
+            parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+        if "content-type" not in names and body:
+            parts.append(b"content-type: application/json\r\n")
+        parts.append(b"content-length: %d\r\n" % len(body))
+        self.head = b"".join(parts)
+
+
+def aws_error(status: int, message: str, error_type: str | None = None, spaced: bool = False) -> LocalReply:
+    """An AWS-style error reply: ``{"message":"..."}`` and ``x-amzn-ErrorType``."""
+    sep = b'{"message": "' if spaced else b'{"message":"'
+    body = sep + message.encode() + b'"}'
+    headers = [("content-type", "application/json")]
+    if error_type:
+        headers.append(("x-amzn-ErrorType", error_type))
+    return LocalReply(status, headers, body)
+
+
+# The gateway's own errors, as AWS sends them.
+MISSING_AUTH_TOKEN = aws_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+NOT_FOUND = aws_error(404, "Not Found", "NotFoundException")
+BAD_REQUEST = aws_error(400, "Bad Request", "BadRequestException")
+REQUEST_TIMEOUT = aws_error(408, "Request Timeout", "RequestTimeoutException")
+PAYLOAD_TOO_LARGE = aws_error(413, "Request Too Long", "RequestTooLongException")
+URI_TOO_LONG = aws_error(414, "Request-URI Too Long", "BadRequestException")
+HEADERS_TOO_LARGE = aws_error(431, "Request Header Fields Too Large", "BadRequestException")
+NOT_IMPLEMENTED = aws_error(501, "Not Implemented", "BadRequestException")
+INTEGRATION_FAILURE = aws_error(502, "Internal server error", "InternalServerErrorException", spaced=True)
+INTEGRATION_TIMEOUT = aws_error(504, "Endpoint request timed out", "IntegrationTimeout", spaced=True)
+INTERNAL_ERROR = aws_error(500, "Internal server error", "InternalServerErrorException", spaced=True)
+SERVICE_UNAVAILABLE = aws_error(503, "Service Unavailable", "ServiceUnavailableException")

@@ -1,0 +1,281 @@
+"""The supervisor: forks workers, restarts crashed ones, reloads and drains them.
+
+It binds one ``SO_REUSEPORT`` socket per worker slot and keeps it, so a restarted worker
+inherits the accept queue of the one that died. Reloads (SIGHUP) are validated here, once; only
+a valid config is sent to the workers, as msgspec JSON on a pipe each, and every worker swaps
+to it atomically. SIGTERM/SIGINT drain the workers and wait for them (bounded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from fastgw.config.compile import RuntimeSnapshot, compile_config
+from fastgw.config.load import ConfigError
+from fastgw.config.model import GatewayConfig
+from fastgw.server.worker import make_listen_socket, raise_nofile_limit, run_worker
+
+log = logging.getLogger("fastgw.supervisor")
+
+
+@dataclass
+class _Slot:
+    index: int
+    sock: socket.socket
+    pid: int = 0
+    pipe_w: int = -1
+    started: float = 0.0
+    crashes: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Helper:
+    """A side process (the demo's echo backend) restarted like a worker."""
+
+    name: str
+    target: Callable[[], None]
+    pid: int = 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        load: Callable[[], GatewayConfig],
+        workers: int,
+        pid_file: str | None = None,
+        helpers: list[tuple[str, Callable[[], None]]] | None = None,
+    ) -> None:
+        self.load = load
+        self.workers = workers
+        self.pid_file = pid_file
+        self.helpers = [_Helper(name, fn) for name, fn in helpers or []]
+        self.slots: list[_Slot] = []
+        self.config: GatewayConfig | None = None
+        self.snapshot: RuntimeSnapshot | None = None
+        self.stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._signals: list[int] = []
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        self.config = self.load()
+        self.snapshot = compile_config(self.config)
+        raise_nofile_limit()
+        host, _, port = self.config.gateway.listen.rpartition(":")
+        for i in range(self.workers):
+            self.slots.append(_Slot(i, make_listen_socket(host.strip("[]"), int(port))))
+        for helper in self.helpers:
+            self._spawn_helper(helper)
+        for slot in self.slots:
+            self._spawn(slot)
+        if self.pid_file:
+            with open(self.pid_file, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        log.info(
+            "fastgw started",
+            extra={
+                "listen": self.config.gateway.listen,
+                "workers": self.workers,
+                "config": self.snapshot.digest,
+                "apis": [f"{a.name} ({a.kind}, id {a.id})" for a in self.snapshot.apis],
+            },
+        )
+
+    def _spawn(self, slot: _Slot) -> None:
+        r, w = os.pipe()
+        snapshot = self.snapshot
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 0
+            try:
+                os.close(w)
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                for other in self.slots:
+                    if other is not slot:
+                        other.sock.close()
+                        if other.pipe_w >= 0:
+                            os.close(other.pipe_w)
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                run_worker(snapshot, slot.sock, slot.index, r)  # type: ignore[arg-type]
+            except BaseException:
+                log.exception("worker crashed", extra={"worker": slot.index})
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        os.close(r)
+        if slot.pipe_w >= 0:
+            os.close(slot.pipe_w)
+        slot.pipe_w = w
+        slot.pid = pid
+        slot.started = time.monotonic()
+
+    def _spawn_helper(self, helper: _Helper) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 0
+            try:
+                for slot in self.slots:
+                    slot.sock.close()
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                helper.target()
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        helper.pid = pid
+
+    # ------------------------------------------------------------------ main loop
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)
+
+    def run(self) -> int:
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+        try:
+            self.start()
+        except ConfigError as ex:
+            log.error("config rejected", extra={"errors": [str(i) for i in ex.issues]})
+            return 2
+        except OSError as ex:
+            log.error("cannot listen", extra={"error": str(ex)})
+            return 1
+        try:
+            while True:
+                select.select([self._wake_r], [], [], 1.0)
+                try:
+                    os.read(self._wake_r, 512)
+                except BlockingIOError:
+                    pass
+                pending, self._signals = self._signals, []
+                for sig in pending:
+                    if sig == signal.SIGHUP:
+                        self.reload()
+                    elif sig in (signal.SIGTERM, signal.SIGINT):
+                        return self.shutdown()
+                self._reap()
+        finally:
+            if self.pid_file:
+                try:
+                    os.unlink(self.pid_file)
+                except OSError:
+                    pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for slot in self.slots:
+                if slot.pid == pid:
+                    slot.pid = 0
+                    if self.stopping:
+                        break
+                    now = time.monotonic()
+                    slot.crashes = [t for t in slot.crashes if now - t < 60] + [now]
+                    log.error(
+                        "worker exited; restarting",
+                        extra={"worker": slot.index, "status": status, "crashes_last_minute": len(slot.crashes)},
+                    )
+                    if len(slot.crashes) > 5:
+                        time.sleep(1.0)  # a crash loop: slow it down
+                    self._spawn(slot)
+                    break
+            for helper in self.helpers:
+                if helper.pid == pid and not self.stopping:
+                    log.warning("helper exited; restarting", extra={"helper": helper.name})
+                    self._spawn_helper(helper)
+
+    # ------------------------------------------------------------------ reload / stop
+    def reload(self) -> bool:
+        try:
+            config = self.load()
+            snapshot = compile_config(config)
+        except ConfigError as ex:
+            log.error(
+                "reload rejected; the running config keeps serving",
+                extra={"errors": [str(i) for i in ex.issues]},
+            )
+            return False
+        old = self.config
+        if old is not None and (
+            config.gateway.listen != old.gateway.listen or config.gateway.workers != old.gateway.workers
+        ):
+            log.warning("gateway.listen and gateway.workers change only on restart")
+        self.config = config
+        self.snapshot = snapshot
+        data = msgspec.json.encode(config)
+        frame = struct.pack(">I", len(data)) + data
+        for slot in self.slots:
+            if slot.pid and slot.pipe_w >= 0:
+                try:
+                    _write_all(slot.pipe_w, frame)
+                except OSError as ex:
+                    log.error("cannot send config to worker", extra={"worker": slot.index, "error": str(ex)})
+        log.info("config reloaded", extra={"config": snapshot.digest})
+        return True
+
+    def shutdown(self) -> int:
+        self.stopping = True
+        log.info("draining workers")
+        for slot in self.slots:
+            if slot.pid:
+                _kill(slot.pid, signal.SIGTERM)
+        for helper in self.helpers:
+            if helper.pid:
+                _kill(helper.pid, signal.SIGTERM)
+        drain = self.config.gateway.limits.drain_timeout if self.config else 30.0
+        deadline = time.monotonic() + drain + 5.0
+        live = {s.pid for s in self.slots if s.pid} | {h.pid for h in self.helpers if h.pid}
+        while live and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.05)
+                continue
+            live.discard(pid)
+        for pid in live:
+            _kill(pid, signal.SIGKILL)
+        for slot in self.slots:
+            slot.sock.close()
+        log.info("fastgw stopped")
+        return 0
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

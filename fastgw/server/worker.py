@@ -1,0 +1,192 @@
+"""One worker process: an event loop, a listening socket and the current snapshot.
+
+A worker serves until it is told to drain (SIGTERM, or its supervisor going away). New
+configs reach it as validated YAML bytes on a pipe from the supervisor; the worker compiles
+them and swaps ``snapshot`` in one assignment, so a request keeps the snapshot it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import resource
+import signal
+import socket
+import struct
+import time
+import uuid
+
+from fastgw.config.compile import RuntimeSnapshot, compile_config
+from fastgw.config.load import ConfigError, load_config_text
+from fastgw.server.protocol import Exchange, HttpProtocol
+from fastgw.upstream.pool import Pools
+
+log = logging.getLogger("fastgw.worker")
+
+TICK_SECONDS = 0.1
+
+
+def make_listen_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def raise_nofile_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # pragma: no cover
+            pass
+
+
+class Worker:
+    """State shared by all connections of one worker process."""
+
+    def __init__(self, snapshot: RuntimeSnapshot, loop: asyncio.AbstractEventLoop, index: int = 0) -> None:
+        self.loop = loop
+        self.index = index
+        self.snapshot = snapshot
+        self.limits = snapshot.config.gateway.limits
+        self.pools = Pools(snapshot.config.gateway.upstream, loop)
+        self.connections: set[HttpProtocol] = set()
+        self.waiting: set[Exchange] = set()
+        self.draining = False
+        self.server: asyncio.base_events.Server | None = None
+        self.stopped = loop.create_future()
+        self._rid_prefix = str(uuid.uuid4())[:24].encode()
+        self._rid = 0
+        self.date_line = b""
+        self._update_date()
+        self._ticker: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ per request
+    def next_request_id(self) -> bytes:
+        """A UUID-shaped request id, unique per worker: random prefix + counter."""
+        self._rid += 1
+        return b"%s%012x" % (self._rid_prefix, self._rid)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def serve(self, sock: socket.socket) -> None:
+        self.server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=4096)
+        self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
+        log.info(
+            "worker serving",
+            extra={"worker": self.index, "pid": os.getpid(), "config": self.snapshot.digest},
+        )
+        await self.stopped
+
+    def _update_date(self) -> None:
+        self.date_line = b"date: %s\r\n" % email.utils.formatdate(usegmt=True).encode()
+
+    def tick(self) -> None:
+        """Check deadlines of connections and exchanges, expire idle upstream connections."""
+        now = self.loop.time()
+        self._update_date()
+        for proto in [p for p in self.connections if p.deadline and p.deadline <= now]:
+            proto.on_deadline()
+        if self.waiting:
+            for ex in [e for e in self.waiting if e.deadline <= now]:
+                self.waiting.discard(ex)
+                ex.on_timeout()
+        self.pools.tick(now)
+        if self.draining and not self.connections:
+            self._finish()
+            return
+        self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
+
+    def swap(self, snapshot: RuntimeSnapshot) -> None:
+        self.snapshot = snapshot
+        self.limits = snapshot.config.gateway.limits
+        log.info("config swapped", extra={"worker": self.index, "config": snapshot.digest})
+
+    def reload_text(self, text: bytes) -> bool:
+        try:
+            snapshot = compile_config(load_config_text(text))
+        except ConfigError as ex:
+            log.error("config rejected", extra={"worker": self.index, "errors": [str(i) for i in ex.issues]})
+            return False
+        self.swap(snapshot)
+        return True
+
+    def drain(self) -> None:
+        """Stop accepting, let in-flight requests finish, close idle keep-alive connections."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("worker draining", extra={"worker": self.index, "connections": len(self.connections)})
+        if self.server is not None:
+            self.server.close()
+        for proto in list(self.connections):
+            proto.shutdown()
+        self.loop.call_later(self.limits.drain_timeout, self._finish)
+
+    def _finish(self) -> None:
+        if self.stopped.done():
+            return
+        for proto in list(self.connections):
+            proto.transport.abort()
+        self.pools.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.stopped.set_result(None)
+
+
+def _read_config_pipe(worker: Worker, fd: int, buf: bytearray) -> None:
+    """Frames on the supervisor pipe: 4-byte big-endian length + config bytes."""
+    try:
+        chunk = os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return
+    if not chunk:
+        # The supervisor is gone: drain and exit rather than serve unsupervised.
+        worker.loop.remove_reader(fd)
+        worker.drain()
+        return
+    buf += chunk
+    while len(buf) >= 4:
+        (n,) = struct.unpack(">I", buf[:4])
+        if len(buf) < 4 + n:
+            break
+        text = bytes(buf[4 : 4 + n])
+        del buf[: 4 + n]
+        worker.reload_text(text)
+
+
+def run_worker(
+    snapshot: RuntimeSnapshot,
+    sock: socket.socket | None,
+    index: int = 0,
+    config_fd: int | None = None,
+) -> None:
+    """Entry point of a worker process (after fork): serve until drained."""
+    import uvloop
+
+    raise_nofile_limit()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = Worker(snapshot, loop, index)
+    if sock is None:
+        host, _, port = snapshot.config.gateway.listen.rpartition(":")
+        sock = make_listen_socket(host.strip("[]"), int(port))
+    loop.add_signal_handler(signal.SIGTERM, worker.drain)
+    loop.add_signal_handler(signal.SIGINT, worker.drain)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor handles reloads
+    if config_fd is not None:
+        os.set_blocking(config_fd, False)
+        loop.add_reader(config_fd, _read_config_pipe, worker, config_fd, bytearray())
+    started = time.monotonic()
+    try:
+        loop.run_until_complete(worker.serve(sock))
+    finally:
+        log.info("worker stopped", extra={"worker": index, "uptime_s": round(time.monotonic() - started, 3)})
+        loop.close()

@@ -1,0 +1,43 @@
+"""Build the compiled kernels of fastgw_core.
+
+Each kernel ships as a pure-Python twin (``_x_py.py``) and a compiled build (``_x_c``).
+The compiled build is produced here with Cython; when ``FASTGW_NO_EXTENSIONS=1`` is set at
+build time nothing is compiled and the twins are used at run time.
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+KERNELS = ["router", "urlnorm"]
+
+
+def extensions() -> list[Extension]:
+    if os.environ.get("FASTGW_NO_EXTENSIONS"):
+        return []
+    from Cython.Build import cythonize
+
+    debug = bool(os.environ.get("FASTGW_DEBUG"))
+    macros = [("CYTHON_TRACE_NOGIL", "1")] if debug else []
+    exts = [
+        Extension(
+            f"fastgw_core._{name}_c",
+            [f"fastgw_core/_{name}_c.pyx"],
+            define_macros=macros,
+            extra_compile_args=["-O2"] if not debug else ["-O0", "-g"],
+        )
+        for name in KERNELS
+    ]
+    return cythonize(
+        exts,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": debug,
+            "wraparound": debug,
+            "linetrace": debug,
+            "embedsignature": True,
+        },
+    )
+
+
+setup(ext_modules=extensions())
