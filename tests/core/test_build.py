@@ -1,0 +1,54 @@
+"""Which build loads: the compiled kernels after an install, the twins when disabled."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import NO_EXTENSIONS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
+def test_compiled_kernels_are_loaded() -> None:
+    import fastgw_core._router_c
+    import fastgw_core._urlnorm_c
+
+    assert fastgw_core.COMPILED == {"router": True, "urlnorm": True}
+    assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
+    assert fastgw_core.router.RouteMatch.__module__ == "fastgw_core._router_c"
+    assert fastgw_core.urlnorm.normalize_path.__module__ == "fastgw_core._urlnorm_c"
+    for module in (fastgw_core._router_c, fastgw_core._urlnorm_c):
+        assert module.__file__ is not None
+        assert module.__file__.endswith(".so"), module.__file__
+
+
+def test_no_extensions_binds_the_python_twins() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import fastgw_core
+        from fastgw_core import router, urlnorm
+        assert fastgw_core.COMPILED == {"router": False, "urlnorm": False}, fastgw_core.COMPILED
+        assert router.RouteTrie is router.RouteTriePy
+        assert router.RouteTrie.__module__ == "fastgw_core._router_py"
+        assert router.RouteMatch.__module__ == "fastgw_core._router_py"
+        assert router.RouteTrieC is None
+        assert urlnorm.normalize_path is urlnorm.normalize_path_py
+        assert urlnorm.normalize_path.__module__ == "fastgw_core._urlnorm_py"
+        assert urlnorm.normalize_path_c is None
+        assert "fastgw_core._router_c" not in sys.modules
+        assert "fastgw_core._urlnorm_c" not in sys.modules
+        print("ok")
+        """
+    )
+    env = {**os.environ, "FASTGW_NO_EXTENSIONS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
