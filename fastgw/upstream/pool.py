@@ -30,6 +30,7 @@ class UpstreamClient(Protocol):
     def upstream_failed(self, reused: bool, got_bytes: bool) -> None: ...
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], conn: UpstreamConnection) -> None: ...
     def upstream_body(self, data: bytes) -> None: ...
+    def flush_out(self) -> None: ...
     def upstream_done(self, keep_alive: bool) -> None: ...
     def upstream_pause_writing(self) -> None: ...
     def upstream_resume_writing(self) -> None: ...
@@ -84,14 +85,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.got_bytes = True
+        client = self.client
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            client = self.client
             self.client = None
             self.abort()
-            if client is not None:
-                client.upstream_failed(False, True)
+            client.upstream_failed(False, True)
+            return
+        client.flush_out()
 
     def eof_received(self) -> bool | None:
         client = self.client
