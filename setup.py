@@ -9,7 +9,7 @@ import os
 
 from setuptools import Extension, setup
 
-KERNELS = ["router", "urlnorm"]
+KERNELS = ["router", "urlnorm", "headers"]
 
 
 def extensions() -> list[Extension]:

@@ -15,3 +15,7 @@ class RouteConflictError(RouteError):
 
 class InvalidPathError(KernelError, ValueError):
     """A request path cannot be normalised (bad percent-encoding, NUL, not origin-form)."""
+
+
+class HeadError(KernelError, ValueError):
+    """An HTTP head that cannot be relayed (malformed, or over a fixed limit)."""

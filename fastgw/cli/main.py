@@ -62,7 +62,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _make_loader(args: argparse.Namespace) -> tuple[Callable[[], object], list[tuple[str, Callable[[], None]]]]:
+def _make_loader(
+    args: argparse.Namespace,
+) -> tuple[Callable[[], object], list[tuple[str, Callable[[], None]]]]:
     from fastgw.config.load import load_config_file
     from fastgw.demo import DEMO_CONFIG
 
@@ -200,7 +202,9 @@ def cmd_version(args: argparse.Namespace) -> int:
         import httptools
         import uvloop
 
-        print(f"python {sys.version.split()[0]}, uvloop {uvloop.__version__}, httptools {httptools.__version__}")
+        print(
+            f"python {sys.version.split()[0]}, uvloop {uvloop.__version__}, httptools {httptools.__version__}"
+        )
         print(f"msgspec {msgspec.__version__}")
         no_ext = " (FASTGW_NO_EXTENSIONS is set)" if os.environ.get("FASTGW_NO_EXTENSIONS") else ""
         for name, compiled in fastgw_core.COMPILED.items():
@@ -215,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="serve the gateway")
-    run.add_argument("-c", "--config", help="config file (default: ./fastgw.yaml, $FASTGW_CONFIG, else the demo)")
+    run.add_argument(
+        "-c", "--config", help="config file (default: ./fastgw.yaml, $FASTGW_CONFIG, else the demo)"
+    )
     run.add_argument("--listen", help="HOST:PORT (overrides gateway.listen)")
     run.add_argument("--workers", type=int, help="worker processes (default: gateway.workers, 0 = CPU count)")
     run.add_argument("--pid-file", default=DEFAULT_PID_FILE, help="where the supervisor writes its pid")

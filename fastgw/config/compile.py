@@ -139,6 +139,27 @@ class RuntimeSnapshot:
     stages: list[StageRuntime]
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     targets: dict[tuple[str, str, int], Target]
+    host_cache: dict[bytes | None, Site] = field(default_factory=dict)
+
+    def site_for_header(self, host: bytes | None) -> Site:
+        """The site for a raw Host header value; memoised (bounded) since hosts repeat."""
+        site = self.host_cache.get(host)
+        if site is not None:
+            return site
+        if host:
+            h = host.decode("latin-1").lower()
+            if h[0] == "[":
+                h = h[: h.find("]") + 1]
+            else:
+                colon = h.rfind(":")
+                if colon >= 0:
+                    h = h[:colon]
+            site = self.site_for(h)
+        else:
+            site = self.default_site
+        if len(self.host_cache) < 4096:
+            self.host_cache[host] = site
+        return site
 
     def site_for(self, host: str) -> Site:
         """Pick the site for a Host value (already lower-case, port stripped)."""
@@ -163,7 +184,9 @@ def _substitute_stage_vars(text: str, stage: Stage, path: str, issues: list[Conf
     def repl(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in stage.variables:
-            issues.append(ConfigIssue(path, f"stage '{stage.name}' has no variable '{name}' used in {text!r}"))
+            issues.append(
+                ConfigIssue(path, f"stage '{stage.name}' has no variable '{name}' used in {text!r}")
+            )
             return ""
         return stage.variables[name]
 
@@ -323,9 +346,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                         replies.LocalReply(integ.status, list(integ.headers.items()), integ.body.encode())
                     )
                 else:
-                    compiled = _compile_proxy(
-                        integ, stage, params, f"{r_path}.integration", issues, targets
-                    )
+                    compiled = _compile_proxy(integ, stage, params, f"{r_path}.integration", issues, targets)
                 if compiled is None:
                     continue
                 rt_route = RouteRuntime(route.route, rt_api, rt_stage, compiled)
@@ -370,7 +391,9 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 continue
             rt_stage = entry[1].get(mapping.stage)
             if rt_stage is None:
-                issues.append(ConfigIssue(f"{m_path}.stage", f"API {mapping.api!r} has no stage {mapping.stage!r}"))
+                issues.append(
+                    ConfigIssue(f"{m_path}.stage", f"API {mapping.api!r} has no stage {mapping.stage!r}")
+                )
                 continue
             bp = mapping.base_path.strip("/")
             if not bp:

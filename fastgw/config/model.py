@@ -48,7 +48,8 @@ class Limits(_Model):
         int, Meta(ge=1, description="Pipelined requests queued per connection before reading pauses.")
     ] = 16
     write_high_water: Annotated[
-        int, Meta(ge=1024, description="Bytes buffered towards a peer before reading from the other side pauses.")
+        int,
+        Meta(ge=1024, description="Bytes buffered towards a peer before reading from the other side pauses."),
     ] = 256 * 1024
     drain_timeout: Annotated[
         float, Meta(gt=0, description="Seconds SIGTERM waits for in-flight requests before closing.")
@@ -174,9 +175,9 @@ class Api(_Model):
         ]
         | None
     ) = None
-    kind: Annotated[
-        Literal["rest", "http", "websocket"], Meta(description="rest | http | websocket")
-    ] = "rest"
+    kind: Annotated[Literal["rest", "http", "websocket"], Meta(description="rest | http | websocket")] = (
+        "rest"
+    )
     description: Annotated[str, Meta(description="Free text.")] = ""
     routes: Annotated[list[Route], Meta(description="Routes of the API.")] = field(default_factory=list)
     stages: Annotated[list[Stage], Meta(description="Stages; at least one.")] = field(default_factory=list)

@@ -29,7 +29,9 @@ class EchoProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
             self.transport.close()
 
     def on_url(self, url: bytes) -> None:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 import httptools
 
 from fastgw.server import replies
-from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply, status_line
+from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
 from fastgw_core.errors import InvalidPathError
+from fastgw_core.headers import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE, rewrite_response_head
 from fastgw_core.urlnorm import normalize_path
 
 if TYPE_CHECKING:
@@ -51,20 +52,6 @@ _REQ_SPECIAL: dict[bytes, int] = {
     b"x-forwarded-host": _H_XFWD,
     b"x-forwarded-port": _H_XFWD,
 }
-# Response headers never relayed to the client (hop-by-hop, or set by the gateway).
-_RESP_SKIP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"content-length",
-        b"x-amzn-requestid",
-    }
-)
 _METHODS: dict[bytes, str] = {}
 
 # Reasons for which reading from a client is paused (a bit each).
@@ -392,7 +379,7 @@ class HttpProtocol(asyncio.Protocol):
             ex.keep_alive = False
             self.active = ex
             ex.respond_local(reply)
-        elif cur is active or cur is None and not self.queue:
+        elif cur is active or (cur is None and not self.queue):
             # The error belongs to the request being served (its body, or a deadline).
             active.abort_upstream()
             active.keep_alive = False
@@ -413,7 +400,7 @@ class HttpProtocol(asyncio.Protocol):
         if ex is not self.active:
             return
         self.active = None
-        if not ex.keep_alive or self.paused & _PAUSE_HALT and not self.queue:
+        if not ex.keep_alive or (self.paused & _PAUSE_HALT and not self.queue):
             self.transport.close()
             return
         if self.queue:
@@ -441,7 +428,7 @@ class HttpProtocol(asyncio.Protocol):
         """Called by the worker's ticker when ``deadline`` has passed."""
         self.deadline = 0.0
         reply = self.deadline_reply
-        if reply is None or self.active is not None and self.active.response_started:
+        if reply is None or (self.active is not None and self.active.response_started):
             self.transport.close()  # idle keep-alive: close quietly
             return
         self.fail(reply)
@@ -527,18 +514,7 @@ class Exchange:
         except InvalidPathError:
             raise _Reject(replies.BAD_REQUEST) from None
         host = proto.host
-        snapshot = self.snapshot
-        if host:
-            h = host.decode("latin-1").lower()
-            if h[0] == "[":
-                h = h[: h.find("]") + 1]
-            else:
-                colon = h.rfind(":")
-                if colon >= 0:
-                    h = h[:colon]
-            site = snapshot.site_for(h)
-        else:
-            site = snapshot.default_site
+        site = self.snapshot.site_for_header(host)
         stage, inner = site.resolve(path)
         if stage is None:
             self.local_error = site.not_found
@@ -693,47 +669,27 @@ class Exchange:
         self.proto.worker.waiting.discard(self)
         self.respond_local(replies.INTEGRATION_FAILURE)
 
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], conn: UpstreamConnection) -> None:
+    def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
         proto = self.proto
+        if not self.request_done:
+            self.keep_alive = False  # an early response: the rest of the request is not read
+        flags = 0
+        if self.method == "HEAD":
+            flags = IN_HEAD
+        if self.http10:
+            flags |= IN_HTTP10
+        if not self.keep_alive:
+            flags |= IN_CLOSE
+        head, _, out_flags = rewrite_response_head(raw_head, self.request_id, flags)
+        if out_flags & OUT_CLOSE:
+            self.keep_alive = False
+        self.resp_chunked = bool(out_flags & OUT_CHUNKED)
         proto.worker.waiting.discard(self)
         self.deadline = 0.0
         self.response_started = True
-        if not self.request_done:
-            self.keep_alive = False  # an early response: the rest of the request is not read
-        parts = [status_line(status)]
-        length: bytes | None = None
-        conn_tokens: bytes | None = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname in _RESP_SKIP:
-                if lname == b"content-length":
-                    length = value
-                elif lname == b"connection":
-                    conn_tokens = value
-                continue
-            parts.append(b"%s: %s\r\n" % (name, value))
-        if conn_tokens is not None:
-            drop = {t.strip().lower() for t in conn_tokens.split(b",")} - {b"close", b"keep-alive"}
-            if drop:
-                parts = [p for p in parts if p.split(b":", 1)[0].lower() not in drop]
-        parts.append(b"x-amzn-RequestId: %s\r\n" % self.request_id)
-        no_body = self.method == "HEAD" or status == 204 or status == 304
-        if length is not None:
-            parts.append(b"content-length: %s\r\n" % length)
-        elif not no_body:
-            if self.http10:
-                self.keep_alive = False  # close-delimited for HTTP/1.0 clients
-            else:
-                self.resp_chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-        if not self.keep_alive:
-            parts.append(CONN_CLOSE)
-        elif self.http10:
-            parts.append(CONN_KEEP_ALIVE)
-        parts.append(b"\r\n")
         # PERF: the head is not written here but gathered with the body bytes of the same
         # upstream read and written once (flush_out): one send() per read, not two.
-        self.out.append(b"".join(parts))
+        self.out.append(head)
         if proto.write_paused and conn.transport is not None:
             conn.transport.pause_reading()
 
@@ -777,7 +733,12 @@ class Exchange:
         if not self.request_done and self.body_mode and (reply.status >= 400 or proto.expect):
             self.keep_alive = False  # the body will not be read: the connection cannot continue
         conn_line = CONN_CLOSE if not self.keep_alive else (CONN_KEEP_ALIVE if self.http10 else b"")
-        head = b"%sx-amzn-RequestId: %s\r\n%s%s\r\n" % (reply.head, self.request_id, proto.worker.date_line, conn_line)
+        head = b"%sx-amzn-RequestId: %s\r\n%s%s\r\n" % (
+            reply.head,
+            self.request_id,
+            proto.worker.date_line,
+            conn_line,
+        )
         if self.method == "HEAD":
             proto.transport.write(head)
         else:

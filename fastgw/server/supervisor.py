@@ -198,7 +198,11 @@ class Supervisor:
                     slot.crashes = [t for t in slot.crashes if now - t < 60] + [now]
                     log.error(
                         "worker exited; restarting",
-                        extra={"worker": slot.index, "status": status, "crashes_last_minute": len(slot.crashes)},
+                        extra={
+                            "worker": slot.index,
+                            "status": status,
+                            "crashes_last_minute": len(slot.crashes),
+                        },
                     )
                     if len(slot.crashes) > 5:
                         time.sleep(1.0)  # a crash loop: slow it down

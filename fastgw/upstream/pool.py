@@ -28,7 +28,7 @@ class UpstreamClient(Protocol):
 
     def upstream_ready(self, conn: UpstreamConnection) -> None: ...
     def upstream_failed(self, reused: bool, got_bytes: bool) -> None: ...
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], conn: UpstreamConnection) -> None: ...
+    def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None: ...
     def upstream_body(self, data: bytes) -> None: ...
     def flush_out(self) -> None: ...
     def upstream_done(self, keep_alive: bool) -> None: ...
@@ -40,9 +40,10 @@ class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a target, parsing responses with httptools."""
 
     __slots__ = (
+        "awaiting_head",
         "client",
         "got_bytes",
-        "headers",
+        "head_buf",
         "idle_since",
         "parser",
         "pool",
@@ -56,7 +57,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.client: UpstreamClient | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_buf = b""
+        self.awaiting_head = False
         self.idle_since = 0.0
         self.reused = False
         self.got_bytes = False
@@ -86,6 +88,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.got_bytes = True
         client = self.client
+        if self.awaiting_head:
+            # PERF: no on_header callback is bound; the raw head is kept and rewritten by
+            # fastgw_core.headers in one call once httptools has validated it.
+            self.head_buf = self.head_buf + data if self.head_buf else data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -113,21 +119,21 @@ class UpstreamConnection(asyncio.Protocol):
         if self.client is not None:
             self.client.upstream_resume_writing()
 
-    # -- httptools callbacks
-    def on_header(self, name: bytes, value: bytes | None) -> None:
-        self.headers.append((name, value or b""))
-
+    # -- httptools callbacks (no on_header: see data_received)
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        headers = self.headers
-        self.headers = []
+        buf = self.head_buf
         if status < 200:
-            if status == 100 or status == 103:
-                return  # informational, not forwarded
-            raise _Anomaly()
+            end = buf.find(b"\r\n\r\n")
+            if end < 0 or status not in (100, 103):
+                raise _Anomaly()  # an unexpected 1xx / 101 is never relayed
+            self.head_buf = buf[end + 4 :]  # informational: the final head follows
+            return
+        self.awaiting_head = False
+        self.head_buf = b""
         client = self.client
         if client is not None:
-            client.upstream_head(status, headers, self)
+            client.upstream_head(status, buf, self)
             if self.skip_body and self.client is not None:
                 # A response to HEAD has no body, whatever its framing headers say; the parser
                 # cannot be told so, hence the connection is closed rather than reused.
@@ -153,6 +159,8 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, client: UpstreamClient, data: bytes) -> None:
         self.client = client
         self.got_bytes = False
+        self.awaiting_head = True
+        self.head_buf = b""
         self.transport.write(data)  # type: ignore[union-attr]
 
     def abort(self) -> None:
@@ -229,7 +237,7 @@ class UpstreamPool:
                 self.loop.create_connection(lambda: UpstreamConnection(self), t.host, t.port),
                 self.settings.connect_timeout,
             )
-        except (OSError, asyncio.TimeoutError) as ex:
+        except (TimeoutError, OSError) as ex:
             self.connecting -= 1
             self.record_failure()
             log.warning("upstream connect failed", extra={"target": f"{t.host}:{t.port}", "error": repr(ex)})
@@ -270,7 +278,10 @@ class UpstreamPool:
             self.failures = 0
             log.warning(
                 "upstream target ejected",
-                extra={"target": f"{self.target.host}:{self.target.port}", "seconds": self.settings.eject_seconds},
+                extra={
+                    "target": f"{self.target.host}:{self.target.port}",
+                    "seconds": self.settings.eject_seconds,
+                },
             )
 
     def expire_idle(self, now: float) -> None:

@@ -1,0 +1,107 @@
+"""Reference implementation of the response-head rewrite (the spec of ``_headers_c``).
+
+The upstream's response head arrives as raw bytes (status line through the blank line), already
+validated by httptools. The gateway relays it to the client with:
+
+- the status line re-emitted as ``HTTP/1.1 <code> <reason>`` (the upstream's code and reason);
+- hop-by-hop headers removed: ``Connection``, ``Keep-Alive``, ``Proxy-Connection``,
+  ``Transfer-Encoding``, ``TE``, ``Trailer``, ``Upgrade``, and every header named in
+  ``Connection``; an upstream ``x-amzn-RequestId`` is replaced by the gateway's;
+- every other header line copied byte for byte, in order (repeated headers stay repeated);
+- then ``x-amzn-RequestId``, the framing the client gets, and the connection header:
+  a ``Content-Length`` is kept; a body without one (chunked or close-delimited upstream) is
+  re-chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 clients; a response that
+  has no body (HEAD, 1xx, 204, 304) keeps its ``Content-Length`` if any and gets no framing.
+
+Flags in: ``IN_HEAD`` (the request was HEAD), ``IN_HTTP10`` (the client speaks HTTP/1.0),
+``IN_CLOSE`` (the client connection closes after this response).
+Flags out: ``OUT_CHUNKED`` (re-chunk the body), ``OUT_CLOSE`` (close after the body).
+"""
+
+from __future__ import annotations
+
+from fastgw_core.errors import HeadError
+
+IN_HEAD = 1
+IN_HTTP10 = 2
+IN_CLOSE = 4
+OUT_CHUNKED = 1
+OUT_CLOSE = 2
+
+_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"content-length",
+        b"x-amzn-requestid",
+    }
+)
+
+
+def rewrite_response_head(raw: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int]:
+    """Return ``(client_head, status, out_flags)`` for the upstream head ``raw``."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise HeadError("response head is not terminated by CRLF CRLF")
+    lines = raw[:end].split(b"\r\n")
+    status_line = lines[0]
+    sp = status_line.find(b" ")
+    if sp < 0 or not status_line.startswith(b"HTTP/"):
+        raise HeadError("bad status line")
+    code_part = status_line[sp + 1 : sp + 4]
+    if len(code_part) != 3 or not code_part.isdigit():
+        raise HeadError("bad status code")
+    status = int(code_part)
+    dropped: set[bytes] = set()
+    length: bytes | None = None
+    has_te = False
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        colon = line.find(b":")
+        if colon <= 0:
+            raise HeadError("bad header line")
+        name = line[:colon].lower()
+        value = line[colon + 1 :].strip(b" \t")
+        headers.append((name, line))
+        if name == b"connection":
+            for token in value.split(b","):
+                token = token.strip(b" \t").lower()
+                if token:
+                    dropped.add(token)
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            has_te = True
+    out = [b"HTTP/1.1 ", status_line[sp + 1 :], b"\r\n"]
+    for name, line in headers:
+        if name in _HOP or name in dropped:
+            continue
+        out.append(line)
+        out.append(b"\r\n")
+    out.append(b"x-amzn-RequestId: ")
+    out.append(request_id)
+    out.append(b"\r\n")
+    out_flags = 0
+    no_body = flags & IN_HEAD or status < 200 or status == 204 or status == 304
+    if length is not None and not has_te:
+        out.append(b"content-length: ")
+        out.append(length)
+        out.append(b"\r\n")
+    elif not no_body:
+        if flags & IN_HTTP10:
+            out_flags |= OUT_CLOSE
+        else:
+            out_flags |= OUT_CHUNKED
+            out.append(b"transfer-encoding: chunked\r\n")
+    if flags & IN_CLOSE or out_flags & OUT_CLOSE:
+        out_flags |= OUT_CLOSE
+        out.append(b"connection: close\r\n")
+    elif flags & IN_HTTP10:
+        out.append(b"connection: keep-alive\r\n")
+    out.append(b"\r\n")
+    return b"".join(out), status, out_flags

@@ -1,0 +1,39 @@
+"""Response-head rewrite facade: binds the compiled build unless missing or disabled.
+
+``rewrite_response_head(raw, request_id, flags) -> (head, status, out_flags)``; see
+``_headers_py`` for the rules. ``rewrite_response_head_py`` and ``rewrite_response_head_c``
+(``None`` when the extension is not built) stay importable for tests and benchmarks.
+"""
+
+from collections.abc import Callable
+
+from fastgw_core import _env
+from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
+from fastgw_core._headers_py import rewrite_response_head as rewrite_response_head_py
+
+__all__ = [
+    "COMPILED",
+    "IN_CLOSE",
+    "IN_HEAD",
+    "IN_HTTP10",
+    "OUT_CHUNKED",
+    "OUT_CLOSE",
+    "rewrite_response_head",
+    "rewrite_response_head_c",
+    "rewrite_response_head_py",
+]
+
+Rewrite = Callable[[bytes, bytes, int], tuple[bytes, int, int]]
+
+rewrite_response_head_c: Rewrite | None = None
+if not _env.NO_EXTENSIONS:
+    try:
+        from fastgw_core._headers_c import rewrite_response_head as rewrite_response_head_c
+    except ImportError:  # pragma: no cover - depends on the build
+        rewrite_response_head_c = None
+
+COMPILED: bool = rewrite_response_head_c is not None
+
+rewrite_response_head: Rewrite = (
+    rewrite_response_head_c if rewrite_response_head_c is not None else rewrite_response_head_py
+)

@@ -1,0 +1,11 @@
+IN_HEAD: int
+IN_HTTP10: int
+IN_CLOSE: int
+OUT_CHUNKED: int
+OUT_CLOSE: int
+COMPILED: bool
+
+def rewrite_response_head(raw: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int]: ...
+def rewrite_response_head_py(raw: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int]: ...
+
+rewrite_response_head_c: object | None
