@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fastgw_core import router, urlnorm
+from fastgw_core import headers, router, urlnorm
 
 NO_EXTENSIONS = bool(os.environ.get("FASTGW_NO_EXTENSIONS"))
 IMPLS = ["python", "compiled"]
@@ -51,3 +51,11 @@ def normalize_impl(request: pytest.FixtureRequest) -> Callable[[str], str]:
     if request.param == "python":
         return urlnorm.normalize_path_py
     return require_compiled(urlnorm.normalize_path_c, "urlnorm")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=IMPLS, scope="session")
+def rewrite_impl(request: pytest.FixtureRequest) -> Callable[[bytes, bytes, int], tuple[bytes, int, int]]:
+    """The ``rewrite_response_head`` function of one build."""
+    if request.param == "python":
+        return headers.rewrite_response_head_py
+    return require_compiled(headers.rewrite_response_head_c, "headers")  # type: ignore[no-any-return]

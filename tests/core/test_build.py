@@ -15,14 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
 def test_compiled_kernels_are_loaded() -> None:
+    import fastgw_core._headers_c
     import fastgw_core._router_c
     import fastgw_core._urlnorm_c
 
-    assert fastgw_core.COMPILED == {"router": True, "urlnorm": True}
+    assert fastgw_core.COMPILED == {"router": True, "urlnorm": True, "headers": True}
+    assert fastgw_core.headers.rewrite_response_head is fastgw_core._headers_c.rewrite_response_head
     assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
     assert fastgw_core.router.RouteMatch.__module__ == "fastgw_core._router_c"
     assert fastgw_core.urlnorm.normalize_path.__module__ == "fastgw_core._urlnorm_c"
-    for module in (fastgw_core._router_c, fastgw_core._urlnorm_c):
+    for module in (fastgw_core._router_c, fastgw_core._urlnorm_c, fastgw_core._headers_c):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
 
@@ -33,7 +35,7 @@ def test_no_extensions_binds_the_python_twins() -> None:
         import sys
         import fastgw_core
         from fastgw_core import router, urlnorm
-        assert fastgw_core.COMPILED == {"router": False, "urlnorm": False}, fastgw_core.COMPILED
+        assert fastgw_core.COMPILED == {"router": False, "urlnorm": False, "headers": False}, fastgw_core.COMPILED
         assert router.RouteTrie is router.RouteTriePy
         assert router.RouteTrie.__module__ == "fastgw_core._router_py"
         assert router.RouteMatch.__module__ == "fastgw_core._router_py"

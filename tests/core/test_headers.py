@@ -1,0 +1,135 @@
+"""fastgw_core.headers: the upstream response head as the client gets it, on both builds."""
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastgw_core import headers
+from fastgw_core.errors import HeadError
+from fastgw_core.headers import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
+
+from .conftest import NO_EXTENSIONS
+
+Rewrite = Callable[[bytes, bytes, int], tuple[bytes, int, int]]
+RID = b"0e4549fa-8fb5-4b04-8f6f-000000000001"
+
+
+def lines(head: bytes) -> list[bytes]:
+    assert head.endswith(b"\r\n\r\n")
+    return head[:-4].split(b"\r\n")
+
+
+def test_content_length_response_keeps_headers_in_order(rewrite_impl: Rewrite) -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nServer: up\r\nSet-Cookie: a=1\r\nContent-Type: text/plain\r\n"
+        b"Set-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    head, status, flags = rewrite_impl(raw, RID, 0)
+    assert status == 200 and flags == 0
+    assert lines(head) == [
+        b"HTTP/1.1 200 OK",
+        b"Server: up",
+        b"Set-Cookie: a=1",
+        b"Content-Type: text/plain",
+        b"Set-Cookie: b=2",
+        b"x-amzn-RequestId: " + RID,
+        b"content-length: 5",
+    ]
+
+
+def test_hop_by_hop_and_connection_named_headers_are_dropped(rewrite_impl: Rewrite) -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop ,x-other\r\nX-HOP: secret\r\n"
+        b"x-other: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: x\r\nUpgrade: h2c\r\n"
+        b"Proxy-Connection: close\r\nX-Amzn-RequestId: upstream-id\r\nX-Keep: yes\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    head, _, _ = rewrite_impl(raw, RID, 0)
+    assert lines(head) == [b"HTTP/1.1 200 OK", b"X-Keep: yes", b"x-amzn-RequestId: " + RID, b"content-length: 0"]
+
+
+def test_chunked_upstream_is_rechunked_for_http11_and_close_delimited_for_http10(rewrite_impl: Rewrite) -> None:
+    raw = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head, status, flags = rewrite_impl(raw, RID, 0)
+    assert status == 404 and flags == OUT_CHUNKED
+    assert lines(head)[-1] == b"transfer-encoding: chunked"
+    head, _, flags = rewrite_impl(raw, RID, IN_HTTP10)
+    assert flags == OUT_CLOSE
+    assert lines(head)[-1] == b"connection: close"
+    assert b"transfer-encoding" not in head
+
+
+def test_close_delimited_upstream_body(rewrite_impl: Rewrite) -> None:
+    head, _, flags = rewrite_impl(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\n", RID, 0)
+    assert flags == OUT_CHUNKED
+    assert lines(head)[0] == b"HTTP/1.1 200 OK"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses_get_no_framing(rewrite_impl: Rewrite, status: int) -> None:
+    head, got, flags = rewrite_impl(b"HTTP/1.1 %d X\r\nETag: 1\r\n\r\n" % status, RID, 0)
+    assert got == status and flags == 0
+    assert b"transfer-encoding" not in head and b"content-length" not in head
+
+
+def test_head_request_keeps_content_length_and_gets_no_chunking(rewrite_impl: Rewrite) -> None:
+    head, _, flags = rewrite_impl(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", RID, IN_HEAD)
+    assert flags == 0 and b"content-length: 1234" in head
+    head, _, flags = rewrite_impl(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", RID, IN_HEAD)
+    assert flags == 0 and b"transfer-encoding" not in head
+
+
+def test_connection_header_follows_the_client(rewrite_impl: Rewrite) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert lines(rewrite_impl(raw, RID, IN_CLOSE)[0])[-1] == b"connection: close"
+    assert rewrite_impl(raw, RID, IN_CLOSE)[2] == OUT_CLOSE
+    assert lines(rewrite_impl(raw, RID, IN_HTTP10)[0])[-1] == b"connection: keep-alive"
+    assert lines(rewrite_impl(raw, RID, IN_HTTP10 | IN_CLOSE)[0])[-1] == b"connection: close"
+
+
+def test_reason_phrase_kept_and_version_is_ours(rewrite_impl: Rewrite) -> None:
+    head, status, _ = rewrite_impl(b"HTTP/1.0 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n", RID, 0)
+    assert status == 418 and head.startswith(b"HTTP/1.1 418 I'm a teapot\r\n")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",
+        b"HTTX/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno-colon-here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n: empty-name\r\n\r\n",
+    ],
+)
+def test_malformed_heads_raise_head_error(rewrite_impl: Rewrite, raw: bytes) -> None:
+    with pytest.raises(HeadError):
+        rewrite_impl(raw, RID, 0)
+
+
+_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=12)
+_name = st.one_of(
+    _token,
+    st.sampled_from(
+        ["Connection", "content-length", "Transfer-Encoding", "keep-alive", "TE", "x-amzn-requestid", "Upgrade"]
+    ),
+)
+_value = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ,=-", max_size=20)
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.integers(100, 599),
+    hdrs=st.lists(st.tuples(_name, _value), max_size=12),
+    flags=st.integers(0, 7),
+    tail=st.binary(max_size=8),
+)
+def test_compiled_agrees_with_python(status: int, hdrs: list[tuple[str, str]], flags: int, tail: bytes) -> None:
+    assert headers.rewrite_response_head_c is not None
+    raw = b"HTTP/1.1 %d Reason\r\n" % status
+    raw += b"".join(f"{n}: {v}\r\n".encode() for n, v in hdrs) + b"\r\n" + tail
+    assert headers.rewrite_response_head_c(raw, RID, flags) == headers.rewrite_response_head_py(raw, RID, flags)
