@@ -189,6 +189,11 @@ def cmd_routes(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from fastgw.config.model import json_schema
 
+    if args.markdown:
+        from fastgw.config.docs import reference_markdown
+
+        print(reference_markdown())
+        return 0
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(json_schema())).decode() + "\n")
     return 0
 
@@ -243,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     routes.set_defaults(func=cmd_routes)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the config file")
+    schema.add_argument("--markdown", action="store_true", help="the README's configuration reference instead")
     schema.set_defaults(func=cmd_schema)
 
     ver = sub.add_parser("version", help="print versions; --verbose says which kernel builds are loaded")

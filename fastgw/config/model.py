@@ -90,9 +90,6 @@ class GatewaySettings(_Model):
         bool,
         Meta(description="Answer unmatched REST requests 404 Not Found instead of AWS's 403."),
     ] = False
-    server_header: Annotated[
-        str | None, Meta(description="Value of a Server header on every response; none by default.")
-    ] = None
     limits: Limits = field(default_factory=Limits)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
 
@@ -111,7 +108,7 @@ class HttpProxyIntegration(_Model, tag="HTTP_PROXY", tag_field="type"):
     uri: Annotated[
         str,
         Meta(
-            description="Endpoint URI template: http(s)://host[:port]/path with {param}, {proxy} "
+            description="Endpoint URI template: http://host[:port]/path with {param}, {proxy} "
             "(greedy path parameter) and ${stageVariables.NAME} placeholders."
         ),
     ]
@@ -141,7 +138,9 @@ class Route(_Model):
             "'$default' (HTTP APIs) catches what no other route matches."
         ),
     ]
-    integration: Integration
+    integration: Annotated[
+        Integration, Meta(description="What serves the route; `type` selects MOCK or HTTP_PROXY.")
+    ]
 
 
 class Stage(_Model):
