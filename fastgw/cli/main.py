@@ -46,17 +46,27 @@ def _print_issues(ex: Exception) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from fastgw.config.compile import compile_config
-    from fastgw.config.load import ConfigError, load_config_file
+    from fastgw.config.compile import check_document, compile_config
+    from fastgw.config.load import ConfigError, ConfigIssue, load_config_file, parse_document
 
     ok = True
     for path in args.files:
         try:
-            snapshot = compile_config(load_config_file(path), path)
+            data = parse_document(Path(path).read_bytes(), path)
+        except OSError as ex:
+            _print_issues(ConfigError([ConfigIssue("$", f"cannot read {path}: {ex.strerror}")], path))
+            ok = False
+            continue
         except ConfigError as ex:
             _print_issues(ex)
             ok = False
             continue
+        issues = check_document(data, path)
+        if issues:
+            _print_issues(ConfigError(issues, path))
+            ok = False
+            continue
+        snapshot = compile_config(load_config_file(path), path)
         routes = sum(len(s.trie) for s in snapshot.stages)
         print(f"{path}: OK ({len(snapshot.apis)} API(s), {len(snapshot.stages)} stage(s), {routes} route(s))")
     return 0 if ok else 1
@@ -248,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     routes.set_defaults(func=cmd_routes)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the config file")
-    schema.add_argument("--markdown", action="store_true", help="the README's configuration reference instead")
+    schema.add_argument(
+        "--markdown", action="store_true", help="the README's configuration reference instead"
+    )
     schema.set_defaults(func=cmd_schema)
 
     ver = sub.add_parser("version", help="print versions; --verbose says which kernel builds are loaded")

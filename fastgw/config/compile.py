@@ -426,3 +426,42 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         trusted_proxies=tuple(proxies),
         targets=targets,
     )
+
+
+def check_document(data: object, source: str = "config") -> list[ConfigIssue]:
+    """Every problem in a parsed document: type errors and, as far as they allow, semantic ones.
+
+    ``fastgw validate`` reports both kinds in one run: when some parts fail type validation,
+    each API that is valid on its own is still compiled alone and its semantic errors are
+    reported under its own index.
+    """
+    import msgspec
+
+    from fastgw.config.load import decode_config
+    from fastgw.config.model import Api
+
+    try:
+        config = decode_config(data, source)
+    except ConfigError as ex:
+        issues = list(ex.issues)
+    else:
+        try:
+            compile_config(config, source)
+        except ConfigError as ex:
+            return list(ex.issues)
+        return []
+    apis = data.get("apis") if isinstance(data, dict) else None
+    if isinstance(apis, list):
+        for i, raw in enumerate(apis):
+            try:
+                api = msgspec.convert(raw, Api)
+            except msgspec.ValidationError:
+                continue
+            try:
+                compile_config(GatewayConfig(apis=[api]), source)
+            except ConfigError as ex:
+                prefix = "$.apis[0]"
+                for issue in ex.issues:
+                    if issue.path.startswith(prefix):
+                        issues.append(ConfigIssue(f"$.apis[{i}]" + issue.path[len(prefix) :], issue.message))
+    return issues

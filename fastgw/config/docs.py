@@ -48,7 +48,9 @@ def _type_name(tp: Any) -> str:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if all(isinstance(a, type) and issubclass(a, msgspec.Struct) for a in args):
             return "integration object (by `type`)"
-        return " or ".join(_type_name(a) for a in args) + (" or null" if len(args) < len(typing.get_args(tp)) else "")
+        return " or ".join(_type_name(a) for a in args) + (
+            " or null" if len(args) < len(typing.get_args(tp)) else ""
+        )
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return "object"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp)) + meta_desc

@@ -379,8 +379,8 @@ class HttpProtocol(asyncio.Protocol):
             ex.keep_alive = False
             self.active = ex
             ex.respond_local(reply)
-        elif cur is active or (cur is None and not self.queue):
-            # The error belongs to the request being served (its body, or a deadline).
+        elif cur is active:
+            # The error belongs to the request being served (its body, or its deadline).
             active.abort_upstream()
             active.keep_alive = False
             if active.response_started:
@@ -649,9 +649,10 @@ class Exchange:
         conn = self.conn
         self.conn = None
         pool = self.pool
-        if pool is not None and not reused:
-            pool.record_failure()
         if conn is not None:
+            # A failure on an established connection (connect failures are counted by the pool).
+            if pool is not None and not reused:
+                pool.record_failure()
             conn.abort()
         if self.proto.active is not self:
             return
@@ -684,8 +685,9 @@ class Exchange:
         if out_flags & OUT_CLOSE:
             self.keep_alive = False
         self.resp_chunked = bool(out_flags & OUT_CHUNKED)
-        proto.worker.waiting.discard(self)
-        self.deadline = 0.0
+        # The integration deadline now bounds the wait between body reads (the exchange stays
+        # in worker.waiting until upstream_done).
+        self.deadline = proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
         self.response_started = True
         # PERF: the head is not written here but gathered with the body bytes of the same
         # upstream read and written once (flush_out): one send() per read, not two.
@@ -694,6 +696,7 @@ class Exchange:
             conn.transport.pause_reading()
 
     def upstream_body(self, data: bytes) -> None:
+        self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
         if self.resp_chunked:
             self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -709,6 +712,7 @@ class Exchange:
     def upstream_done(self, keep_alive: bool) -> None:
         conn = self.conn
         self.conn = None
+        self.proto.worker.waiting.discard(self)
         if conn is not None:
             conn.release(keep_alive and self.request_done)
         if self.resp_chunked:

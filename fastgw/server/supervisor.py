@@ -245,6 +245,10 @@ class Supervisor:
     def shutdown(self) -> int:
         self.stopping = True
         log.info("draining workers")
+        # Our copies of the listening sockets would keep the kernel accepting connections
+        # that no worker will ever serve: close them before the workers close theirs.
+        for slot in self.slots:
+            slot.sock.close()
         for slot in self.slots:
             if slot.pid:
                 _kill(slot.pid, signal.SIGTERM)
@@ -265,8 +269,6 @@ class Supervisor:
             live.discard(pid)
         for pid in live:
             _kill(pid, signal.SIGKILL)
-        for slot in self.slots:
-            slot.sock.close()
         log.info("fastgw stopped")
         return 0
 

@@ -47,10 +47,17 @@ def test_hop_by_hop_and_connection_named_headers_are_dropped(rewrite_impl: Rewri
         b"Content-Length: 0\r\n\r\n"
     )
     head, _, _ = rewrite_impl(raw, RID, 0)
-    assert lines(head) == [b"HTTP/1.1 200 OK", b"X-Keep: yes", b"x-amzn-RequestId: " + RID, b"content-length: 0"]
+    assert lines(head) == [
+        b"HTTP/1.1 200 OK",
+        b"X-Keep: yes",
+        b"x-amzn-RequestId: " + RID,
+        b"content-length: 0",
+    ]
 
 
-def test_chunked_upstream_is_rechunked_for_http11_and_close_delimited_for_http10(rewrite_impl: Rewrite) -> None:
+def test_chunked_upstream_is_rechunked_for_http11_and_close_delimited_for_http10(
+    rewrite_impl: Rewrite,
+) -> None:
     raw = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
     head, status, flags = rewrite_impl(raw, RID, 0)
     assert status == 404 and flags == OUT_CHUNKED
@@ -114,7 +121,15 @@ _token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-
 _name = st.one_of(
     _token,
     st.sampled_from(
-        ["Connection", "content-length", "Transfer-Encoding", "keep-alive", "TE", "x-amzn-requestid", "Upgrade"]
+        [
+            "Connection",
+            "content-length",
+            "Transfer-Encoding",
+            "keep-alive",
+            "TE",
+            "x-amzn-requestid",
+            "Upgrade",
+        ]
     ),
 )
 _value = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ,=-", max_size=20)
@@ -128,8 +143,12 @@ _value = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ,=-", max_size=2
     flags=st.integers(0, 7),
     tail=st.binary(max_size=8),
 )
-def test_compiled_agrees_with_python(status: int, hdrs: list[tuple[str, str]], flags: int, tail: bytes) -> None:
+def test_compiled_agrees_with_python(
+    status: int, hdrs: list[tuple[str, str]], flags: int, tail: bytes
+) -> None:
     assert headers.rewrite_response_head_c is not None
     raw = b"HTTP/1.1 %d Reason\r\n" % status
     raw += b"".join(f"{n}: {v}\r\n".encode() for n, v in hdrs) + b"\r\n" + tail
-    assert headers.rewrite_response_head_c(raw, RID, flags) == headers.rewrite_response_head_py(raw, RID, flags)
+    assert headers.rewrite_response_head_c(raw, RID, flags) == headers.rewrite_response_head_py(
+        raw, RID, flags
+    )

@@ -1,0 +1,222 @@
+"""Routing as a client sees it: hosts, custom domains, stages, route precedence, URI templates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import EchoServer, Gateway, GatewayFactory, ScriptedUpstream, get
+
+MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
+NOT_FOUND = b'{"message":"Not Found"}'
+
+
+def mock(body: str) -> dict[str, Any]:
+    return {"type": "MOCK", "status": 200, "headers": {"content-type": "text/plain"}, "body": body}
+
+
+def routing_config(echo_port: int, up_port: int) -> dict[str, Any]:
+    return {
+        "gateway": {"limits": {"drain_timeout": 2.0}},
+        "apis": [
+            {
+                "name": "alpha",
+                "id": "alphaid",
+                "kind": "rest",
+                "routes": [
+                    {"route": "GET /hello", "integration": mock("alpha-hello")},
+                    {"route": "GET /items/special", "integration": mock("literal")},
+                    {"route": "GET /items/{id}", "integration": mock("param-get")},
+                    {"route": "ANY /items/{id}", "integration": mock("param-any")},
+                    {"route": "GET /items/{rest+}", "integration": mock("greedy")},
+                    {
+                        "route": "GET /users/{uid}/orders/{oid}",
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "uri": "http://127.0.0.1:${stageVariables.port}/u/{uid}/o/{oid}?src=gw",
+                        },
+                    },
+                    {
+                        "route": "ANY /files/{path+}",
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "uri": "http://127.0.0.1:${stageVariables.port}/static/{path}",
+                        },
+                    },
+                ],
+                "stages": [
+                    {"name": "prod", "variables": {"port": str(echo_port)}},
+                    {"name": "dev", "variables": {"port": str(up_port)}},
+                ],
+            },
+            {
+                "name": "beta",
+                "id": "betaid",
+                "kind": "rest",
+                "routes": [{"route": "GET /hello", "integration": mock("beta-hello")}],
+                "stages": [{"name": "prod"}],
+            },
+            {
+                "name": "pets",
+                "id": "petsid",
+                "kind": "http",
+                "routes": [{"route": "GET /pets/{id}", "integration": mock("pet")}],
+                "stages": [{"name": "$default"}],
+            },
+            {
+                "name": "gamma",
+                "id": "gammaid",
+                "kind": "http",
+                "routes": [
+                    {"route": "GET /pets/{id}", "integration": mock("gamma-pet")},
+                    {"route": "$default", "integration": mock("gamma-default")},
+                ],
+                "stages": [{"name": "v2"}],
+            },
+        ],
+        "domains": [
+            {
+                "name": "api.example.com",
+                "mappings": [
+                    {"api": "alpha", "stage": "prod", "base_path": "v1"},
+                    {"api": "betaid", "stage": "prod", "base_path": ""},
+                    {"api": "gamma", "stage": "v2", "base_path": "v2/deep"},
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(
+    module_gateway_factory: GatewayFactory, echo_server: EchoServer, scripted: ScriptedUpstream
+) -> Iterator[Gateway]:
+    gateway = module_gateway_factory(routing_config(echo_server.port, scripted.port))
+    yield gateway
+    gateway.stop()
+
+
+def assert_missing_token(resp: Any) -> None:
+    assert resp.status == 403
+    assert resp.body == MISSING_TOKEN
+    assert resp.header("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
+    assert resp.header("content-type") == "application/json"
+    assert resp.header("x-amzn-RequestId")
+
+
+def assert_not_found(resp: Any) -> None:
+    assert resp.status == 404
+    assert resp.body == NOT_FOUND
+    assert resp.header("content-type") == "application/json"
+    assert resp.header("x-amzn-RequestId")
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "host"),
+    [
+        ("GET", "/prod/nope", "gw.test"),
+        ("POST", "/prod/hello", "gw.test"),
+        ("GET", "/prod", "gw.test"),
+        ("GET", "/prod/nope", "alphaid.execute-api.local"),
+        ("GET", "/nostage/hello", "alphaid.execute-api.local"),
+        ("GET", "/hello", "betaid.execute-api.local"),
+    ],
+)
+def test_rest_unmatched_is_missing_authentication_token(
+    gw: Gateway, method: str, target: str, host: str
+) -> None:
+    assert_missing_token(get(gw.port, target, host=host, method=method))
+
+
+def test_http_api_default_stage(gw: Gateway) -> None:
+    for host in ("petsid.execute-api.local", "gw.test"):
+        r = get(gw.port, "/pets/12", host=host)
+        assert (r.status, r.body) == (200, b"pet")
+    assert_not_found(get(gw.port, "/cats", host="petsid.execute-api.local"))
+    assert_not_found(get(gw.port, "/pets/12/toys", host="petsid.execute-api.local"))
+    assert_not_found(get(gw.port, "/pets/12", host="petsid.execute-api.local", method="POST"))
+
+
+def test_http_api_named_stage(gw: Gateway) -> None:
+    host = "gammaid.execute-api.local"
+    r = get(gw.port, "/v2/pets/3", host=host)
+    assert (r.status, r.body) == (200, b"gamma-pet")
+    r = get(gw.port, "/v2/anything/else", host=host)
+    assert (r.status, r.body) == (200, b"gamma-default")
+    r = get(gw.port, "/v2/pets/3", host=host, method="DELETE")
+    assert (r.status, r.body) == (200, b"gamma-default")
+
+
+def test_unknown_stage_gets_the_api_kinds_not_found(gw: Gateway) -> None:
+    assert_not_found(get(gw.port, "/pets/3", host="gammaid.execute-api.local"))
+    assert_not_found(get(gw.port, "/nostage", host="gammaid.execute-api.local"))
+    assert_missing_token(get(gw.port, "/nostage/hello", host="alphaid.execute-api.local"))
+    assert_missing_token(get(gw.port, "/dev2/hello", host="alphaid.execute-api.local"))
+
+
+def test_api_id_hosts(gw: Gateway) -> None:
+    r = get(gw.port, "/prod/hello", host="alphaid.execute-api.local")
+    assert (r.status, r.body) == (200, b"alpha-hello")
+    r = get(gw.port, "/prod/hello", host="betaid.execute-api.local:443")
+    assert (r.status, r.body) == (200, b"beta-hello")
+    r = get(gw.port, "/prod/hello", host="BETAID.Execute-Api.Local")
+    assert (r.status, r.body) == (200, b"beta-hello")
+
+
+@pytest.mark.parametrize("host", ["api.example.com", "API.Example.COM:8443"])
+def test_custom_domain_base_path_mappings(gw: Gateway, host: str) -> None:
+    r = get(gw.port, "/v1/hello", host=host)
+    assert (r.status, r.body) == (200, b"alpha-hello")
+    r = get(gw.port, "/hello", host=host)
+    assert (r.status, r.body) == (200, b"beta-hello")
+    r = get(gw.port, "/v2/deep/pets/5", host=host)
+    assert (r.status, r.body) == (200, b"gamma-pet")
+    r = get(gw.port, "/v2/deep/whatever", host=host)
+    assert (r.status, r.body) == (200, b"gamma-default")
+    # a base path is a whole segment: /v1x is not /v1, and falls to the root mapping (beta)
+    assert_missing_token(get(gw.port, "/v1x/hello", host=host))
+    # the stage name is not part of a custom domain's path
+    assert_missing_token(get(gw.port, "/v1/prod/hello", host=host))
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body"),
+    [
+        ("GET", "/prod/items/special", b"literal"),
+        ("GET", "/prod/items/42", b"param-get"),
+        ("POST", "/prod/items/42", b"param-any"),
+        ("DELETE", "/prod/items/special", b"param-any"),
+        ("GET", "/prod/items/a/b/c", b"greedy"),
+        ("GET", "/prod/items/42/", b"param-get"),
+    ],
+)
+def test_route_precedence(gw: Gateway, method: str, target: str, body: bytes) -> None:
+    r = get(gw.port, target, method=method)
+    assert (r.status, r.body) == (200, body)
+
+
+def test_greedy_route_method_not_defined(gw: Gateway) -> None:
+    assert_missing_token(get(gw.port, "/prod/items/a/b", method="POST"))
+
+
+def test_stage_variables_select_the_backend(gw: Gateway, scripted: ScriptedUpstream) -> None:
+    r = get(gw.port, "/prod/users/7/orders/9")
+    assert r.status == 200
+    doc = r.json()
+    assert (doc["path"], doc["query"]) == ("/u/7/o/9", "src=gw")
+    r = get(gw.port, "/dev/users/7/orders/9?x=1")
+    assert r.status == 200
+    assert r.json()["target"] == "/u/7/o/9?src=gw&x=1"
+    assert scripted.requests_for("/u/7/o/9?src=gw&x=1")
+
+
+def test_param_substitution_into_upstream_path(gw: Gateway) -> None:
+    r = get(gw.port, "/prod/users/a%2Fb/orders/x%20y")
+    assert r.status == 200
+    assert r.json()["path"] == "/u/a%2Fb/o/x%20y"
+    r = get(gw.port, "/prod/files/css/site.css?v=3")
+    assert r.status == 200
+    assert (r.json()["path"], r.json()["query"]) == ("/static/css/site.css", "v=3")
+    r = get(gw.port, "/prod/files/a/../b/c.txt")
+    assert r.json()["path"] == "/static/b/c.txt"
