@@ -6,10 +6,14 @@ build time nothing is compiled and the twins are used at run time.
 """
 
 import os
+import shutil
 
 from setuptools import Extension, setup
 
 KERNELS = ["router", "urlnorm", "headers"]
+# Pure-Python modules compiled as they are (Cython pure-Python mode, aiohttp's reader_c
+# pattern): SRC_py.py is copied to SRC_c.py and compiled with the types of SRC_c.pxd.
+PURE_MODE = ["fastgw/server/_protocol"]
 
 
 def extensions() -> list[Extension]:
@@ -28,6 +32,16 @@ def extensions() -> list[Extension]:
         )
         for name in KERNELS
     ]
+    for stem in PURE_MODE:
+        shutil.copyfile(f"{stem}_py.py", f"{stem}_c.py")
+        exts.append(
+            Extension(
+                stem.replace("/", ".") + "_c",
+                [f"{stem}_c.py"],
+                define_macros=macros,
+                extra_compile_args=["-O2"] if not debug else ["-O0", "-g"],
+            )
+        )
     return cythonize(
         exts,
         language_level=3,

@@ -42,10 +42,10 @@ class Target:
     host: str
     port: int
     host_header: bytes
+    key: tuple[str, str, int] = field(init=False)
 
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
+    def __post_init__(self) -> None:
+        self.key = (self.scheme, self.host, self.port)
 
 
 @dataclass(slots=True, eq=False)
@@ -62,15 +62,9 @@ class ProxyIntegration:
     rr: itertools.count = field(default_factory=itertools.count)
 
     def render_path(self, params: dict[str, str] | None) -> bytes:
-        if self.static_path is not None:
-            return self.static_path
-        out = []
-        for part in self.path_parts:
-            if type(part) is bytes:
-                out.append(part)
-            else:
-                out.append(params[part].encode("latin-1") if params else b"")  # type: ignore[index]
-        return b"".join(out)
+        from fastgw.server.protocol import render_path
+
+        return render_path(self, params)
 
 
 @dataclass(slots=True, eq=False)
@@ -115,15 +109,9 @@ class Site:
 
     def resolve(self, path: str) -> tuple[StageRuntime | None, str]:
         """Map a normalised path to (stage, path inside the stage)."""
-        for prefix, stage in self.long_prefixes:
-            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-                return stage, path[len(prefix) :] or "/"
-        end = path.find("/", 1)
-        first = path[1:] if end < 0 else path[1:end]
-        stage = self.prefixes.get(first)
-        if stage is not None:
-            return stage, "/" if end < 0 else path[end:]
-        return self.root, path
+        from fastgw.server.protocol import resolve_stage
+
+        return resolve_stage(self, path)
 
 
 @dataclass(slots=True, eq=False)

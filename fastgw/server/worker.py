@@ -20,8 +20,7 @@ import uuid
 
 from fastgw.config.compile import RuntimeSnapshot, compile_config
 from fastgw.config.load import ConfigError, load_config_text
-from fastgw.server.protocol import Exchange, HttpProtocol
-from fastgw.upstream.pool import Pools
+from fastgw.server.protocol import Exchange, HttpProtocol, Pools
 
 log = logging.getLogger("fastgw.worker")
 
@@ -63,17 +62,12 @@ class Worker:
         self.draining = False
         self.server: asyncio.base_events.Server | None = None
         self.stopped = loop.create_future()
-        self._rid_prefix = str(uuid.uuid4())[:24].encode()
-        self._rid = 0
+        # Request ids: a random UUID-shaped prefix per worker and a counter (Exchange builds them).
+        self.rid_prefix = str(uuid.uuid4())[:24].encode()
+        self.rid = 0
         self.date_line = b""
         self._update_date()
         self._ticker: asyncio.TimerHandle | None = None
-
-    # ------------------------------------------------------------------ per request
-    def next_request_id(self) -> bytes:
-        """A UUID-shaped request id, unique per worker: random prefix + counter."""
-        self._rid += 1
-        return b"%s%012x" % (self._rid_prefix, self._rid)
 
     # ------------------------------------------------------------------ lifecycle
     async def serve(self, sock: socket.socket) -> None:

@@ -1,0 +1,98 @@
+# Types for compiling _protocol_py.py as _protocol_c (Cython pure-Python mode). The .py file is
+# the source of both builds; this file only declares what the compiled build makes C-level:
+# attribute layouts (extension types) and methods called from inside the module (cpdef).
+
+cdef class Exchange
+cdef class UpstreamConnection
+cdef class UpstreamPool
+
+
+cpdef tuple resolve_stage(site, str path)
+cpdef bytes render_path(integ, params)
+
+
+cdef class HttpProtocol:
+    cdef public object worker, loop, limits, transport, parser, queue, deadline_reply
+    cdef public object cl, te, conn_tokens, xff, xfwd, host
+    cdef public Exchange active, cur
+    cdef public Py_ssize_t body_bytes, head_bytes, lim_head, lim_url, lim_body
+    cdef public int lim_headers
+    cdef public double t_header, t_body, t_keepalive
+    cdef public long completed
+    cdef public int paused, headers_n, host_n
+    cdef public double deadline
+    cdef public bint expect, in_head, peer_trusted, upgrade, write_paused
+    cdef public list fwd
+    cdef public str peer
+    cdef public bytes url
+
+    cpdef _reset_request(self)
+    cpdef _pause_reading(self, int reason)
+    cpdef _resume_reading(self, int reason)
+    cpdef _halt_reading(self)
+    cpdef fail(self, reply)
+    cpdef exchange_done(self, Exchange ex)
+
+
+cdef class Exchange:
+    cdef public HttpProtocol proto
+    cdef public UpstreamConnection conn
+    cdef public UpstreamPool pool
+    cdef public object buf, integration, local_error, route, snapshot, params
+    cdef public str method
+    cdef public list out
+    cdef public bytes query, req_head, target_path, request_id
+    cdef public Py_ssize_t body_len, buf_bytes
+    cdef public int body_mode
+    cdef public double deadline
+    cdef public bint http10, keep_alive, request_done, response_started, response_done
+    cdef public bint retried, resp_chunked
+
+    cpdef prepare(self, bytes url)
+    cpdef _build_upstream_head(self, str path, bytes host)
+    cpdef start(self)
+    cpdef dispatch(self)
+    cpdef request_body(self, bytes data)
+    cpdef request_complete(self)
+    cpdef upstream_ready(self, UpstreamConnection conn)
+    cpdef upstream_failed(self, bint reused, bint got_bytes)
+    cpdef upstream_head(self, int status, bytes raw_head, UpstreamConnection conn)
+    cpdef upstream_body(self, bytes data)
+    cpdef flush_out(self)
+    cpdef upstream_done(self, bint keep_alive)
+    cpdef respond_local(self, reply)
+    cpdef abort_upstream(self)
+
+
+cdef class UpstreamConnection:
+    cdef public UpstreamPool pool
+    cdef public Exchange client
+    cdef public object transport, parser
+    cdef public bytes head_buf
+    cdef public double idle_since
+    cdef public bint awaiting_head, got_bytes, reused, skip_body
+
+    cpdef send(self, Exchange client, bytes data)
+    cpdef abort(self)
+    cpdef release(self, bint reusable)
+
+
+cdef class UpstreamPool:
+    cdef public object target, settings, loop, waiters
+    cdef public list idle
+    cdef public set all
+    cdef public int connecting, failures
+    cdef public double ejected_until
+
+    cpdef acquire(self, Exchange client)
+    cpdef put_idle(self, UpstreamConnection conn)
+    cpdef forget(self, UpstreamConnection conn)
+    cpdef record_failure(self)
+
+
+cdef class Pools:
+    cdef public object loop, settings
+    cdef public dict pools
+
+    cpdef UpstreamPool get(self, target)
+    cpdef UpstreamPool pick(self, list targets, long rr, double now)

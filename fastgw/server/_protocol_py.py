@@ -1,0 +1,1152 @@
+# cython: annotation_typing=False
+"""The data plane's hot path: client protocol, exchanges, upstream connections and pools.
+
+This file is the pure-Python build and the specification. The same file is compiled by Cython
+in pure-Python mode as ``_protocol_c`` with the types of ``_protocol_c.pxd`` (the aiohttp
+``reader_c`` pattern): one algorithm, two builds. ``fastgw.server.protocol`` picks the build
+(``FASTGW_NO_EXTENSIONS=1`` selects this one).
+
+PERF: profiling a small proxied GET showed about 110 Python-level calls and ~100k
+instructions per request spread over these classes, not one hot function; compiling them as
+extension types with typed attributes and C-level method calls is what moves that cost.
+
+Shape after uvicorn's ``httptools_impl``: the parser callbacks fill per-request state, a
+request becomes an ``Exchange`` at ``on_headers_complete``, pipelined exchanges wait in a
+deque and are answered strictly in order. An ``Exchange`` runs the route's integration: a
+MOCK reply written at once, or an HTTP_PROXY relay that streams both bodies with
+backpressure (client reading pauses while the upstream's write buffer is over its high-water
+mark, upstream reading pauses while the client's is).
+
+Deadlines (header read, body idle, keep-alive idle, integration timeout) are not timers: each
+connection and exchange stores a ``deadline`` and the worker's ticker checks them a few times a
+second (``Worker.tick``), so a request arms and disarms nothing.
+
+Upstream pools belong to one worker and one ``Target`` (scheme, host, port); they outlive
+config snapshots, so a reload keeps warm connections. A connection goes back to the pool only
+after a clean, complete exchange: any anomaly (timeout, reset, framing error, extra bytes, an
+early response, an unexpected 1xx) closes it (DESIGN-RULES 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+import httptools
+
+from fastgw.config.compile import MockRuntime as _MockRuntime
+from fastgw.server import replies
+from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
+from fastgw_core.errors import InvalidPathError
+from fastgw_core.headers import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE, rewrite_response_head
+from fastgw_core.urlnorm import normalize_path
+
+if TYPE_CHECKING:
+    from fastgw.config.compile import (
+        ProxyIntegration,
+        RouteRuntime,
+        RuntimeSnapshot,
+        Site,
+        StageRuntime,
+        Target,
+    )
+    from fastgw.config.model import UpstreamSettings
+    from fastgw.server.worker import Worker
+
+# Request headers the gateway reads or never forwards, by lower-case name.
+_H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD = range(1, 9)
+_REQ_SPECIAL: dict[bytes, int] = {
+    b"host": _H_HOST,
+    b"content-length": _H_CL,
+    b"transfer-encoding": _H_TE,
+    b"connection": _H_CONN,
+    b"expect": _H_EXPECT,
+    b"x-forwarded-for": _H_XFF,
+    b"keep-alive": _H_HOP,
+    b"proxy-connection": _H_HOP,
+    b"te": _H_HOP,
+    b"trailer": _H_HOP,
+    b"upgrade": _H_HOP,
+    b"proxy-authorization": _H_HOP,
+    b"x-forwarded-proto": _H_XFWD,
+    b"x-forwarded-host": _H_XFWD,
+    b"x-forwarded-port": _H_XFWD,
+}
+_METHODS: dict[bytes, str] = {}
+
+# Reasons for which reading from a client is paused (a bit each).
+_PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
+_PAUSE_PIPELINE = 2  # too many pipelined requests / bytes queued
+_PAUSE_HALT = 4  # the connection is ending; never resumed
+
+
+class _Reject(Exception):
+    """Raised from a parser callback: answer ``reply`` and close the connection."""
+
+    def __init__(self, reply: LocalReply) -> None:
+        self.reply = reply
+
+
+def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
+    """Map a normalised path to (stage, path inside the stage) on one site."""
+    for prefix, stage in site.long_prefixes:
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            return stage, path[len(prefix) :] or "/"
+    end = path.find("/", 1)
+    first = path[1:] if end < 0 else path[1:end]
+    found = site.prefixes.get(first)
+    if found is not None:
+        return found, "/" if end < 0 else path[end:]
+    return site.root, path
+
+
+def render_path(integ: ProxyIntegration, params: dict[str, str] | None) -> bytes:
+    """The upstream path of an HTTP_PROXY integration for one request's path parameters."""
+    if integ.static_path is not None:
+        return integ.static_path  # type: ignore[no-any-return]
+    out = []
+    for part in integ.path_parts:
+        if type(part) is bytes:
+            out.append(part)
+        else:
+            out.append(params[part].encode("latin-1") if params else b"")
+    return b"".join(out)
+
+
+class HttpProtocol:
+    """One client connection."""
+
+    __slots__ = (
+        "active",
+        "body_bytes",
+        "cl",
+        "completed",
+        "conn_tokens",
+        "cur",
+        "deadline",
+        "deadline_reply",
+        "expect",
+        "fwd",
+        "head_bytes",
+        "headers_n",
+        "host",
+        "host_n",
+        "in_head",
+        "lim_body",
+        "lim_head",
+        "lim_headers",
+        "lim_url",
+        "limits",
+        "loop",
+        "parser",
+        "paused",
+        "peer",
+        "peer_trusted",
+        "queue",
+        "t_body",
+        "t_header",
+        "t_keepalive",
+        "te",
+        "transport",
+        "upgrade",
+        "url",
+        "worker",
+        "write_paused",
+        "xff",
+        "xfwd",
+    )
+
+    def __init__(self, worker: Worker) -> None:
+        # Global
+        self.worker = worker
+        self.loop = worker.loop
+        limits = self.limits = worker.limits
+        # PERF: the limits read on every request, copied out of the config Struct once.
+        self.lim_head = limits.max_header_bytes
+        self.lim_headers = limits.max_headers
+        self.lim_url = limits.max_url_bytes
+        self.lim_body = limits.max_body_bytes
+        self.t_header = limits.header_timeout
+        self.t_body = limits.body_timeout
+        self.t_keepalive = limits.keepalive_timeout
+        # Per connection
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = ""
+        self.peer_trusted = False
+        self.paused = 0
+        self.write_paused = False
+        self.queue: collections.deque[Exchange] = collections.deque()
+        self.active: Exchange | None = None
+        self.deadline = 0.0
+        self.deadline_reply: LocalReply | None = None
+        self.upgrade = False
+        self.completed = 0
+        # Per request (the one being parsed)
+        self.cur: Exchange | None = None
+        self.in_head = True
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self._reset_request()
+
+    def _reset_request(self) -> None:
+        self.url = b""
+        self.fwd: list[bytes] = []
+        self.headers_n = 0
+        self.host: bytes | None = None
+        self.host_n = 0
+        self.cl: bytes | None = None
+        self.te: bytes | None = None
+        self.conn_tokens: bytes | None = None
+        self.expect = False
+        self.xff: bytes | None = None
+        self.xfwd: list[tuple[bytes, bytes]] | None = None
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        worker = self.worker
+        worker.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else ""
+        if worker.snapshot.trusted_proxies and self.peer:
+            try:
+                ip = ipaddress.ip_address(self.peer)
+                self.peer_trusted = any(ip in net for net in worker.snapshot.trusted_proxies)
+            except ValueError:
+                pass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover
+                pass
+        transport.set_write_buffer_limits(high=self.limits.write_high_water)  # type: ignore[attr-defined]
+        self.deadline = self.loop.time() + self.t_header
+        self.deadline_reply = replies.REQUEST_TIMEOUT
+        if worker.draining:
+            self.deadline = self.loop.time() + 0.5
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.connections.discard(self)
+        self.paused |= _PAUSE_HALT
+        active = self.active
+        self.active = None
+        if active is not None:
+            active.cancel()
+        for ex in self.queue:
+            ex.cancel()
+        self.queue.clear()
+        cur = self.cur
+        if cur is not None and cur is not active:
+            cur.cancel()
+        self.cur = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.paused & _PAUSE_HALT:
+            return
+        in_head = self.in_head
+        completed = self.completed
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request was handled as a plain one (Upgrade is hop-by-hop); the bytes that
+            # follow belong to a protocol we do not speak, so the connection ends after it.
+            self.upgrade = True
+            self._halt_reading()
+            return
+        except httptools.HttpParserCallbackError as ex:
+            ctx = ex.__context__
+            if isinstance(ctx, _Reject):
+                self.fail(ctx.reply)
+                return
+            raise
+        except httptools.HttpParserError:
+            self.fail(replies.BAD_REQUEST)
+            return
+        if in_head and self.in_head and self.completed == completed:
+            # A head that is still incomplete: count raw bytes so that one endless header
+            # line (which httptools buffers before any callback) cannot grow without bound.
+            self.head_bytes += len(data)
+            if self.head_bytes > self.lim_head:
+                self.fail(replies.HEADERS_TOO_LARGE)
+
+    def eof_received(self) -> bool | None:
+        # The client closed its sending side. Finish what is in flight, then close.
+        if self.active is None and self.cur is None and not self.queue:
+            return None
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        active = self.active
+        if active is not None and active.conn is not None:
+            active.conn.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        active = self.active
+        if active is not None and active.conn is not None and active.conn.transport is not None:
+            active.conn.transport.resume_reading()
+
+    # ------------------------------------------------------------------ httptools callbacks
+    def on_message_begin(self) -> None:
+        if not self.in_head:
+            self.in_head = True
+        self.head_bytes = 0
+        if self.active is None and not self.queue:
+            self.deadline = self.loop.time() + self.t_header
+            self.deadline_reply = replies.REQUEST_TIMEOUT
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.lim_url:
+            raise _Reject(replies.URI_TOO_LONG)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers_n += 1
+        self.head_bytes += len(name) + len(value) + 4
+        if self.headers_n > self.lim_headers or self.head_bytes > self.lim_head:
+            raise _Reject(replies.HEADERS_TOO_LARGE)
+        kind = _REQ_SPECIAL.get(name.lower())
+        if kind is None:
+            self.fwd.append(b"%s: %s\r\n" % (name, value))
+        elif kind == _H_HOST:
+            self.host = value
+            self.host_n += 1
+        elif kind == _H_CL:
+            if self.cl is not None and self.cl != value:
+                raise _Reject(replies.BAD_REQUEST)
+            self.cl = value
+        elif kind == _H_TE:
+            self.te = value if self.te is None else self.te + b"," + value
+        elif kind == _H_CONN:
+            self.conn_tokens = value if self.conn_tokens is None else self.conn_tokens + b"," + value
+        elif kind == _H_EXPECT:
+            if value.lower() != b"100-continue":
+                raise _Reject(replies.aws_error(417, "Expectation Failed"))
+            self.expect = True
+        elif kind == _H_XFF:
+            self.xff = value if self.xff is None else self.xff + b", " + value
+        elif kind == _H_XFWD:
+            if self.xfwd is None:
+                self.xfwd = []
+            self.xfwd.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        method_b = parser.get_method()
+        method = _METHODS.get(method_b)
+        if method is None:
+            method = method_b.decode("latin-1")
+            if len(_METHODS) < 64:
+                _METHODS[method_b] = method
+        http10 = parser.get_http_version() == "1.0"
+        keep_alive = parser.should_keep_alive() and not self.worker.draining
+        ex = Exchange(self, method, http10, keep_alive)
+        self.cur = ex
+        # Framing and head checks (DESIGN-RULES 2): anything ambiguous is refused, never forwarded.
+        if self.host_n != 1 and (self.host_n > 1 or not http10):
+            raise _Reject(replies.BAD_REQUEST)
+        if self.te is not None:
+            if self.cl is not None or http10:
+                raise _Reject(replies.BAD_REQUEST)
+            if self.te.replace(b" ", b"").lower() != b"chunked":
+                raise _Reject(replies.NOT_IMPLEMENTED)
+            ex.body_mode = 2
+        elif self.cl is not None:
+            if not self.cl.isdigit():
+                raise _Reject(replies.BAD_REQUEST)
+            n = int(self.cl)
+            if n > self.lim_body:
+                raise _Reject(replies.PAYLOAD_TOO_LARGE)
+            if n:
+                ex.body_mode = 1
+                ex.body_len = n
+        if ex.body_mode:
+            self.body_bytes = 0
+            if self.active is None and not self.queue:
+                self.deadline = self.loop.time() + self.t_body
+                self.deadline_reply = replies.REQUEST_TIMEOUT
+        elif self.active is None and not self.queue:
+            self.deadline = 0.0
+        if self.conn_tokens is not None:
+            self._drop_connection_tokens()
+        ex.prepare(self.url)
+        self.url = b""
+        if self.active is None:
+            self.active = ex
+            ex.start()
+        else:
+            self.queue.append(ex)
+            if len(self.queue) >= self.limits.max_pipelined:
+                self._pause_reading(_PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        n = len(body)
+        self.body_bytes += n
+        if self.body_bytes > self.lim_body:
+            raise _Reject(replies.PAYLOAD_TOO_LARGE)
+        if self.deadline:
+            self.deadline = self.loop.time() + self.t_body
+        ex = self.cur
+        if ex is not None:
+            ex.request_body(body)
+
+    def on_message_complete(self) -> None:
+        self.completed += 1
+        ex = self.cur
+        self.cur = None
+        self.in_head = True
+        self.head_bytes = 0
+        self._reset_request()
+        if ex is not None:
+            ex.request_complete()
+
+    # ------------------------------------------------------------------ helpers
+    def _drop_connection_tokens(self) -> None:
+        tokens = {t.strip().lower() for t in self.conn_tokens.split(b",")}  # type: ignore[union-attr]
+        tokens.discard(b"close")
+        tokens.discard(b"keep-alive")
+        if tokens:
+            self.fwd = [line for line in self.fwd if line.split(b":", 1)[0].lower() not in tokens]
+
+    def _pause_reading(self, reason: int) -> None:
+        if not self.paused:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume_reading(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _halt_reading(self) -> None:
+        if not self.paused and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.paused |= _PAUSE_HALT
+
+    def fail(self, reply: LocalReply) -> None:
+        """Answer a protocol-level error and close the connection once earlier replies are out."""
+        self._halt_reading()
+        active = self.active
+        cur = self.cur
+        self.cur = None
+        if active is None:
+            ex = cur if cur is not None else Exchange(self, "GET", False, False)
+            ex.keep_alive = False
+            self.active = ex
+            ex.respond_local(reply)
+        elif cur is active:
+            # The error belongs to the request being served (its body, or its deadline).
+            active.abort_upstream()
+            active.keep_alive = False
+            if active.response_started:
+                self.transport.close()
+            else:
+                active.respond_local(reply)
+        else:
+            # A later, pipelined request: answer it in its turn, then close.
+            if cur is not None and cur in self.queue:
+                self.queue.remove(cur)
+            ex = Exchange(self, "GET", False, False)
+            ex.local_error = reply
+            self.queue.append(ex)
+
+    def exchange_done(self, ex: Exchange) -> None:
+        """Both the request and the response of the active exchange are complete."""
+        if ex is not self.active:
+            return
+        self.active = None
+        if not ex.keep_alive or (self.paused & _PAUSE_HALT and not self.queue):
+            self.transport.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self._resume_reading(_PAUSE_PIPELINE)
+            self.active = nxt
+            if nxt.local_error is not None:
+                nxt.respond_local(nxt.local_error)
+            else:
+                nxt.start()
+            return
+        if self.worker.draining:
+            self.transport.close()
+            return
+        if self.cur is None:
+            self.deadline = self.loop.time() + self.t_keepalive
+            self.deadline_reply = None
+        else:
+            self.deadline = self.loop.time() + self.t_body
+            self.deadline_reply = replies.REQUEST_TIMEOUT
+        if self.write_paused is False and self.paused & _PAUSE_UPSTREAM:
+            self._resume_reading(_PAUSE_UPSTREAM)
+
+    def on_deadline(self) -> None:
+        """Called by the worker's ticker when ``deadline`` has passed."""
+        self.deadline = 0.0
+        reply = self.deadline_reply
+        if reply is None or (self.active is not None and self.active.response_started):
+            self.transport.close()  # idle keep-alive: close quietly
+            return
+        self.fail(reply)
+
+    def shutdown(self) -> None:
+        """Graceful drain: close if idle, else close after the current response."""
+        if self.active is None and self.cur is None and not self.queue:
+            self.transport.close()
+
+
+class Exchange:
+    """One request and its response, from head to last byte."""
+
+    __slots__ = (
+        "body_len",
+        "body_mode",
+        "buf",
+        "buf_bytes",
+        "conn",
+        "deadline",
+        "http10",
+        "integration",
+        "keep_alive",
+        "local_error",
+        "method",
+        "out",
+        "params",
+        "pool",
+        "proto",
+        "query",
+        "req_head",
+        "request_done",
+        "request_id",
+        "resp_chunked",
+        "response_done",
+        "response_started",
+        "retried",
+        "route",
+        "snapshot",
+        "target_path",
+    )
+
+    def __init__(self, proto: HttpProtocol, method: str, http10: bool, keep_alive: bool) -> None:
+        self.proto = proto
+        self.method = method
+        self.http10 = http10
+        self.keep_alive = keep_alive
+        self.body_mode = 0  # 0: none, 1: content-length, 2: chunked
+        self.body_len = 0
+        self.request_done = False
+        self.response_started = False
+        self.response_done = False
+        self.local_error: LocalReply | None = None
+        self.route: RouteRuntime | None = None
+        self.integration: ProxyIntegration | None = None
+        self.params: dict[str, str] | None = None
+        self.query = b""
+        self.target_path = b""
+        self.req_head = b""
+        self.buf: list[bytes] | None = None
+        self.buf_bytes = 0
+        self.conn: UpstreamConnection | None = None
+        self.pool: UpstreamPool | None = None
+        self.deadline = 0.0
+        self.retried = False
+        self.resp_chunked = False
+        self.out: list[bytes] = []
+        worker = proto.worker
+        worker.rid += 1
+        self.request_id = b"%s%012x" % (worker.rid_prefix, worker.rid)
+        self.snapshot: RuntimeSnapshot = proto.worker.snapshot
+
+    # ------------------------------------------------------------------ request side
+    def prepare(self, url: bytes) -> None:
+        """Route the request (host, stage, route) on its one normalised path."""
+        proto = self.proto
+        q = url.find(b"?")
+        if q >= 0:
+            raw_path = url[:q]
+            self.query = url[q + 1 :]
+        else:
+            raw_path = url
+        try:
+            path = normalize_path(raw_path.decode("latin-1"))
+        except InvalidPathError:
+            raise _Reject(replies.BAD_REQUEST) from None
+        host = proto.host
+        snapshot = self.snapshot
+        site = snapshot.host_cache.get(host)
+        if site is None:
+            site = snapshot.site_for_header(host)
+        stage, inner = resolve_stage(site, path)
+        if stage is None:
+            self.local_error = site.not_found
+            return
+        match = stage.trie.match(self.method, inner)
+        if match is None:
+            self.local_error = stage.api.not_found
+            return
+        route: RouteRuntime = match.value
+        self.route = route
+        integ = route.integration
+        if type(integ) is not _MockRuntime:
+            self.integration = integ  # type: ignore[assignment]
+            self.params = match.params
+            self._build_upstream_head(path, host)
+
+    def _build_upstream_head(self, path: str, host: bytes | None) -> None:
+        proto = self.proto
+        integ: ProxyIntegration = self.integration  # type: ignore[assignment]
+        target = render_path(integ, self.params)
+        query = self.query
+        if integ.uri_query:
+            query = integ.uri_query + b"&" + query if query and integ.pass_query else integ.uri_query
+        elif not integ.pass_query:
+            query = b""
+        if query:
+            target = target + b"?" + query
+        self.target_path = target
+        peer = proto.peer.encode()
+        xff = proto.xff + b", " + peer if proto.peer_trusted and proto.xff else peer
+        parts = proto.fwd
+        parts.append(b"x-forwarded-for: %s\r\n" % xff)
+        proto_v = b"http"
+        fwd_host = host or b""
+        if proto.peer_trusted and proto.xfwd:
+            for name, value in proto.xfwd:
+                if name == b"x-forwarded-proto":
+                    proto_v = value
+                elif name == b"x-forwarded-host":
+                    fwd_host = value
+        parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
+        if fwd_host:
+            parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
+        if self.body_mode == 1:
+            parts.append(b"content-length: %d\r\n" % self.body_len)
+        elif self.body_mode == 2:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        self.req_head = b"".join(parts)
+
+    def start(self) -> None:
+        """Become the active exchange: answer locally or dispatch upstream."""
+        if self.local_error is not None:
+            self.respond_local(self.local_error)
+            return
+        route = self.route
+        if route is None:
+            return
+        if self.integration is None:
+            self.respond_local(route.integration.reply)  # type: ignore[union-attr]
+            return
+        if self.proto.expect and not self.request_done:
+            self.proto.transport.write(CONTINUE_100)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        integ: ProxyIntegration = self.integration  # type: ignore[assignment]
+        worker = self.proto.worker
+        now = self.proto.loop.time()
+        pool = worker.pools.pick(integ.targets, next(integ.rr), now)
+        self.pool = pool
+        self.deadline = now + integ.timeout
+        worker.waiting.add(self)
+        pool.acquire(self)
+
+    def request_body(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None and conn.client is self:
+            if self.body_mode == 2:
+                conn.transport.write(b"%x\r\n%s\r\n" % (len(data), data))  # type: ignore[union-attr]
+            else:
+                conn.transport.write(data)  # type: ignore[union-attr]
+            return
+        if self.response_started or self.local_error is not None or self.route is None:
+            return  # the answer did not need the body: drop it
+        if self.integration is None:
+            return  # MOCK: the body is read and dropped
+        if self.buf is None:
+            self.buf = []
+        self.buf.append(data)
+        self.buf_bytes += len(data)
+        if self.buf_bytes > self.proto.limits.write_high_water:
+            self.proto._pause_reading(_PAUSE_UPSTREAM)
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        conn = self.conn
+        if conn is not None and conn.client is self and self.body_mode == 2:
+            conn.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+        if self.response_done:
+            self.proto.exchange_done(self)
+
+    # ------------------------------------------------------------------ upstream callbacks
+    def upstream_ready(self, conn: UpstreamConnection) -> None:
+        proto = self.proto
+        if proto.active is not self or self.response_started:
+            conn.release(True)
+            return
+        self.conn = conn
+        conn.skip_body = self.method == "HEAD"
+        head = b"%s %s HTTP/1.1\r\nhost: %s\r\n%s" % (
+            self.method.encode(),
+            self.target_path,
+            conn.pool.target.host_header,
+            self.req_head,
+        )
+        buf = self.buf
+        if buf:
+            self.buf = None
+            self.buf_bytes = 0
+            if self.body_mode == 2:
+                body = b"".join([b"%x\r\n%s\r\n" % (len(c), c) for c in buf])
+            else:
+                body = b"".join(buf)
+            head += body
+            proto._resume_reading(_PAUSE_UPSTREAM)
+        if self.body_mode == 2 and self.request_done:
+            head += b"0\r\n\r\n"
+        conn.send(self, head)
+
+    def upstream_failed(self, reused: bool, got_bytes: bool) -> None:
+        conn = self.conn
+        self.conn = None
+        pool = self.pool
+        if conn is not None:
+            # A failure on an established connection (connect failures are counted by the pool).
+            if pool is not None and not reused:
+                pool.record_failure()
+            conn.abort()
+        if self.proto.active is not self:
+            return
+        if self.response_started:
+            self.proto.worker.waiting.discard(self)
+            self.flush_out()
+            self.proto.transport.abort()
+            return
+        if reused and not got_bytes and not self.retried and self.body_mode == 0:
+            # The classic keep-alive race: the upstream closed an idle connection as we
+            # reused it. Nothing was received, so resend once on another connection.
+            self.retried = True
+            self.dispatch()
+            return
+        self.proto.worker.waiting.discard(self)
+        self.respond_local(replies.INTEGRATION_FAILURE)
+
+    def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
+        proto = self.proto
+        if not self.request_done:
+            self.keep_alive = False  # an early response: the rest of the request is not read
+        flags = 0
+        if self.method == "HEAD":
+            flags = IN_HEAD
+        if self.http10:
+            flags |= IN_HTTP10
+        if not self.keep_alive:
+            flags |= IN_CLOSE
+        head, _, out_flags = rewrite_response_head(raw_head, self.request_id, flags)
+        if out_flags & OUT_CLOSE:
+            self.keep_alive = False
+        self.resp_chunked = bool(out_flags & OUT_CHUNKED)
+        # The integration deadline now bounds the wait between body reads (the exchange stays
+        # in worker.waiting until upstream_done).
+        self.deadline = proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+        self.response_started = True
+        # PERF: the head is not written here but gathered with the body bytes of the same
+        # upstream read and written once (flush_out): one send() per read, not two.
+        self.out.append(head)
+        if proto.write_paused and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def upstream_body(self, data: bytes) -> None:
+        self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+        if self.resp_chunked:
+            self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.out.append(data)
+
+    def flush_out(self) -> None:
+        """Write what the last upstream read produced, in one call."""
+        out = self.out
+        if out:
+            self.proto.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+
+    def upstream_done(self, keep_alive: bool) -> None:
+        conn = self.conn
+        self.conn = None
+        self.proto.worker.waiting.discard(self)
+        if conn is not None:
+            conn.release(keep_alive and self.request_done)
+        if self.resp_chunked:
+            self.out.append(b"0\r\n\r\n")
+        self.flush_out()
+        self.response_done = True
+        if self.request_done:
+            self.proto.exchange_done(self)
+        elif not self.keep_alive:
+            self.proto.transport.close()
+
+    def upstream_pause_writing(self) -> None:
+        self.proto._pause_reading(_PAUSE_UPSTREAM)
+
+    def upstream_resume_writing(self) -> None:
+        self.proto._resume_reading(_PAUSE_UPSTREAM)
+
+    # ------------------------------------------------------------------ endings
+    def respond_local(self, reply: LocalReply) -> None:
+        proto = self.proto
+        self.response_started = True
+        if not self.request_done and self.body_mode and (reply.status >= 400 or proto.expect):
+            self.keep_alive = False  # the body will not be read: the connection cannot continue
+        conn_line = CONN_CLOSE if not self.keep_alive else (CONN_KEEP_ALIVE if self.http10 else b"")
+        head = b"%sx-amzn-RequestId: %s\r\n%s%s\r\n" % (
+            reply.head,
+            self.request_id,
+            proto.worker.date_line,
+            conn_line,
+        )
+        if self.method == "HEAD":
+            proto.transport.write(head)
+        else:
+            proto.transport.write(head + reply.body)
+        self.response_done = True
+        if self.request_done:
+            proto.exchange_done(self)
+        elif not self.keep_alive:
+            proto.transport.close()
+
+    def on_timeout(self) -> None:
+        """The integration deadline passed (called by the worker's ticker)."""
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.abort()
+        elif self.pool is not None:
+            self.pool.cancel(self)
+        if self.proto.active is not self:
+            return
+        if self.response_started:
+            self.proto.transport.abort()
+        else:
+            self.respond_local(replies.INTEGRATION_TIMEOUT)
+
+    def abort_upstream(self) -> None:
+        conn = self.conn
+        self.conn = None
+        self.proto.worker.waiting.discard(self)
+        if conn is not None:
+            conn.abort()
+        elif self.pool is not None:
+            self.pool.cancel(self)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.abort_upstream()
+
+
+log = logging.getLogger("fastgw.upstream")
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+class UpstreamConnection:
+    """One TCP connection to a target, parsing responses with httptools."""
+
+    __slots__ = (
+        "awaiting_head",
+        "client",
+        "got_bytes",
+        "head_buf",
+        "idle_since",
+        "parser",
+        "pool",
+        "reused",
+        "skip_body",
+        "transport",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.client: Exchange | None = None
+        self.head_buf = b""
+        self.awaiting_head = False
+        self.idle_since = 0.0
+        self.reused = False
+        self.got_bytes = False
+        self.skip_body = False
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover
+                pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.forget(self)
+        client = self.client
+        if client is not None:
+            self.client = None
+            client.upstream_failed(self.reused, self.got_bytes)
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is None:
+            # Bytes on an idle connection: the upstream is confused; never reuse it.
+            self.abort()
+            return
+        self.got_bytes = True
+        client = self.client
+        if self.awaiting_head:
+            # PERF: no on_header callback is bound; the raw head is kept and rewritten by
+            # fastgw_core.headers in one call once httptools has validated it.
+            self.head_buf = self.head_buf + data if self.head_buf else data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.client = None
+            self.abort()
+            client.upstream_failed(False, True)
+            return
+        client.flush_out()
+
+    def eof_received(self) -> bool | None:
+        client = self.client
+        if client is not None:
+            # A close-delimited body ends here; anything else is a premature close.
+            try:
+                self.parser.feed_data(b"")
+            except httptools.HttpParserError:
+                pass
+        return None
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.upstream_resume_writing()
+
+    # -- httptools callbacks (no on_header: see data_received)
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        buf = self.head_buf
+        if status < 200:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0 or status not in (100, 103):
+                raise _Anomaly()  # an unexpected 1xx / 101 is never relayed
+            self.head_buf = buf[end + 4 :]  # informational: the final head follows
+            return
+        self.awaiting_head = False
+        self.head_buf = b""
+        client = self.client
+        if client is not None:
+            client.upstream_head(status, buf, self)
+            if self.skip_body and self.client is not None:
+                # A response to HEAD has no body, whatever its framing headers say; the parser
+                # cannot be told so, hence the connection is closed rather than reused.
+                self.client = None
+                client.upstream_done(False)
+
+    def on_body(self, body: bytes) -> None:
+        client = self.client
+        if client is not None:
+            client.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return
+        client = self.client
+        if client is None:
+            return
+        self.client = None
+        keep_alive = self.parser.should_keep_alive() and not self.skip_body
+        client.upstream_done(keep_alive)
+
+    # -- use by exchanges
+    def send(self, client: Exchange, data: bytes) -> None:
+        self.client = client
+        self.got_bytes = False
+        self.awaiting_head = True
+        self.head_buf = b""
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        self.client = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def release(self, reusable: bool) -> None:
+        """Hand the connection back after an exchange; ``reusable`` only after a clean one."""
+        self.client = None
+        if reusable and self.transport is not None and not self.transport.is_closing():
+            self.pool.put_idle(self)
+        else:
+            self.abort()
+
+
+class _Anomaly(Exception):
+    """An upstream response the gateway will not relay (an unexpected 1xx or 101)."""
+
+
+class UpstreamPool:
+    """Connections of one worker to one target: idle LIFO, a cap, and waiters."""
+
+    __slots__ = (
+        "all",
+        "connecting",
+        "ejected_until",
+        "failures",
+        "idle",
+        "loop",
+        "settings",
+        "target",
+        "waiters",
+    )
+
+    def __init__(self, target: Target, settings: UpstreamSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.target = target
+        self.settings = settings
+        self.loop = loop
+        self.idle: list[UpstreamConnection] = []
+        self.all: set[UpstreamConnection] = set()
+        self.connecting = 0
+        self.waiters: collections.deque[Exchange] = collections.deque()
+        self.failures = 0
+        self.ejected_until = 0.0
+
+    def acquire(self, client: Exchange) -> None:
+        """Give ``client`` a connection now (``upstream_ready``) or as soon as one is free."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                client.upstream_ready(conn)
+                return
+        if len(self.all) + self.connecting < self.settings.max_connections:
+            self.connecting += 1
+            task = self.loop.create_task(self._connect(client))
+            _TASKS.add(task)
+            task.add_done_callback(_TASKS.discard)
+        else:
+            self.waiters.append(client)
+
+    def cancel(self, client: Exchange) -> None:
+        try:
+            self.waiters.remove(client)
+        except ValueError:
+            pass
+
+    async def _connect(self, client: Exchange) -> None:
+        t = self.target
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: UpstreamConnection(self), t.host, t.port),
+                self.settings.connect_timeout,
+            )
+        except (TimeoutError, OSError) as ex:
+            self.connecting -= 1
+            self.record_failure()
+            log.warning("upstream connect failed", extra={"target": f"{t.host}:{t.port}", "error": repr(ex)})
+            client.upstream_failed(False, False)
+            self._serve_waiters()
+            return
+        self.connecting -= 1
+        self.failures = 0
+        self.all.add(conn)
+        client.upstream_ready(conn)
+
+    def put_idle(self, conn: UpstreamConnection) -> None:
+        self.failures = 0
+        if self.waiters:
+            conn.reused = True
+            self.waiters.popleft().upstream_ready(conn)
+            return
+        if len(self.idle) >= self.settings.max_idle:
+            conn.abort()
+            return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.all.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+        self._serve_waiters()
+
+    def _serve_waiters(self) -> None:
+        while self.waiters and len(self.all) + self.connecting < self.settings.max_connections:
+            self.acquire(self.waiters.popleft())
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.settings.eject_after:
+            self.ejected_until = self.loop.time() + self.settings.eject_seconds
+            self.failures = 0
+            log.warning(
+                "upstream target ejected",
+                extra={
+                    "target": f"{self.target.host}:{self.target.port}",
+                    "seconds": self.settings.eject_seconds,
+                },
+            )
+
+    def expire_idle(self, now: float) -> None:
+        limit = now - self.settings.idle_timeout
+        idle = self.idle
+        while idle and idle[0].idle_since < limit:
+            idle.pop(0).abort()
+
+    def close(self) -> None:
+        for conn in list(self.all):
+            conn.abort()
+        self.idle.clear()
+
+
+class Pools:
+    """All pools of a worker, by target key; survives config reloads."""
+
+    __slots__ = ("loop", "pools", "settings")
+
+    def __init__(self, settings: UpstreamSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
+
+    def get(self, target: Target) -> UpstreamPool:
+        pool = self.pools.get(target.key)
+        if pool is None:
+            pool = self.pools[target.key] = UpstreamPool(target, self.settings, self.loop)
+        return pool
+
+    def pick(self, targets: list[Target], rr: int, now: float) -> UpstreamPool:
+        """Round-robin over targets, skipping ejected ones (all ejected: plain round-robin)."""
+        n = len(targets)
+        if n == 1:
+            return self.get(targets[0])
+        for i in range(n):
+            pool = self.get(targets[(rr + i) % n])
+            if pool.ejected_until <= now:
+                return pool
+        return self.get(targets[rr % n])
+
+    def tick(self, now: float) -> None:
+        for pool in self.pools.values():
+            if pool.idle:
+                pool.expire_idle(now)
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
