@@ -222,10 +222,13 @@ def cmd_version(args: argparse.Namespace) -> int:
         )
         print(f"msgspec {msgspec.__version__}")
         no_ext = " (FASTGW_NO_EXTENSIONS is set)" if os.environ.get("FASTGW_NO_EXTENSIONS") else ""
-        for name, compiled in fastgw_core.COMPILED.items():
-            mod = getattr(fastgw_core, name)
+        from fastgw.server import protocol
+
+        builds = [(f"fastgw_core.{name}", compiled) for name, compiled in fastgw_core.COMPILED.items()]
+        builds.append(("fastgw.server.protocol", protocol.COMPILED))
+        for name, compiled in builds:
             impl = "compiled (Cython)" if compiled else "pure Python"
-            print(f"fastgw_core.{name}: {impl}{no_ext if not compiled else ''} [{mod.__name__}]")
+            print(f"{name}: {impl}{no_ext if not compiled else ''}")
     return 0
 
 

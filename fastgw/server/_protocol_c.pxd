@@ -24,7 +24,8 @@ cdef class HttpProtocol:
     cdef public bint expect, in_head, peer_trusted, upgrade, write_paused
     cdef public list fwd
     cdef public str peer
-    cdef public bytes url
+    cdef public bytes url, xfwd_lines, xfwd_host_line
+    cdef public object xfwd_host_key
 
     cpdef _reset_request(self)
     cpdef _pause_reading(self, int reason)

@@ -158,6 +158,9 @@ class HttpProtocol:
         "write_paused",
         "xff",
         "xfwd",
+        "xfwd_host_key",
+        "xfwd_host_line",
+        "xfwd_lines",
     )
 
     def __init__(self, worker: Worker) -> None:
@@ -186,6 +189,9 @@ class HttpProtocol:
         self.deadline_reply: LocalReply | None = None
         self.upgrade = False
         self.completed = 0
+        self.xfwd_lines = b""
+        self.xfwd_host_key: bytes | None = None
+        self.xfwd_host_line = b""
         # Per request (the one being parsed)
         self.cur: Exchange | None = None
         self.in_head = True
@@ -213,6 +219,7 @@ class HttpProtocol:
         worker.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        self.xfwd_lines = b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % self.peer.encode()
         if worker.snapshot.trusted_proxies and self.peer:
             try:
                 ip = ipaddress.ip_address(self.peer)
@@ -612,21 +619,30 @@ class Exchange:
         if query:
             target = target + b"?" + query
         self.target_path = target
-        peer = proto.peer.encode()
-        xff = proto.xff + b", " + peer if proto.peer_trusted and proto.xff else peer
         parts = proto.fwd
-        parts.append(b"x-forwarded-for: %s\r\n" % xff)
-        proto_v = b"http"
-        fwd_host = host or b""
-        if proto.peer_trusted and proto.xfwd:
-            for name, value in proto.xfwd:
+        if proto.peer_trusted and (proto.xff or proto.xfwd):
+            peer = proto.peer.encode()
+            xff = proto.xff + b", " + peer if proto.xff else peer
+            parts.append(b"x-forwarded-for: %s\r\n" % xff)
+            proto_v = b"http"
+            fwd_host = host or b""
+            for name, value in proto.xfwd or ():
                 if name == b"x-forwarded-proto":
                     proto_v = value
                 elif name == b"x-forwarded-host":
                     fwd_host = value
-        parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
-        if fwd_host:
-            parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
+            parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
+            if fwd_host:
+                parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
+        else:
+            # PERF: the peer never changes on a connection and the Host rarely does: the
+            # X-Forwarded-* lines are built once per connection (and per Host value).
+            parts.append(proto.xfwd_lines)
+            if host:
+                if host is not proto.xfwd_host_key and host != proto.xfwd_host_key:
+                    proto.xfwd_host_key = host
+                    proto.xfwd_host_line = b"x-forwarded-host: %s\r\n" % host
+                parts.append(proto.xfwd_host_line)
         if self.body_mode == 1:
             parts.append(b"content-length: %d\r\n" % self.body_len)
         elif self.body_mode == 2:

@@ -24,7 +24,11 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
     assert fastgw_core.router.RouteMatch.__module__ == "fastgw_core._router_c"
     assert fastgw_core.urlnorm.normalize_path.__module__ == "fastgw_core._urlnorm_c"
-    for module in (fastgw_core._router_c, fastgw_core._urlnorm_c, fastgw_core._headers_c):
+    from fastgw.server import _protocol_c, protocol
+
+    assert protocol.COMPILED is True
+    assert protocol.HttpProtocol is _protocol_c.HttpProtocol
+    for module in (fastgw_core._router_c, fastgw_core._urlnorm_c, fastgw_core._headers_c, _protocol_c):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
 
@@ -39,6 +43,9 @@ def test_no_extensions_binds_the_python_twins() -> None:
         assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers"}
         assert headers.rewrite_response_head is headers.rewrite_response_head_py
         assert headers.rewrite_response_head_c is None
+        from fastgw.server import protocol
+        assert protocol.COMPILED is False
+        assert protocol.HttpProtocol.__module__ == "fastgw.server._protocol_py"
         assert router.RouteTrie is router.RouteTriePy
         assert router.RouteTrie.__module__ == "fastgw_core._router_py"
         assert router.RouteMatch.__module__ == "fastgw_core._router_py"
