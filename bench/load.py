@@ -1,0 +1,681 @@
+"""Load bench: fastgw vs nginx vs the upstream direct, with wrk (``python -m bench.load --help``).
+
+Layout on a 2-core machine (default, pinned): core 0 runs the proxy under test (nginx with one
+worker, or fastgw with one worker); core 1 runs wrk and the upstream nginx. Each (scenario,
+target) is measured ``--repeat`` times, interleaved round by round, median reported. The CPU
+time of the proxy's process tree per request is read from /proc/PID/stat around each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import report
+from bench.procs import (
+    ProcessSet,
+    cores_busy,
+    cores_snapshot,
+    cpu_count,
+    cpu_delta,
+    cpu_snapshot,
+    ensure_tools,
+    log,
+    sigterm_as_interrupt,
+)
+from bench.servers import (
+    Server,
+    bench_config,
+    start_fastgw,
+    start_nginx_proxy,
+    start_upstream,
+)
+from bench.wrk import WrkResult, run_wrk, write_script
+
+POST_BODY = 1024 * 1024
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # short id, e.g. "small@64"
+    label: str  # for tables
+    path: str  # request path on the upstream (targets add their prefix)
+    connections: int
+    script: Path | None = None
+
+
+@dataclass
+class Target:
+    key: str
+    server: Server
+    prefix: str = ""  # "/prod" for the proxies
+    wrk_cores: list[int] | None = None
+    wrk_threads: int = 1
+
+
+@dataclass
+class Run:
+    wrk: WrkResult
+    cpu_user_s: float
+    cpu_sys_s: float
+    upstream_cpu_s: float = 0.0
+    busy: dict[int, float] = field(default_factory=dict)  # per-CPU busy share during the run
+
+    @property
+    def user_us_per_req(self) -> float:
+        return self.cpu_user_s / self.wrk.requests * 1e6 if self.wrk.requests else math.nan
+
+    @property
+    def sys_us_per_req(self) -> float:
+        return self.cpu_sys_s / self.wrk.requests * 1e6 if self.wrk.requests else math.nan
+
+
+@dataclass
+class Cell:
+    """Every measured run of one (scenario, target) and their medians."""
+
+    runs: list[Run] = field(default_factory=list)
+    failed: str | None = None
+
+    def _med(self, values: list[float]) -> float:
+        vals = [v for v in values if not math.isnan(v)]
+        return statistics.median(vals) if vals else math.nan
+
+    def _ok(self) -> list[Run]:
+        return [r for r in self.runs if r.wrk.failure is None]
+
+    @property
+    def rps(self) -> float:
+        return self._med([r.wrk.rps for r in self._ok()])
+
+    @property
+    def p50(self) -> float:
+        return self._med([r.wrk.p50_ms for r in self._ok()])
+
+    @property
+    def p99(self) -> float:
+        return self._med([r.wrk.p99_ms for r in self._ok()])
+
+    @property
+    def user_us(self) -> float:
+        return self._med([r.user_us_per_req for r in self._ok()])
+
+    @property
+    def sys_us(self) -> float:
+        return self._med([r.sys_us_per_req for r in self._ok()])
+
+    @property
+    def wrk_share(self) -> float:
+        return self._med([r.wrk.wrk_cpu_share for r in self._ok()])
+
+    def busy_text(self) -> str:
+        """Median busy share per CPU ("c0 95% c1 60%"; the average over CPUs beyond 4 of them)."""
+        runs = self._ok()
+        if not runs:
+            return "-"
+        cpus = sorted(runs[0].busy)
+        if len(cpus) > 4:
+            return f"avg {self._med([sum(r.busy.values()) / len(r.busy) for r in runs]):.0%}"
+        return " ".join(f"c{c} {self._med([r.busy.get(c, math.nan) for r in runs]):.0%}" for c in cpus)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.wrk.errors for r in self.runs)
+
+    def error_text(self) -> str:
+        if self.failed:
+            return "target failed"
+        bad = [r for r in self.runs if r.wrk.failure or r.wrk.errors]
+        if not bad:
+            return "0"
+        details = "; ".join(sorted({r.wrk.error_text() for r in bad}))
+        return f"{self.errors} in {len(bad)}/{len(self.runs)} runs ({details})"
+
+
+Results = dict[tuple[str, str], Cell]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def fmt_eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def one_run(wrk: str, sc: Scenario, tg: Target, duration: float, upstream: Server | None) -> Run:
+    url = tg.server.base_url() + tg.prefix + sc.path
+    before = cpu_snapshot(tg.server.pid)
+    up_before = cpu_snapshot(upstream.pid) if upstream is not None and upstream is not tg.server else None
+    cores0 = cores_snapshot()
+    w = run_wrk(
+        wrk, url, sc.connections, duration, threads=tg.wrk_threads, script=sc.script, cores=tg.wrk_cores
+    )
+    busy = cores_busy(cores0, cores_snapshot())
+    after = cpu_snapshot(tg.server.pid)
+    user, system = cpu_delta(before, after)
+    up = 0.0
+    if up_before is not None and upstream is not None:
+        uu, us = cpu_delta(up_before, cpu_snapshot(upstream.pid))
+        up = uu + us
+    return Run(w, user, system, up, busy)
+
+
+def measure(
+    wrk: str,
+    scenarios: Sequence[Scenario],
+    targets: Sequence[Target],
+    repeat: int,
+    duration: float,
+    warmup: float,
+    upstream: Server | None,
+) -> Results:
+    """All runs, interleaved: round 1 = every scenario x target, then round 2, ..."""
+    results: Results = {(s.key, t.key): Cell() for s in scenarios for t in targets}
+    total = len(scenarios) * len(targets) * repeat
+    done = 0
+    overhead = 0.5  # seconds per run beyond its nominal duration; learnt as we go
+    warmed: set[tuple[str, str]] = set()
+    started = time.monotonic()
+    for rnd in range(1, repeat + 1):
+        for sc in scenarios:
+            for tg in targets:
+                cell = results[(sc.key, tg.key)]
+                if not tg.server.check_alive():
+                    cell.failed = tg.server.error
+                    done += 1
+                    log(
+                        f"[{done:>3}/{total}] round {rnd}/{repeat} {sc.label:<16} {tg.key:<10} "
+                        "skipped (target failed)"
+                    )
+                    continue
+                if (sc.key, tg.key) not in warmed:
+                    warmed.add((sc.key, tg.key))
+                    if warmup > 0:
+                        one_run(wrk, sc, tg, warmup, upstream)
+                t0 = time.monotonic()
+                run = one_run(wrk, sc, tg, duration, upstream)
+                overhead = 0.7 * overhead + 0.3 * max(0.0, time.monotonic() - t0 - duration)
+                cell.runs.append(run)
+                done += 1
+                left = total - done
+                warm_left = sum(1 for s in scenarios for t in targets if (s.key, t.key) not in warmed)
+                eta = left * (duration + overhead) + warm_left * (warmup + overhead)
+                w = run.wrk
+                status = ""
+                if w.failure:
+                    status = f"  FAILED: {w.failure}"
+                elif w.errors:
+                    status = f"  ERRORS: {w.error_text()}"
+                log(
+                    f"[{done:>3}/{total}] round {rnd}/{repeat} {sc.label:<16} {tg.key:<10} "
+                    f"{w.rps:>9,.0f} req/s  p50 {report.fmt_ms(w.p50_ms):>6} ms  "
+                    f"p99 {report.fmt_ms(w.p99_ms):>6} ms  "
+                    f"cpu {report.fmt_num(run.user_us_per_req, 1)}"
+                    f"+{report.fmt_num(run.sys_us_per_req, 1)} us/req  "
+                    f"wrk {w.wrk_cpu_share:4.0%}{status}  | elapsed {fmt_eta(time.monotonic() - started)}"
+                    f" ETA {fmt_eta(eta)}"
+                )
+                if not tg.server.check_alive():
+                    log(f"bench: {tg.key} died during the run: {tg.server.error}")
+    for (_, tkey), cell in results.items():
+        tg = next(t for t in targets if t.key == tkey)
+        if tg.server.error and not cell.runs:
+            cell.failed = tg.server.error
+    return results
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def results_table(scenarios: Sequence[Scenario], targets: Sequence[Target], res: Results) -> str:
+    rows = []
+    for sc in scenarios:
+        for tg in targets:
+            c = res[(sc.key, tg.key)]
+            if c.failed or not c.runs:
+                rows.append([sc.label, tg.key, "failed", "-", "-", "-", "-", "-", "-", "-", c.error_text()])
+                continue
+            flag = " (!)" if c.errors else ""
+            rows.append(
+                [
+                    sc.label,
+                    tg.key,
+                    report.fmt_num(c.rps) + flag,
+                    report.fmt_ms(c.p50),
+                    report.fmt_ms(c.p99),
+                    report.fmt_num(c.user_us, 1),
+                    report.fmt_num(c.sys_us, 1),
+                    report.fmt_num(c.user_us + c.sys_us, 1),
+                    f"{c.wrk_share:.0%}",
+                    c.busy_text(),
+                    c.error_text(),
+                ]
+            )
+    return report.markdown_table(
+        [
+            "scenario",
+            "target",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU us/req user",
+            "sys",
+            "total",
+            "wrk CPU",
+            "cores busy",
+            "errors",
+        ],
+        rows,
+        align="llrrrrrrrrl",
+    )
+
+
+def ratio_table(scenarios: Sequence[Scenario], res: Results, a: str, b: str) -> str:
+    rows = []
+    for sc in scenarios:
+        ca, cb = res.get((sc.key, a)), res.get((sc.key, b))
+        if ca is None or cb is None:
+            continue
+        rows.append(
+            [
+                sc.label,
+                report.fmt_ratio(ca.rps, cb.rps),
+                report.fmt_ratio(ca.p99, cb.p99),
+                report.fmt_ratio(ca.user_us + ca.sys_us, cb.user_us + cb.sys_us),
+            ]
+        )
+    return report.markdown_table(
+        ["scenario", f"{a}/{b} req/s", f"{a}/{b} p99", f"{a}/{b} CPU us/req"], rows, align="lrrr"
+    )
+
+
+def failures_text(targets: Sequence[Target]) -> str:
+    out = []
+    for tg in targets:
+        if tg.server.error:
+            out.append(f"**{tg.key} failed**:\n\n```\n{tg.server.error.strip()[-3000:]}\n```")
+    return "\n\n".join(out)
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def standard_scenarios(tmp: Path) -> list[Scenario]:
+    post = write_script(tmp / "post1m.lua", method="POST", body_size=POST_BODY)
+    return [
+        Scenario("small@64", "small GET @64", "/small", 64),
+        Scenario("small@256", "small GET @256", "/small", 256),
+        Scenario("16k@64", "16 KiB GET @64", "/16k", 64),
+        Scenario("post1m@16", "1 MiB POST @16", "/upload", 16, post),
+    ]
+
+
+def pinning(ncpu: int) -> tuple[list[int] | None, list[int] | None]:
+    """(proxy cores, wrk+upstream cores): core 0 vs the rest; no pinning on a 1-core machine."""
+    if ncpu < 2:
+        return None, None
+    return [0], list(range(1, ncpu))
+
+
+def mode_standard(args: argparse.Namespace) -> int:
+    nginx, wrk = ensure_tools()
+    assert nginx is not None
+    proxy_cores, load_cores = pinning(cpu_count())
+    with tempfile.TemporaryDirectory(prefix="fastgw-bench-") as tmpdir, ProcessSet() as procs:
+        tmp = Path(tmpdir)
+        scenarios = standard_scenarios(tmp)
+        if args.scenarios:
+            keep = set(args.scenarios.split(","))
+            scenarios = [s for s in scenarios if s.key in keep]
+        upstream = start_upstream(procs, nginx, tmp, load_cores)
+        if upstream.error:
+            return 2
+        cfg = tmp / "fastgw.yaml"
+        cfg.write_text(bench_config(upstream.port))
+        ngx = start_nginx_proxy(
+            procs, nginx, tmp, upstream.port, 1, proxy_cores, keepalive=args.nginx_keepalive
+        )
+        fgw = start_fastgw(procs, "fastgw", cfg, 1, tmp, proxy_cores)
+        targets = [
+            Target("fastgw", fgw, "/prod", load_cores),
+            Target("nginx", ngx, "/prod", load_cores),
+            Target("upstream", upstream, "", load_cores),
+        ]
+        nruns = len(scenarios) * len(targets) * args.repeat
+        cells = len(scenarios) * len(targets)
+        est = nruns * (args.duration + 0.6) + cells * (args.warmup + 0.6)
+        log(
+            f"bench: {len(scenarios)} scenarios x {len(targets)} targets x {args.repeat} repeats = "
+            f"{nruns} runs of {args.duration:g}s (+{args.warmup:g}s warm-up each cell); est. {fmt_eta(est)}"
+        )
+        res = measure(wrk, scenarios, targets, args.repeat, args.duration, args.warmup, upstream)
+        info = report.machine_info(nginx, wrk)
+    table = results_table(scenarios, targets, res)
+    ratios = ratio_table(scenarios, res, "fastgw", "nginx")
+    print()
+    print(table)
+    print()
+    print(ratios)
+    fails = failures_text(targets)
+    if fails:
+        print()
+        print(fails)
+    if args.no_write:
+        return 0
+    pin_txt = (
+        f"proxy under test pinned to core {proxy_cores}, wrk and upstream nginx to cores {load_cores}"
+        if proxy_cores
+        else "no pinning (single core)"
+    )
+    body = "\n\n".join(
+        filter(
+            None,
+            [
+                "## fastgw vs nginx, one worker each",
+                report.machine_md(info),
+                f"Command: `{report.command_line()}`  \n"
+                f"{args.repeat} runs of {args.duration:g} s per cell (interleaved, median shown), "
+                f"{args.warmup:g} s warm-up; {pin_txt}. `wrk -t1`, `--latency`.",
+                table,
+                "Ratios (fastgw / nginx; req/s above 1 is better, p99 and CPU below 1 are better):",
+                ratios,
+                "`(!)`: at least one run had errors (non-2xx or socket errors); see the errors column.",
+                fails,
+            ],
+        )
+    )
+    report.update_results("main", body)
+    scen_labels = [s.label for s in scenarios]
+    tkeys = [t.key for t in targets]
+    report.write_chart(
+        scen_labels,
+        ["fastgw", "nginx", "upstream"],
+        {(s.label, t): res[(s.key, t)].rps for s in scenarios for t in tkeys},
+        {(s.label, t): res[(s.key, t)].p99 for s in scenarios for t in tkeys},
+        f"fastgw vs nginx (1 worker each) vs upstream direct - {info[1][1]}, "
+        f"{args.duration:g}s x {args.repeat}",
+    )
+    return 0
+
+
+def mode_workers(args: argparse.Namespace) -> int:
+    nginx, wrk = ensure_tools()
+    assert nginx is not None
+    ncpu = cpu_count()
+    proxy_cores, load_cores = pinning(ncpu)
+    with tempfile.TemporaryDirectory(prefix="fastgw-bench-") as tmpdir, ProcessSet() as procs:
+        tmp = Path(tmpdir)
+        scenarios = [s for s in standard_scenarios(tmp) if s.key in ("small@64", "small@256")]
+        upstream = start_upstream(procs, nginx, tmp, load_cores)
+        if upstream.error:
+            return 2
+        cfg = tmp / "fastgw.yaml"
+        cfg.write_text(bench_config(upstream.port))
+        f1 = start_fastgw(procs, "fastgw-1w", cfg, 1, tmp, proxy_cores)
+        f2 = start_fastgw(procs, "fastgw-2w", cfg, 2, tmp, None)
+        n2 = start_nginx_proxy(
+            procs, nginx, tmp, upstream.port, 2, None, tag="nginx-2w", keepalive=args.nginx_keepalive
+        )
+        targets = [
+            Target("fastgw-1w", f1, "/prod", load_cores),
+            Target("fastgw-2w", f2, "/prod", None),
+            Target("nginx-2w", n2, "/prod", None),
+        ]
+        res = measure(wrk, scenarios, targets, args.repeat, args.duration, args.warmup, upstream)
+        info = report.machine_info(nginx, wrk)
+    table = results_table(scenarios, targets, res)
+    scaling = ratio_table(scenarios, res, "fastgw-2w", "fastgw-1w")
+    print()
+    print(table)
+    print()
+    print(scaling)
+    fails = failures_text(targets)
+    if fails:
+        print()
+        print(fails)
+    if args.no_write:
+        return 0
+    body = "\n\n".join(
+        filter(
+            None,
+            [
+                "## Workers: fastgw with 1 and 2 workers",
+                report.machine_md(info),
+                f"Command: `{report.command_line()}`  \n"
+                f"{args.repeat} runs of {args.duration:g} s per cell (interleaved, median shown). "
+                f"fastgw-1w is pinned to core 0 with wrk on {load_cores}; fastgw-2w and nginx-2w (reference) "
+                "are unpinned and wrk shares the cores with them (and with the upstream nginx, "
+                "pinned to core 1), "
+                "so the `wrk CPU` column tells how much of the machine the load generator itself took.",
+                table,
+                "Scaling (2 workers / 1 worker):",
+                scaling,
+                fails,
+            ],
+        )
+    )
+    report.update_results("workers", body)
+    return 0
+
+
+# --------------------------------------------------------------------------- user mode
+
+
+@dataclass
+class UserRequest:
+    method: str
+    path: str
+    body_file: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+class _RequestAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        ns: argparse.Namespace,
+        value: object,
+        option: str | None = None,
+    ) -> None:
+        reqs: list[UserRequest] = ns.requests if ns.requests is not None else []
+        parts = str(value).split(None, 1)
+        if len(parts) != 2 or not parts[1].startswith("/"):
+            parser.error(f"--request wants 'METHOD /path', got {value!r}")
+        reqs.append(UserRequest(parts[0].upper(), parts[1]))
+        ns.requests = reqs
+
+
+class _BodyAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        ns: argparse.Namespace,
+        value: object,
+        option: str | None = None,
+    ) -> None:
+        if not ns.requests:
+            parser.error("--body-file must follow the --request it belongs to")
+        path = Path(str(value))
+        if not path.is_file():
+            parser.error(f"--body-file {path}: no such file")
+        ns.requests[-1].body_file = path.resolve()
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return vals
+
+
+def mode_user(args: argparse.Namespace) -> int:
+    _, wrk = ensure_tools(need_nginx=False)
+    config = Path(args.config).resolve()
+    if not config.is_file():
+        log(f"bench: --config {config}: no such file")
+        return 2
+    requests: list[UserRequest] = args.requests or []
+    if not requests:
+        log("bench: --config needs at least one --request 'METHOD /path'")
+        return 2
+    headers: list[tuple[str, str]] = []
+    for h in args.header:
+        name, sep, value = h.partition(":")
+        if not sep:
+            log(f"bench: --header wants 'Name: value', got {h!r}")
+            return 2
+        headers.append((name.strip(), value.strip()))
+    ncpu = cpu_count()
+    worker_counts: list[int] = args.workers or [1]
+    conns: list[int] = args.connections or [64]
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory(prefix="fastgw-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        scenarios = []
+        for i, rq in enumerate(requests):
+            script = write_script(
+                tmp / f"req{i}.lua", method=rq.method, headers=headers, body_file=rq.body_file
+            )
+            for c in conns:
+                scenarios.append(Scenario(f"r{i}@{c}", f"{rq.label} @{c}", rq.path, c, script))
+        for w in worker_counts:
+            # pin the gateway to the first W cores and wrk to the others while that leaves wrk a core
+            gw_cores = list(range(w)) if w < ncpu else None
+            wrk_cores = list(range(w, ncpu)) if w < ncpu else None
+            with ProcessSet() as procs:
+                srv = start_fastgw(procs, f"fastgw-{w}w", config, w, tmp, gw_cores)
+                if srv.error:
+                    for sc in scenarios:
+                        rows.append(
+                            [sc.label, str(w), "failed", "-", "-", "-", "-", "fastgw failed to start"]
+                        )
+                    continue
+                threads = len(wrk_cores) if wrk_cores else max(1, ncpu // 2)
+                tg = Target(f"{w}w", srv, "", wrk_cores, wrk_threads=min(threads, min(conns)))
+                res = measure(wrk, scenarios, [tg], args.repeat, args.duration, args.warmup, None)
+            for sc in scenarios:
+                c = res[(sc.key, tg.key)]
+                if c.failed or not c.runs:
+                    rows.append([sc.label, str(w), "failed", "-", "-", "-", "-", c.error_text()])
+                    continue
+                rows.append(
+                    [
+                        sc.label,
+                        str(w),
+                        report.fmt_num(c.rps) + (" (!)" if c.errors else ""),
+                        report.fmt_ms(c.p50),
+                        report.fmt_ms(c.p99),
+                        report.fmt_num(c.user_us + c.sys_us, 1),
+                        f"{c.wrk_share:.0%}",
+                        c.error_text(),
+                    ]
+                )
+    print()
+    pin_txt = "gateway pinned to the first W cores, wrk to the others" if ncpu > 1 else "no pinning"
+    print(f"fastgw with {config} ({pin_txt})")
+    print(
+        report.markdown_table(
+            ["request @conns", "workers", "req/s", "p50 ms", "p99 ms", "CPU us/req", "wrk CPU", "errors"],
+            rows,
+            align="lrrrrrrl",
+        )
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.load",
+        description="Load bench of fastgw against nginx and the upstream direct (wrk, pinned cores).",
+        epilog="See bench/README.md. User mode: --config YOUR.yaml --request 'GET /prod/x' [--workers 1,2].",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="runs per (scenario, target), median reported (3)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of the uncounted warm-up run per cell (2)"
+    )
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 3 s, 1 s warm-up")
+    p.add_argument(
+        "--no-write", action="store_true", help="do not write bench/RESULTS.md and bench/results.png"
+    )
+    p.add_argument(
+        "--scenarios", help="only these scenarios (comma list of small@64,small@256,16k@64,post1m@16)"
+    )
+    p.add_argument(
+        "--nginx-keepalive",
+        type=int,
+        default=64,
+        help="idle upstream connections nginx keeps (`keepalive N` of its upstream block; 64)",
+    )
+    p.add_argument(
+        "--workers-compare",
+        action="store_true",
+        help="small GET @64/@256 against fastgw with 1 and 2 workers (section of RESULTS.md)",
+    )
+    g = p.add_argument_group("user mode (size your own deployment; no nginx, no upstream started)")
+    g.add_argument("--config", help="your fastgw config; listen and workers are overridden per run")
+    g.add_argument(
+        "--request",
+        dest="requests",
+        action=_RequestAction,
+        metavar="'METHOD /path'",
+        help="a request to load (repeatable)",
+    )
+    g.add_argument("--body-file", action=_BodyAction, help="body of the preceding --request")
+    g.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
+        help="header sent with every request (repeatable)",
+    )
+    g.add_argument("--workers", type=_int_list, metavar="1,2", help="worker counts to measure (1)")
+    g.add_argument("--connections", type=_int_list, metavar="64", help="wrk connections, comma list (64)")
+    p.set_defaults(requests=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeat, args.duration, args.warmup = 1, 3.0, 1.0
+    if args.repeat < 1 or args.duration < 1:
+        p.error("--repeat and --duration must be >= 1")
+    if args.config is None and (args.requests or args.workers or args.connections):
+        p.error("--request/--workers/--connections belong to user mode: add --config YOUR.yaml")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    log(f"bench: {report.command_line()}")
+    try:
+        with sigterm_as_interrupt():
+            if args.config:
+                return mode_user(args)
+            if args.workers_compare:
+                return mode_workers(args)
+            return mode_standard(args)
+    except KeyboardInterrupt:
+        log("bench: interrupted; servers stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
