@@ -624,8 +624,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--nginx-keepalive",
         type=int,
-        default=64,
-        help="idle upstream connections nginx keeps (`keepalive N` of its upstream block; 64)",
+        default=512,
+        help="idle upstream connections nginx keeps (`keepalive N` of its upstream block; 512, "
+        "equal to fastgw's default gateway.upstream.max_idle, so neither churns connections at 256 clients)",
     )
     p.add_argument(
         "--workers-compare",

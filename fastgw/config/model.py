@@ -63,7 +63,10 @@ class UpstreamSettings(_Model):
     max_connections: Annotated[
         int, Meta(ge=1, description="Connections per upstream target per worker (in use + idle).")
     ] = 512
-    max_idle: Annotated[int, Meta(ge=0, description="Idle keep-alive connections kept per target.")] = 128
+    max_idle: Annotated[
+        int,
+        Meta(ge=0, description="Idle keep-alive connections kept per target per worker (nginx: keepalive)."),
+    ] = 512
     idle_timeout: Annotated[
         float, Meta(gt=0, description="Seconds an idle upstream connection is kept before closing.")
     ] = 30.0

@@ -47,7 +47,7 @@ cdef class Exchange:
     cdef public int body_mode
     cdef public double deadline
     cdef public bint http10, keep_alive, request_done, response_started, response_done
-    cdef public bint retried, resp_chunked
+    cdef public bint retried, resp_chunked, expect
 
     cpdef prepare(self, bytes url)
     cpdef _build_upstream_head(self, str path, bytes host)

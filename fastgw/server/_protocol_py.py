@@ -286,6 +286,7 @@ class HttpProtocol:
         # The client closed its sending side. Finish what is in flight, then close.
         if self.active is None and self.cur is None and not self.queue:
             return None
+        self.paused |= _PAUSE_HALT
         return True
 
     def pause_writing(self) -> None:
@@ -356,6 +357,7 @@ class HttpProtocol:
         http10 = parser.get_http_version() == "1.0"
         keep_alive = parser.should_keep_alive() and not self.worker.draining
         ex = Exchange(self, method, http10, keep_alive)
+        ex.expect = self.expect
         self.cur = ex
         # Framing and head checks (DESIGN-RULES 2): anything ambiguous is refused, never forwarded.
         if self.host_n != 1 and (self.host_n > 1 or not http10):
@@ -520,6 +522,7 @@ class Exchange:
         "buf_bytes",
         "conn",
         "deadline",
+        "expect",
         "http10",
         "integration",
         "keep_alive",
@@ -547,6 +550,7 @@ class Exchange:
         self.method = method
         self.http10 = http10
         self.keep_alive = keep_alive
+        self.expect = False
         self.body_mode = 0  # 0: none, 1: content-length, 2: chunked
         self.body_len = 0
         self.request_done = False
@@ -661,7 +665,7 @@ class Exchange:
         if self.integration is None:
             self.respond_local(route.integration.reply)  # type: ignore[union-attr]
             return
-        if self.proto.expect and not self.request_done:
+        if self.expect and not self.request_done:
             self.proto.transport.write(CONTINUE_100)
         self.dispatch()
 
@@ -819,7 +823,7 @@ class Exchange:
     def respond_local(self, reply: LocalReply) -> None:
         proto = self.proto
         self.response_started = True
-        if not self.request_done and self.body_mode and (reply.status >= 400 or proto.expect):
+        if not self.request_done and self.body_mode and (reply.status >= 400 or self.expect):
             self.keep_alive = False  # the body will not be read: the connection cannot continue
         conn_line = CONN_CLOSE if not self.keep_alive else (CONN_KEEP_ALIVE if self.http10 else b"")
         head = b"%sx-amzn-RequestId: %s\r\n%s%s\r\n" % (
