@@ -65,7 +65,7 @@ class UpstreamSettings(_Model):
     ] = 512
     max_idle: Annotated[
         int,
-        Meta(ge=0, description="Idle keep-alive connections kept per target per worker (nginx: keepalive)."),
+        Meta(ge=0, description="Idle keep-alive connections kept per target per worker."),
     ] = 512
     idle_timeout: Annotated[
         float, Meta(gt=0, description="Seconds an idle upstream connection is kept before closing.")
