@@ -41,7 +41,7 @@ import httptools
 from fastgw.config.compile import MockRuntime as _MockRuntime
 from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
-from fastgw_core.errors import InvalidPathError
+from fastgw_core.errors import HeadError, InvalidPathError
 from fastgw_core.headers import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE, rewrite_response_head
 from fastgw_core.urlnorm import normalize_path
 
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     )
     from fastgw.config.model import UpstreamSettings
     from fastgw.server.worker import Worker
+
+log = logging.getLogger("fastgw.protocol")
 
 # Request headers the gateway reads or never forwards, by lower-case name.
 _H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD = range(1, 9)
@@ -271,7 +273,10 @@ class HttpProtocol:
             if isinstance(ctx, _Reject):
                 self.fail(ctx.reply)
                 return
-            raise
+            # A bug of ours: the client gets a 500, never a traceback; the log gets the trace.
+            log.error("request handling failed", exc_info=ctx or ex)
+            self.fail(replies.INTERNAL_ERROR)
+            return
         except httptools.HttpParserError:
             self.fail(replies.BAD_REQUEST)
             return
@@ -871,7 +876,6 @@ class Exchange:
         self.abort_upstream()
 
 
-log = logging.getLogger("fastgw.upstream")
 _TASKS: set[asyncio.Task[None]] = set()
 
 
@@ -933,7 +937,10 @@ class UpstreamConnection:
             self.head_buf = self.head_buf + data if self.head_buf else data
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as ex:
+            ctx = ex.__context__
+            if ctx is not None and not isinstance(ctx, (_Anomaly, HeadError)):
+                log.error("upstream response handling failed", exc_info=ctx)
             self.client = None
             self.abort()
             client.upstream_failed(False, True)
