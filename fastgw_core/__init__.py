@@ -5,7 +5,7 @@ Every kernel module here is a facade that binds the compiled build (``_x_c``) un
 pure-Python twin (``_x_py``). ``COMPILED`` reports which build each facade loaded.
 """
 
-from fastgw_core import headers, router, urlnorm
+from fastgw_core import headers, reqhead, router, urlnorm
 
 __version__ = "0.1.0"
 
@@ -13,6 +13,7 @@ COMPILED: dict[str, bool] = {
     "router": router.COMPILED,
     "urlnorm": urlnorm.COMPILED,
     "headers": headers.COMPILED,
+    "reqhead": reqhead.COMPILED,
 }
 
-__all__ = ["COMPILED", "__version__", "headers", "router", "urlnorm"]
+__all__ = ["COMPILED", "__version__", "headers", "reqhead", "router", "urlnorm"]

@@ -21,7 +21,7 @@ cdef class HttpProtocol:
     cdef public long completed
     cdef public int paused, headers_n, host_n
     cdef public double deadline
-    cdef public bint expect, in_head, peer_trusted, upgrade, write_paused
+    cdef public bint expect, in_head, peer_trusted, upgrade, write_paused, parser_idle
     cdef public list fwd
     cdef public str peer
     cdef public bytes url, xfwd_lines, xfwd_host_line
@@ -33,6 +33,8 @@ cdef class HttpProtocol:
     cpdef _halt_reading(self)
     cpdef fail(self, reply)
     cpdef exchange_done(self, Exchange ex)
+    cpdef head_done(self, str method, bint http10, bint keep_alive)
+    cpdef on_message_complete(self)
 
 
 cdef class Exchange:

@@ -43,6 +43,7 @@ from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
 from fastgw_core.errors import HeadError, InvalidPathError
 from fastgw_core.headers import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE, rewrite_response_head
+from fastgw_core.reqhead import parse_request_head
 from fastgw_core.urlnorm import normalize_path
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class HttpProtocol:
         "limits",
         "loop",
         "parser",
+        "parser_idle",
         "paused",
         "peer",
         "peer_trusted",
@@ -191,6 +193,7 @@ class HttpProtocol:
         self.deadline_reply: LocalReply | None = None
         self.upgrade = False
         self.completed = 0
+        self.parser_idle = True
         self.xfwd_lines = b""
         self.xfwd_host_key: bytes | None = None
         self.xfwd_host_line = b""
@@ -258,6 +261,39 @@ class HttpProtocol:
     def data_received(self, data: bytes) -> None:
         if self.paused & _PAUSE_HALT:
             return
+        if self.parser_idle and self.cur is None:
+            # PERF: whole body-less heads that the strict fast path accepts skip httptools and
+            # its callbacks; anything else (and the rest of this chunk) goes to httptools.
+            pos = 0
+            n = len(data)
+            while True:
+                got = parse_request_head(data, pos, self.lim_head, self.lim_headers, self.lim_url)
+                if got is None:
+                    break
+                end, method, url, http10, keep_alive, host, fwd = got
+                self.url = url
+                if fwd:
+                    self.fwd.append(fwd)
+                if host is not None:
+                    self.host = host
+                    self.host_n = 1
+                try:
+                    self.head_done(method, http10, keep_alive)
+                except _Reject as ex:
+                    self.fail(ex.reply)
+                    return
+                except Exception:
+                    log.exception("request handling failed")
+                    self.fail(replies.INTERNAL_ERROR)
+                    return
+                self.on_message_complete()
+                if self.paused & _PAUSE_HALT:
+                    return
+                pos = end
+                if pos == n:
+                    return
+            if pos:
+                data = data[pos:]
         in_head = self.in_head
         completed = self.completed
         try:
@@ -308,6 +344,7 @@ class HttpProtocol:
 
     # ------------------------------------------------------------------ httptools callbacks
     def on_message_begin(self) -> None:
+        self.parser_idle = False
         if not self.in_head:
             self.in_head = True
         self.head_bytes = 0
@@ -351,7 +388,6 @@ class HttpProtocol:
             self.xfwd.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
         parser = self.parser
         method_b = parser.get_method()
         method = _METHODS.get(method_b)
@@ -359,8 +395,13 @@ class HttpProtocol:
             method = method_b.decode("latin-1")
             if len(_METHODS) < 64:
                 _METHODS[method_b] = method
-        http10 = parser.get_http_version() == "1.0"
-        keep_alive = parser.should_keep_alive() and not self.worker.draining
+        self.head_done(method, parser.get_http_version() == "1.0", parser.should_keep_alive())
+
+    def head_done(self, method: str, http10: bool, keep_alive: bool) -> None:
+        """A whole request head is in (from httptools or the fast path): check it, route it."""
+        self.in_head = False
+        if self.worker.draining:
+            keep_alive = False
         ex = Exchange(self, method, http10, keep_alive)
         ex.expect = self.expect
         self.cur = ex
@@ -413,6 +454,7 @@ class HttpProtocol:
             ex.request_body(body)
 
     def on_message_complete(self) -> None:
+        self.parser_idle = True
         self.completed += 1
         ex = self.cur
         self.cur = None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fastgw_core import headers, router, urlnorm
+from fastgw_core import headers, reqhead, router, urlnorm
 
 NO_EXTENSIONS = bool(os.environ.get("FASTGW_NO_EXTENSIONS"))
 IMPLS = ["python", "compiled"]
@@ -59,3 +59,11 @@ def rewrite_impl(request: pytest.FixtureRequest) -> Callable[[bytes, bytes, int]
     if request.param == "python":
         return headers.rewrite_response_head_py
     return require_compiled(headers.rewrite_response_head_c, "headers")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=IMPLS, scope="session")
+def reqhead_impl(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """The ``parse_request_head`` function of one build."""
+    if request.param == "python":
+        return reqhead.parse_request_head_py
+    return require_compiled(reqhead.parse_request_head_c, "reqhead")  # type: ignore[no-any-return]

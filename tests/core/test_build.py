@@ -16,10 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
 def test_compiled_kernels_are_loaded() -> None:
     import fastgw_core._headers_c
+    import fastgw_core._reqhead_c
     import fastgw_core._router_c
     import fastgw_core._urlnorm_c
 
-    assert fastgw_core.COMPILED == {"router": True, "urlnorm": True, "headers": True}
+    assert fastgw_core.COMPILED == {"router": True, "urlnorm": True, "headers": True, "reqhead": True}
     assert fastgw_core.headers.rewrite_response_head is fastgw_core._headers_c.rewrite_response_head
     assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
     assert fastgw_core.router.RouteMatch.__module__ == "fastgw_core._router_c"
@@ -28,7 +29,13 @@ def test_compiled_kernels_are_loaded() -> None:
 
     assert protocol.COMPILED is True
     assert protocol.HttpProtocol is _protocol_c.HttpProtocol
-    for module in (fastgw_core._router_c, fastgw_core._urlnorm_c, fastgw_core._headers_c, _protocol_c):
+    for module in (
+        fastgw_core._router_c,
+        fastgw_core._urlnorm_c,
+        fastgw_core._headers_c,
+        fastgw_core._reqhead_c,
+        _protocol_c,
+    ):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
 
@@ -40,7 +47,7 @@ def test_no_extensions_binds_the_python_twins() -> None:
         import fastgw_core
         from fastgw_core import headers, router, urlnorm
         assert not any(fastgw_core.COMPILED.values()), fastgw_core.COMPILED
-        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers"}
+        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers", "reqhead"}
         assert headers.rewrite_response_head is headers.rewrite_response_head_py
         assert headers.rewrite_response_head_c is None
         from fastgw.server import protocol
