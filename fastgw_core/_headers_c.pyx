@@ -64,6 +64,10 @@ cdef inline bint _is_ows(unsigned char c) noexcept nogil:
 
 
 def rewrite_response_head(bytes raw, bytes request_id, int flags):
+    return _rewrite(raw, request_id, flags)
+
+
+cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
     cdef Py_ssize_t end = -1, i, j, k
@@ -251,3 +255,118 @@ cdef inline bint _eq_lower_tok(const unsigned char* a, Py_ssize_t n, const unsig
         if _lower(a[i]) != _lower(b[i]):
             return False
     return True
+
+
+# Character classes for relay_response, built once: 1 = allowed.
+cdef unsigned char TCHAR[256]
+cdef unsigned char VALCHAR[256]
+
+
+cdef void _init_tables():
+    cdef int c
+    for c in range(256):
+        TCHAR[c] = 0
+        VALCHAR[c] = 0
+    for c in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        TCHAR[c] = 1
+    for c in range(0x20, 0x7F):
+        VALCHAR[c] = 1
+    VALCHAR[9] = 1
+
+
+_init_tables()
+
+
+def relay_response(bytes data, bytes request_id, int flags):
+    """See ``_headers_py.relay_response``."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef const unsigned char* q
+    cdef Py_ssize_t i, j, k, end = -1, le, vs, ts, te, tk
+    cdef long long length = -1
+    cdef int status
+    cdef bint keep_alive = True
+    if n < 16 or not (
+        p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47
+        and p[5] == 49 and p[6] == 46 and p[7] == 49 and p[8] == 32
+    ):
+        return None
+    i = 0
+    while i + 3 < n:
+        q = <const unsigned char*>memchr(p + i, 13, n - i - 3)
+        if q == NULL:
+            break
+        i = q - p
+        if p[i + 1] == 10 and p[i + 2] == 13 and p[i + 3] == 10:
+            end = i
+            break
+        i += 1
+    if end < 0:
+        return None
+    q = <const unsigned char*>memchr(p, 13, end + 1)
+    le = q - p
+    if le < 12 or p[le + 1] != 10:
+        return None
+    for i in range(9, 12):
+        if p[i] < 48 or p[i] > 57:
+            return None
+    status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+    if status < 200 or status == 204 or status == 304:
+        return None
+    if le > 12:
+        if p[12] != 32:
+            return None
+        for i in range(12, le):
+            if not VALCHAR[p[i]]:
+                return None
+    i = le + 2
+    while i < end:
+        q = <const unsigned char*>memchr(p + i, 13, end - i)
+        j = end if q == NULL else q - p
+        if p[j + 1] != 10:
+            return None
+        k = i
+        while k < j and TCHAR[p[k]]:
+            k += 1
+        if k == i or k == j or p[k] != 58:
+            return None
+        for ts in range(k + 1, j):
+            if not VALCHAR[p[ts]]:
+                return None
+        vs = k + 1
+        while vs < j and (p[vs] == 32 or p[vs] == 9):
+            vs += 1
+        if k - i == 14 and _eq_lower(p + i, 14, b"content-length", 14):
+            if length >= 0 or j - vs < 1 or j - vs > 15:
+                return None
+            length = 0
+            for ts in range(vs, j):
+                if p[ts] < 48 or p[ts] > 57:
+                    return None
+                length = length * 10 + (p[ts] - 48)
+        elif k - i == 17 and _eq_lower(p + i, 17, b"transfer-encoding", 17):
+            return None
+        elif k - i == 10 and _eq_lower(p + i, 10, b"connection", 10):
+            ts = vs
+            while ts <= j:
+                te = ts
+                while te < j and p[te] != 44:
+                    te += 1
+                tk = te
+                while ts < tk and _is_ows(p[ts]):
+                    ts += 1
+                while tk > ts and _is_ows(p[tk - 1]):
+                    tk -= 1
+                if tk - ts == 5 and _eq_lower(p + ts, 5, b"close", 5):
+                    keep_alive = False
+                ts = te + 1
+        i = j + 2
+    if length < 0 or n != end + 4 + length:
+        return None
+    head, status, out_flags = _rewrite(data, request_id, flags)
+    cdef Py_ssize_t hn = PyBytes_GET_SIZE(head)
+    out = PyBytes_FromStringAndSize(NULL, hn + length)
+    cdef char* o = PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(head), hn)
+    memcpy(o + hn, p + end + 4, length)
+    return out, status, out_flags, keep_alive

@@ -105,3 +105,60 @@ def rewrite_response_head(raw: bytes, request_id: bytes, flags: int) -> tuple[by
         out.append(b"connection: keep-alive\r\n")
     out.append(b"\r\n")
     return b"".join(out), status, out_flags
+
+
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_VALCHAR = frozenset(range(0x20, 0x7F)) | {0x09}
+
+
+def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int, bool] | None:
+    """Take a whole upstream response in one buffer, or decline (``None``).
+
+    The fast path for the common case: ``data`` is exactly one complete HTTP/1.1 response with
+    a Content-Length body (status 200-599 but 204 and 304), strictly well-formed (as
+    ``_reqhead_py`` for requests: token names, visible-ASCII values, CRLF line ends, one
+    Content-Length of digits, no Transfer-Encoding). Anything else is declined and the caller
+    lets httptools parse it. Returns ``(client_bytes, status, out_flags, upstream_keep_alive)``:
+    the rewritten head (``rewrite_response_head``) followed by the body.
+    """
+    if not data.startswith(b"HTTP/1.1 "):
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    status_line = lines[0]
+    code = status_line[9:12]
+    if len(code) != 3 or not code.isdigit():
+        return None
+    status = int(code)
+    if status < 200 or status == 204 or status == 304:
+        return None
+    rest = status_line[12:]
+    if rest and (rest[0] != 0x20 or any(c not in _VALCHAR for c in rest)):
+        return None
+    length = -1
+    keep_alive = True
+    for line in lines[1:]:
+        colon = line.find(b":")
+        if colon <= 0 or any(c not in _TCHAR for c in line[:colon]):
+            return None
+        value = line[colon + 1 :]
+        if any(c not in _VALCHAR for c in value):
+            return None
+        value = value.lstrip(b" \t")
+        name = line[:colon].lower()
+        if name == b"content-length":
+            if length >= 0 or not value.isdigit() or len(value) > 15:
+                return None
+            length = int(value)
+        elif name == b"transfer-encoding":
+            return None
+        elif name == b"connection":
+            for token in value.split(b","):
+                if token.strip(b" \t").lower() == b"close":
+                    keep_alive = False
+    if length < 0 or len(data) != end + 4 + length:
+        return None
+    head, status, out_flags = rewrite_response_head(data, request_id, flags)
+    return head + data[end + 4 :], status, out_flags, keep_alive

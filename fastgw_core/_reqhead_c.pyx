@@ -209,8 +209,8 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
         else:
             return None
         i = j + 2
-    if host_s < 0 and not http10:
-        return None
+    if host_s < 0 and not http10 or close and ka:
+        return None  # (llhttp's reading of close + keep-alive together differs by version)
     cdef bint keep_alive = (ka and not close) if http10 else (not close)
 
     # Pass 2: the forwarded header block.

@@ -12,7 +12,7 @@ handling needs nothing but the head:
 - the target starts with ``/`` and uses only unreserved, sub-delims, ``: @ / ? %``;
 - header lines ``token ":" OWS value OWS CRLF`` with values of visible ASCII, SP and HTAB;
   no obs-fold, no bare LF, no NUL, no obs-text;
-- at most one Host (exactly one on HTTP/1.1); Connection only ``close`` / ``keep-alive``;
+- at most one Host (exactly one on HTTP/1.1); Connection only ``close`` or ``keep-alive``;
   ``Content-Length: 0`` at most once; no Transfer-Encoding, Expect, Upgrade, TE, Trailer,
   Keep-Alive, Proxy-*, X-Forwarded-* headers (those take the general path);
 - within the limits: head size, header count, URL length.
@@ -114,7 +114,7 @@ def parse_request_head(
             return None
         else:
             out.append(name + b": " + value + b"\r\n")
-    if host is None and not http10:
-        return None
+    if (host is None and not http10) or (close and ka):
+        return None  # (llhttp's reading of close + keep-alive together differs by version)
     keep_alive = ka and not close if http10 else not close
     return end + 4, method, url, http10, keep_alive, host, b"".join(out)

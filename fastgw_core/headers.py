@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from fastgw_core import _env
 from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
+from fastgw_core._headers_py import relay_response as relay_response_py
 from fastgw_core._headers_py import rewrite_response_head as rewrite_response_head_py
 
 __all__ = [
@@ -18,6 +19,9 @@ __all__ = [
     "IN_HTTP10",
     "OUT_CHUNKED",
     "OUT_CLOSE",
+    "relay_response",
+    "relay_response_c",
+    "relay_response_py",
     "rewrite_response_head",
     "rewrite_response_head_c",
     "rewrite_response_head_py",
@@ -25,15 +29,22 @@ __all__ = [
 
 Rewrite = Callable[[bytes, bytes, int], tuple[bytes, int, int]]
 
+Relay = Callable[[bytes, bytes, int], tuple[bytes, int, int, bool] | None]
+
 rewrite_response_head_c: Rewrite | None = None
+relay_response_c: Relay | None = None
 if not _env.NO_EXTENSIONS:
     try:
+        from fastgw_core._headers_c import relay_response as relay_response_c
         from fastgw_core._headers_c import rewrite_response_head as rewrite_response_head_c
     except ImportError:  # pragma: no cover - depends on the build
         rewrite_response_head_c = None
+        relay_response_c = None
 
 COMPILED: bool = rewrite_response_head_c is not None
 
 rewrite_response_head: Rewrite = (
     rewrite_response_head_c if rewrite_response_head_c is not None else rewrite_response_head_py
 )
+
+relay_response: Relay = relay_response_c if relay_response_c is not None else relay_response_py

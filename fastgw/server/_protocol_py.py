@@ -42,7 +42,15 @@ from fastgw.config.compile import MockRuntime as _MockRuntime
 from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
 from fastgw_core.errors import HeadError, InvalidPathError
-from fastgw_core.headers import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE, rewrite_response_head
+from fastgw_core.headers import (
+    IN_CLOSE,
+    IN_HEAD,
+    IN_HTTP10,
+    OUT_CHUNKED,
+    OUT_CLOSE,
+    relay_response,
+    rewrite_response_head,
+)
 from fastgw_core.reqhead import parse_request_head
 from fastgw_core.urlnorm import normalize_path
 
@@ -806,8 +814,8 @@ class Exchange:
         self.proto.worker.waiting.discard(self)
         self.respond_local(replies.INTEGRATION_FAILURE)
 
-    def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
-        proto = self.proto
+    def response_flags(self) -> int:
+        """What the client side asks of the response head (fastgw_core.headers IN_* flags)."""
         if not self.request_done:
             self.keep_alive = False  # an early response: the rest of the request is not read
         flags = 0
@@ -817,6 +825,19 @@ class Exchange:
             flags |= IN_HTTP10
         if not self.keep_alive:
             flags |= IN_CLOSE
+        return flags
+
+    def upstream_whole(self, out: bytes, out_flags: int, keep_alive: bool) -> None:
+        """The whole response came in one read and the fast path relayed it (head + body)."""
+        if out_flags & OUT_CLOSE:
+            self.keep_alive = False
+        self.response_started = True
+        self.out.append(out)
+        self.upstream_done(keep_alive)
+
+    def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
+        proto = self.proto
+        flags = self.response_flags()
         head, _, out_flags = rewrite_response_head(raw_head, self.request_id, flags)
         if out_flags & OUT_CLOSE:
             self.keep_alive = False
@@ -973,6 +994,14 @@ class UpstreamConnection:
             return
         self.got_bytes = True
         client = self.client
+        if self.awaiting_head and not self.head_buf and not self.skip_body:
+            # PERF: a whole Content-Length response in one read, strictly well-formed, is
+            # relayed by one C call; httptools (still idle) is not involved.
+            whole = relay_response(data, client.request_id, client.response_flags())
+            if whole is not None:
+                self.awaiting_head = False
+                client.upstream_whole(whole[0], whole[2], whole[3])
+                return
         if self.awaiting_head:
             # PERF: no on_header callback is bound; the raw head is kept and rewritten by
             # fastgw_core.headers in one call once httptools has validated it.

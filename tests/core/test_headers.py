@@ -1,7 +1,9 @@
 """fastgw_core.headers: the upstream response head as the client gets it, on both builds."""
 
 from collections.abc import Callable
+from typing import Any
 
+import httptools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -152,3 +154,113 @@ def test_compiled_agrees_with_python(
     assert headers.rewrite_response_head_c(raw, RID, flags) == headers.rewrite_response_head_py(
         raw, RID, flags
     )
+
+
+# -- relay_response: the whole-response fast path ------------------------------------------------
+
+
+def relay_impls() -> list[Callable[[bytes, bytes, int], object]]:
+    impls: list[Callable[[bytes, bytes, int], object]] = [headers.relay_response_py]
+    if headers.relay_response_c is not None:
+        impls.append(headers.relay_response_c)
+    elif not NO_EXTENSIONS:
+        pytest.fail("compiled relay_response missing")
+    return impls
+
+
+@pytest.mark.parametrize("impl", relay_impls())
+def test_relay_takes_a_whole_content_length_response(impl: Callable[[bytes, bytes, int], object]) -> None:
+    raw = b"HTTP/1.1 201 Created\r\nServer: up\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"
+    out = impl(raw, RID, 0)
+    assert out == (
+        b"HTTP/1.1 201 Created\r\nServer: up\r\nx-amzn-RequestId: "
+        + RID
+        + b"\r\ncontent-length: 5\r\n\r\nhello",
+        201,
+        0,
+        True,
+    )
+    closing = raw.replace(b"keep-alive", b"close")
+    assert impl(closing, RID, 0)[3] is False  # type: ignore[index]
+
+
+@pytest.mark.parametrize("impl", relay_impls())
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhell",  # body incomplete
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello!",  # extra bytes
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nclose-delimited",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nX: \xff\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n folded\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+def test_relay_declines(impl: Callable[[bytes, bytes, int], object], raw: bytes) -> None:
+    assert impl(raw, RID, 0) is None
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> bytes:
+    status = draw(st.sampled_from([200, 200, 200, 201, 204, 304, 404, 500, 101, 100]))
+    reason = draw(st.sampled_from([b" OK", b" OK", b"", b" Not\tFound", b" \xff"]))
+    lines = [b"HTTP/1.1 %d%s" % (status, reason)]
+    body = draw(st.binary(max_size=20))
+    for name, value in draw(st.lists(st.tuples(_name, _value), max_size=6)):
+        lines.append(name.encode() + b":" + value.encode())
+    if draw(st.integers(0, 3)):
+        lines.append(b"Content-Length: %d" % (len(body) + draw(st.sampled_from([0, 0, 0, 1, -1]))))
+    data = bytearray(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        pos = draw(st.integers(0, len(data)))
+        data[pos:pos] = bytes([draw(st.sampled_from(list(b"\r\n \t:\x00\xff0")))])
+    return bytes(data)
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
+@settings(max_examples=400, deadline=None)
+@given(data=responses(), flags=st.integers(0, 7))
+def test_relay_compiled_agrees_with_python(data: bytes, flags: int) -> None:
+    assert headers.relay_response_c is not None
+    assert headers.relay_response_c(data, RID, flags) == headers.relay_response_py(data, RID, flags)
+
+
+class _Resp:
+    def __init__(self) -> None:
+        self.body = b""
+        self.done = 0
+        self.keep_alive: bool | None = None
+        self.parser: Any = None
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.done += 1
+        self.keep_alive = self.parser.should_keep_alive()
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=responses())
+def test_what_relay_takes_httptools_reads_the_same_way(data: bytes) -> None:
+    got = headers.relay_response_py(data, RID, 0)
+    if got is None:
+        return
+    out, status, _, keep_alive = got
+    r = _Resp()
+    p = httptools.HttpResponseParser(r)
+    r.parser = p
+    p.feed_data(data)  # must not raise
+    assert r.done == 1
+    assert p.get_status_code() == status
+    assert r.keep_alive is keep_alive
+    head_end = data.index(b"\r\n\r\n") + 4
+    assert r.body == data[head_end:]
+    assert out == headers.rewrite_response_head_py(data, RID, 0)[0] + r.body
