@@ -43,9 +43,15 @@ class Target:
     port: int
     host_header: bytes
     key: tuple[str, str, int] = field(init=False)
+    # The request line's tail and Host line for this target, built once.
+    version_host: bytes = field(init=False)
+    # This worker's pool for the target (set on first use by Pools.get; the worker process
+    # owns both the snapshot and the pools).
+    pool: object | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.key = (self.scheme, self.host, self.port)
+        self.version_host = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +62,8 @@ class ProxyIntegration:
     # Path template as alternating literal bytes and parameter names: [b"/a/", "id", b"/b"].
     path_parts: tuple[bytes | str, ...]
     static_path: bytes | None  # set when the path has no placeholders
+    # Set when the path is prefix + one parameter + suffix (the usual `/{proxy}` shape).
+    single_param: str | None
     uri_query: bytes  # the URI's own query string (without '?'), merged with the client's
     timeout: float
     pass_query: bool
@@ -244,10 +252,12 @@ def _compile_proxy(
     shared = []
     for t in [target, *extra]:
         shared.append(targets.setdefault(t.key, t))
+    single = [p for p in parts if isinstance(p, str)]
     return ProxyIntegration(
         targets=shared,
         path_parts=tuple(parts),
         static_path=static if static is not None else (b"/" if not parts else None),
+        single_param=single[0] if len(single) == 1 else None,
         uri_query=query.encode("latin-1"),
         timeout=integ.timeout_ms / 1000.0,
         pass_query=integ.pass_query,

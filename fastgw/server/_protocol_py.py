@@ -89,6 +89,17 @@ _REQ_SPECIAL: dict[bytes, int] = {
 }
 _METHODS: dict[bytes, str] = {}
 
+
+class _MethodBytes(dict[str, bytes]):
+    """Method name -> its bytes, filled on first use."""
+
+    def __missing__(self, method: str) -> bytes:
+        value = self[method] = method.encode("latin-1")
+        return value
+
+
+_METHOD_BYTES = _MethodBytes()
+
 # Reasons for which reading from a client is paused (a bit each).
 _PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
 _PAUSE_PIPELINE = 2  # too many pipelined requests / bytes queued
@@ -119,6 +130,12 @@ def render_path(integ: ProxyIntegration, params: dict[str, str] | None) -> bytes
     """The upstream path of an HTTP_PROXY integration for one request's path parameters."""
     if integ.static_path is not None:
         return integ.static_path  # type: ignore[no-any-return]
+    name = integ.single_param
+    if name is not None and params:
+        parts = integ.path_parts
+        value = params[name].encode("latin-1")
+        if len(parts) == 2:
+            return parts[0] + value if parts[1] == name else value + parts[1]  # type: ignore[no-any-return]
     out = []
     for part in integ.path_parts:
         if type(part) is bytes:
@@ -728,7 +745,13 @@ class Exchange:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
         worker = self.proto.worker
         now = self.proto.loop.time()
-        pool = worker.pools.pick(integ.targets, next(integ.rr), now)
+        targets = integ.targets
+        if len(targets) == 1:
+            pool = targets[0].pool
+            if pool is None:
+                pool = worker.pools.get(targets[0])
+        else:
+            pool = worker.pools.pick(targets, next(integ.rr), now)
         self.pool = pool
         self.deadline = now + integ.timeout
         worker.waiting.add(self)
@@ -769,11 +792,8 @@ class Exchange:
             return
         self.conn = conn
         conn.skip_body = self.method == "HEAD"
-        head = b"%s %s HTTP/1.1\r\nhost: %s\r\n%s" % (
-            self.method.encode(),
-            self.target_path,
-            conn.pool.target.host_header,
-            self.req_head,
+        head = b"".join(
+            (_METHOD_BYTES[self.method], b" ", self.target_path, conn.pool.target.version_host, self.req_head)
         )
         buf = self.buf
         if buf:
@@ -1227,6 +1247,7 @@ class Pools:
         pool = self.pools.get(target.key)
         if pool is None:
             pool = self.pools[target.key] = UpstreamPool(target, self.settings, self.loop)
+        target.pool = pool
         return pool
 
     def pick(self, targets: list[Target], rr: int, now: float) -> UpstreamPool:
