@@ -370,3 +370,18 @@ def relay_response(bytes data, bytes request_id, int flags):
     memcpy(o, PyBytes_AS_STRING(head), hn)
     memcpy(o + hn, p + end + 4, length)
     return out, status, out_flags, keep_alive
+
+
+def request_id(bytes prefix, unsigned long long n):
+    """See ``_headers_py.request_id``."""
+    cdef Py_ssize_t pn = PyBytes_GET_SIZE(prefix)
+    out = PyBytes_FromStringAndSize(NULL, pn + 12)
+    cdef char* o = PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(prefix), pn)
+    cdef int i
+    cdef unsigned int d
+    for i in range(11, -1, -1):
+        d = n & 15
+        o[pn + i] = (48 + d) if d < 10 else (87 + d)
+        n >>= 4
+    return out

@@ -162,3 +162,8 @@ def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, i
         return None
     head, status, out_flags = rewrite_response_head(data, request_id, flags)
     return head + data[end + 4 :], status, out_flags, keep_alive
+
+
+def request_id(prefix: bytes, n: int) -> bytes:
+    """``prefix`` followed by ``n`` as 12 lower-case hex digits (the low 48 bits)."""
+    return prefix + b"%012x" % (n & 0xFFFFFFFFFFFF)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fastgw_core import _env
 from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
 from fastgw_core._headers_py import relay_response as relay_response_py
+from fastgw_core._headers_py import request_id as request_id_py
 from fastgw_core._headers_py import rewrite_response_head as rewrite_response_head_py
 
 __all__ = [
@@ -22,6 +23,9 @@ __all__ = [
     "relay_response",
     "relay_response_c",
     "relay_response_py",
+    "request_id",
+    "request_id_c",
+    "request_id_py",
     "rewrite_response_head",
     "rewrite_response_head_c",
     "rewrite_response_head_py",
@@ -33,13 +37,16 @@ Relay = Callable[[bytes, bytes, int], tuple[bytes, int, int, bool] | None]
 
 rewrite_response_head_c: Rewrite | None = None
 relay_response_c: Relay | None = None
+request_id_c: Callable[[bytes, int], bytes] | None = None
 if not _env.NO_EXTENSIONS:
     try:
         from fastgw_core._headers_c import relay_response as relay_response_c
+        from fastgw_core._headers_c import request_id as request_id_c
         from fastgw_core._headers_c import rewrite_response_head as rewrite_response_head_c
     except ImportError:  # pragma: no cover - depends on the build
         rewrite_response_head_c = None
         relay_response_c = None
+        request_id_c = None
 
 COMPILED: bool = rewrite_response_head_c is not None
 
@@ -48,3 +55,4 @@ rewrite_response_head: Rewrite = (
 )
 
 relay_response: Relay = relay_response_c if relay_response_c is not None else relay_response_py
+request_id: Callable[[bytes, int], bytes] = request_id_c if request_id_c is not None else request_id_py

@@ -49,6 +49,7 @@ from fastgw_core.headers import (
     OUT_CHUNKED,
     OUT_CLOSE,
     relay_response,
+    request_id,
     rewrite_response_head,
 )
 from fastgw_core.reqhead import parse_request_head
@@ -115,9 +116,11 @@ class _Reject(Exception):
 
 def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
     """Map a normalised path to (stage, path inside the stage) on one site."""
-    for prefix, stage in site.long_prefixes:
-        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-            return stage, path[len(prefix) :] or "/"
+    long_prefixes = site.long_prefixes
+    if long_prefixes:
+        for prefix, stage in long_prefixes:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return stage, path[len(prefix) :] or "/"
     end = path.find("/", 1)
     first = path[1:] if end < 0 else path[1:end]
     found = site.prefixes.get(first)
@@ -645,7 +648,7 @@ class Exchange:
         self.out: list[bytes] = []
         worker = proto.worker
         worker.rid += 1
-        self.request_id = b"%s%012x" % (worker.rid_prefix, worker.rid)
+        self.request_id = request_id(worker.rid_prefix, worker.rid)
         self.snapshot: RuntimeSnapshot = proto.worker.snapshot
 
     # ------------------------------------------------------------------ request side

@@ -264,3 +264,14 @@ def test_what_relay_takes_httptools_reads_the_same_way(data: bytes) -> None:
     head_end = data.index(b"\r\n\r\n") + 4
     assert r.body == data[head_end:]
     assert out == headers.rewrite_response_head_py(data, RID, 0)[0] + r.body
+
+
+@pytest.mark.parametrize("n", [0, 1, 255, 2**40 + 7, 2**48 - 1, 2**48, 2**63 + 5])
+def test_request_id_builds_agree(n: int) -> None:
+    prefix = b"0e4549fa-8fb5-4b04-8f6f-"
+    expected = prefix + b"%012x" % (n & (2**48 - 1))
+    assert headers.request_id_py(prefix, n) == expected
+    if headers.request_id_c is not None:
+        assert headers.request_id_c(prefix, n) == expected
+    elif not NO_EXTENSIONS:
+        pytest.fail("compiled request_id missing")
