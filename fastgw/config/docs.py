@@ -7,6 +7,7 @@ documented.
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -33,7 +34,6 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct]]] = [
 
 
 def _type_name(tp: Any) -> str:
-    meta_desc = ""
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
     origin = typing.get_origin(tp)
@@ -44,7 +44,7 @@ def _type_name(tp: Any) -> str:
         return f"map {_type_name(k)} → {_type_name(v)}"
     if origin is typing.Literal:
         return " \\| ".join(repr(a).replace("'", "") for a in typing.get_args(tp))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if all(isinstance(a, type) and issubclass(a, msgspec.Struct) for a in args):
             return "integration object (by `type`)"
@@ -53,7 +53,7 @@ def _type_name(tp: Any) -> str:
         )
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return "object"
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp)) + meta_desc
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
 
 
 def _description(tp: Any) -> str:
@@ -63,7 +63,7 @@ def _description(tp: Any) -> str:
             if isinstance(extra, msgspec.Meta) and extra.description:
                 return extra.description
         tp = args[0]
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         for a in typing.get_args(tp):
             d = _description(a)
             if d:

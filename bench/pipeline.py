@@ -1,0 +1,126 @@
+"""User-space cost of one proxied request, without sockets.
+
+Drives a small proxied GET (client head in, upstream head + 100-byte body back) through the
+real protocol objects of the selected build with in-memory transports, and prints the best
+time per request over 5 runs. Kernel time, uvloop and the network are left out on purpose:
+this is the part of a request's CPU that fastgw's own code decides.
+
+    python -m bench.pipeline                       # compiled build
+    FASTGW_NO_EXTENSIONS=1 python -m bench.pipeline  # pure-Python build
+    python -m bench.pipeline --iterations 20000 --once   # one pass, for valgrind --tool=callgrind
+
+Instructions per request: run ``--once`` under callgrind with two iteration counts and divide
+the difference of the totals by the difference of the counts (startup cancels out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+CONFIG = """
+apis:
+  - name: bench
+    routes:
+      - route: "ANY /{proxy+}"
+        integration: {type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{proxy}"}
+    stages: [{name: prod}]
+"""
+REQUEST = b"GET /prod/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\n\r\n"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 13:05:10 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n" + b"x" * 100
+)
+
+
+class MemoryTransport:
+    """Just enough of an asyncio transport: writes are kept (and dropped) in memory."""
+
+    def __init__(self) -> None:
+        self.last = b""
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.last = data
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def build() -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
+    import uvloop
+
+    from fastgw.config.compile import compile_config
+    from fastgw.config.load import load_config_text
+    from fastgw.server.protocol import HttpProtocol, UpstreamConnection
+    from fastgw.server.worker import Worker
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    snapshot = compile_config(load_config_text(CONFIG))
+    worker = Worker(snapshot, loop)
+    client, client_t = HttpProtocol(worker), MemoryTransport()
+    client.connection_made(client_t)
+    target = snapshot.stages[0].trie.match("GET", "/small").value.integration.targets[0]
+    pool = worker.pools.get(target)
+    upstream, upstream_t = UpstreamConnection(pool), MemoryTransport()
+    upstream.connection_made(upstream_t)
+    pool.all.add(upstream)
+    pool.idle.append(upstream)
+    return client, upstream, client_t, upstream_t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200_000)
+    parser.add_argument("--once", action="store_true", help="one pass, no timing (for callgrind)")
+    args = parser.parse_args()
+
+    from fastgw.server import protocol
+
+    client, upstream, client_t, upstream_t = build()
+
+    def one() -> None:
+        client.data_received(REQUEST)
+        upstream.data_received(RESPONSE)
+
+    for _ in range(2000):
+        one()
+    assert upstream_t.last.startswith(b"GET /small HTTP/1.1\r\n"), upstream_t.last
+    assert client_t.last.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
+    if args.once:
+        for _ in range(args.iterations):
+            one()
+        return
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(args.iterations):
+            one()
+        best = min(best, (time.perf_counter() - t0) / args.iterations)
+    build_name = "compiled" if protocol.COMPILED else "pure Python"
+    print(f"{best * 1e6:.2f} µs per proxied request ({build_name} build, user space, in-memory transports)")
+
+
+if __name__ == "__main__":
+    main()
