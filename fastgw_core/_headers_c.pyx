@@ -9,6 +9,8 @@ of a small proxied request, by cProfile of the in-memory pipeline).
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
 
+from fastgw_core.includes.http cimport eq_lower, find_head_end, is_ows, is_tchar, is_valchar, lower
+
 from fastgw_core.errors import HeadError
 
 cdef enum:
@@ -22,45 +24,24 @@ cdef enum:
     OUT_CHUNKED = 1
     OUT_CLOSE = 2
 
-cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
-    if c >= 65 and c <= 90:
-        return c + 32
-    return c
-
-
-cdef inline bint _eq_lower(const unsigned char* s, Py_ssize_t n, const char* lit, Py_ssize_t m) noexcept nogil:
-    """Case-insensitive compare of s[:n] with the lower-case literal ``lit`` of length m."""
-    cdef Py_ssize_t i
-    if n != m:
-        return False
-    for i in range(n):
-        if _lower(s[i]) != <unsigned char>lit[i]:
-            return False
-    return True
-
-
 cdef int _hop_kind(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     """0: relay; 1: hop-by-hop / replaced; 2: connection; 3: content-length; 4: transfer-encoding."""
-    if n == 10 and _eq_lower(s, n, b"connection", 10):
+    if n == 10 and eq_lower(s, n, b"connection", 10):
         return 2
-    if n == 14 and _eq_lower(s, n, b"content-length", 14):
+    if n == 14 and eq_lower(s, n, b"content-length", 14):
         return 3
-    if n == 17 and _eq_lower(s, n, b"transfer-encoding", 17):
+    if n == 17 and eq_lower(s, n, b"transfer-encoding", 17):
         return 4
     if (
-        (n == 10 and _eq_lower(s, n, b"keep-alive", 10))
-        or (n == 16 and _eq_lower(s, n, b"proxy-connection", 16))
-        or (n == 2 and _eq_lower(s, n, b"te", 2))
-        or (n == 7 and _eq_lower(s, n, b"trailer", 7))
-        or (n == 7 and _eq_lower(s, n, b"upgrade", 7))
-        or (n == 16 and _eq_lower(s, n, b"x-amzn-requestid", 16))
+        (n == 10 and eq_lower(s, n, b"keep-alive", 10))
+        or (n == 16 and eq_lower(s, n, b"proxy-connection", 16))
+        or (n == 2 and eq_lower(s, n, b"te", 2))
+        or (n == 7 and eq_lower(s, n, b"trailer", 7))
+        or (n == 7 and eq_lower(s, n, b"upgrade", 7))
+        or (n == 16 and eq_lower(s, n, b"x-amzn-requestid", 16))
     ):
         return 1
     return 0
-
-
-cdef inline bint _is_ows(unsigned char c) noexcept nogil:
-    return c == 32 or c == 9
 
 
 def rewrite_response_head(bytes raw, bytes request_id, int flags):
@@ -71,18 +52,8 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
     cdef Py_ssize_t end = -1, i, j, k
-    # Locate CRLF CRLF (memchr for each CR: SIMD in libc).
     cdef const unsigned char* q
-    i = 0
-    while i + 3 < n:
-        q = <const unsigned char*>memchr(p + i, 13, n - i - 3)
-        if q == NULL:
-            break
-        i = q - p
-        if p[i + 1] == 10 and p[i + 2] == 13 and p[i + 3] == 10:
-            end = i
-            break
-        i += 1
+    end = find_head_end(p, 0, n)
     if end < 0:
         raise HeadError("response head is not terminated by CRLF CRLF")
     # Status line.
@@ -135,9 +106,9 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         nlines += 1
         vs = k + 1
         ve = j
-        while vs < ve and _is_ows(p[vs]):
+        while vs < ve and is_ows(p[vs]):
             vs += 1
-        while ve > vs and _is_ows(p[ve - 1]):
+        while ve > vs and is_ows(p[ve - 1]):
             ve -= 1
         if kind == 2:
             ts = vs
@@ -147,9 +118,9 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
                     te += 1
                 tok_s[ntok] = ts
                 tok_e[ntok] = te
-                while tok_s[ntok] < te and _is_ows(p[tok_s[ntok]]):
+                while tok_s[ntok] < te and is_ows(p[tok_s[ntok]]):
                     tok_s[ntok] += 1
-                while tok_e[ntok] > tok_s[ntok] and _is_ows(p[tok_e[ntok] - 1]):
+                while tok_e[ntok] > tok_s[ntok] and is_ows(p[tok_e[ntok] - 1]):
                     tok_e[ntok] -= 1
                 if tok_e[ntok] > tok_s[ntok]:
                     if ntok == MAX_TOKENS:
@@ -188,7 +159,7 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         drop = kinds[L] != 0
         if not drop and ntok:
             for t in range(ntok):
-                if _eq_lower_tok(p + starts[L], name_ends[L] - starts[L], p + tok_s[t], tok_e[t] - tok_s[t]):
+                if eq_lower_tok(p + starts[L], name_ends[L] - starts[L], p + tok_s[t], tok_e[t] - tok_s[t]):
                     drop = True
                     break
         if drop:
@@ -247,34 +218,14 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
     return out, status, out_flags
 
 
-cdef inline bint _eq_lower_tok(const unsigned char* a, Py_ssize_t n, const unsigned char* b, Py_ssize_t m) noexcept nogil:
+cdef inline bint eq_lower_tok(const unsigned char* a, Py_ssize_t n, const unsigned char* b, Py_ssize_t m) noexcept nogil:
     cdef Py_ssize_t i
     if n != m:
         return False
     for i in range(n):
-        if _lower(a[i]) != _lower(b[i]):
+        if lower(a[i]) != lower(b[i]):
             return False
     return True
-
-
-# Character classes for relay_response, built once: 1 = allowed.
-cdef unsigned char TCHAR[256]
-cdef unsigned char VALCHAR[256]
-
-
-cdef void _init_tables():
-    cdef int c
-    for c in range(256):
-        TCHAR[c] = 0
-        VALCHAR[c] = 0
-    for c in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
-        TCHAR[c] = 1
-    for c in range(0x20, 0x7F):
-        VALCHAR[c] = 1
-    VALCHAR[9] = 1
-
-
-_init_tables()
 
 
 def relay_response(bytes data, bytes request_id, int flags):
@@ -291,16 +242,7 @@ def relay_response(bytes data, bytes request_id, int flags):
         and p[5] == 49 and p[6] == 46 and p[7] == 49 and p[8] == 32
     ):
         return None
-    i = 0
-    while i + 3 < n:
-        q = <const unsigned char*>memchr(p + i, 13, n - i - 3)
-        if q == NULL:
-            break
-        i = q - p
-        if p[i + 1] == 10 and p[i + 2] == 13 and p[i + 3] == 10:
-            end = i
-            break
-        i += 1
+    end = find_head_end(p, 0, n)
     if end < 0:
         return None
     q = <const unsigned char*>memchr(p, 13, end + 1)
@@ -317,7 +259,7 @@ def relay_response(bytes data, bytes request_id, int flags):
         if p[12] != 32:
             return None
         for i in range(12, le):
-            if not VALCHAR[p[i]]:
+            if not is_valchar(p[i]):
                 return None
     i = le + 2
     while i < end:
@@ -326,17 +268,17 @@ def relay_response(bytes data, bytes request_id, int flags):
         if p[j + 1] != 10:
             return None
         k = i
-        while k < j and TCHAR[p[k]]:
+        while k < j and is_tchar(p[k]):
             k += 1
         if k == i or k == j or p[k] != 58:
             return None
         for ts in range(k + 1, j):
-            if not VALCHAR[p[ts]]:
+            if not is_valchar(p[ts]):
                 return None
         vs = k + 1
         while vs < j and (p[vs] == 32 or p[vs] == 9):
             vs += 1
-        if k - i == 14 and _eq_lower(p + i, 14, b"content-length", 14):
+        if k - i == 14 and eq_lower(p + i, 14, b"content-length", 14):
             if length >= 0 or j - vs < 1 or j - vs > 15:
                 return None
             length = 0
@@ -344,20 +286,20 @@ def relay_response(bytes data, bytes request_id, int flags):
                 if p[ts] < 48 or p[ts] > 57:
                     return None
                 length = length * 10 + (p[ts] - 48)
-        elif k - i == 17 and _eq_lower(p + i, 17, b"transfer-encoding", 17):
+        elif k - i == 17 and eq_lower(p + i, 17, b"transfer-encoding", 17):
             return None
-        elif k - i == 10 and _eq_lower(p + i, 10, b"connection", 10):
+        elif k - i == 10 and eq_lower(p + i, 10, b"connection", 10):
             ts = vs
             while ts <= j:
                 te = ts
                 while te < j and p[te] != 44:
                     te += 1
                 tk = te
-                while ts < tk and _is_ows(p[ts]):
+                while ts < tk and is_ows(p[ts]):
                     ts += 1
-                while tk > ts and _is_ows(p[tk - 1]):
+                while tk > ts and is_ows(p[tk - 1]):
                     tk -= 1
-                if tk - ts == 5 and _eq_lower(p + ts, 5, b"close", 5):
+                if tk - ts == 5 and eq_lower(p + ts, 5, b"close", 5):
                     keep_alive = False
                 ts = te + 1
         i = j + 2

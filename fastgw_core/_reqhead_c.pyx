@@ -9,68 +9,37 @@ on_message_complete) and the get_method / get_http_version / should_keep_alive c
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
 
+from fastgw_core.includes.http cimport eq_lower, find_head_end, is_ows, is_tchar, is_valchar
+
+
+cdef inline bint is_urlchar(unsigned char c) noexcept nogil:
+    """Unreserved, sub-delims, ":", "@", "/", "?" and "%": the fast path's request-target bytes."""
+    if (c >= 97 and c <= 122) or (c >= 65 and c <= 90) or (c >= 38 and c <= 59):
+        return True  # 38..59: & ' ( ) * + , - . / 0-9 : ;
+    return c == 33 or c == 36 or c == 37 or c == 61 or c == 63 or c == 64 or c == 95 or c == 126
+
 cdef enum:
     MAX_LINES = 128
 
-# Character classes, built once: 1 = allowed.
-cdef unsigned char TCHAR[256]
-cdef unsigned char URLCHAR[256]
-cdef unsigned char VALCHAR[256]
-
-
-cdef void _init_tables():
-    cdef int c
-    for c in range(256):
-        TCHAR[c] = 0
-        URLCHAR[c] = 0
-        VALCHAR[c] = 0
-    for c in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
-        TCHAR[c] = 1
-    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%":
-        URLCHAR[c] = 1
-    for c in range(0x20, 0x7F):
-        VALCHAR[c] = 1
-    VALCHAR[9] = 1
-
-
-_init_tables()
-
-
-cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
-    if c >= 65 and c <= 90:
-        return c + 32
-    return c
-
-
-cdef inline bint _ieq(const unsigned char* s, Py_ssize_t n, const char* lit, Py_ssize_t m) noexcept nogil:
-    cdef Py_ssize_t i
-    if n != m:
-        return False
-    for i in range(n):
-        if _lower(s[i]) != <unsigned char>lit[i]:
-            return False
-    return True
-
-
 cdef int _kind(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     """0: forward; 1: host; 2: connection; 3: content-length; -1: decline the fast path."""
-    if n == 4 and _ieq(s, n, b"host", 4):
+    if n == 4 and eq_lower(s, n, b"host", 4):
         return 1
-    if n == 10 and _ieq(s, n, b"connection", 10):
+    if n == 10 and eq_lower(s, n, b"connection", 10):
         return 2
-    if n == 14 and _ieq(s, n, b"content-length", 14):
+    if n == 14 and eq_lower(s, n, b"content-length", 14):
         return 3
-    if n >= 6 and _ieq(s, 6, b"proxy-", 6):
+    if n >= 6 and eq_lower(s, 6, b"proxy-", 6):
         return -1
     if (
-        (n == 17 and _ieq(s, n, b"transfer-encoding", 17))
-        or (n == 6 and _ieq(s, n, b"expect", 6))
-        or (n == 7 and (_ieq(s, n, b"upgrade", 7) or _ieq(s, n, b"trailer", 7)))
-        or (n == 2 and _ieq(s, n, b"te", 2))
-        or (n == 10 and _ieq(s, n, b"keep-alive", 10))
-        or (n == 15 and _ieq(s, n, b"x-forwarded-for", 15))
-        or (n == 17 and (_ieq(s, n, b"x-forwarded-proto", 17)))
-        or (n == 16 and (_ieq(s, n, b"x-forwarded-host", 16) or _ieq(s, n, b"x-forwarded-port", 16)))
+        (n == 17 and eq_lower(s, n, b"transfer-encoding", 17))
+        or (n == 6 and eq_lower(s, n, b"expect", 6))
+        or (n == 7 and (eq_lower(s, n, b"upgrade", 7) or eq_lower(s, n, b"trailer", 7)))
+        or (n == 2 and eq_lower(s, n, b"te", 2))
+        or (n == 10 and eq_lower(s, n, b"keep-alive", 10))
+        or (n == 15 and eq_lower(s, n, b"x-forwarded-for", 15))
+        or (n == 17 and (eq_lower(s, n, b"x-forwarded-proto", 17)))
+        or (n == 16 and (eq_lower(s, n, b"x-forwarded-host", 16) or eq_lower(s, n, b"x-forwarded-port", 16)))
     ):
         return -1
     return 0
@@ -85,16 +54,7 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
         return None
     # End of head: CRLF CRLF within max_head bytes.
     limit = n if n - start <= max_head else start + max_head
-    i = start
-    while i + 3 < limit:
-        q = <const unsigned char*>memchr(p + i, 13, limit - i - 3)
-        if q == NULL:
-            break
-        i = q - p
-        if p[i + 1] == 10 and p[i + 2] == 13 and p[i + 3] == 10:
-            end = i
-            break
-        i += 1
+    end = find_head_end(p, start, limit)
     if end < 0:
         return None
     # Request line.
@@ -125,7 +85,7 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
     if sp2 - sp1 - 1 < 1 or sp2 - sp1 - 1 > max_url or p[sp1 + 1] != 47:
         return None
     for i in range(sp1 + 1, sp2):
-        if not URLCHAR[p[i]]:
+        if not is_urlchar(p[i]):
             return None
     cdef bint http10
     if le - sp2 - 1 != 8 or not (
@@ -158,16 +118,16 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
         if nlines > max_headers:
             return None
         k = i
-        while k < j and TCHAR[p[k]]:
+        while k < j and is_tchar(p[k]):
             k += 1
         if k == i or k == j or p[k] != 58:
             return None
         vs = k + 1
         for ts in range(vs, j):
-            if not VALCHAR[p[ts]]:
+            if not is_valchar(p[ts]):
                 return None
         ve = j
-        while vs < ve and (p[vs] == 32 or p[vs] == 9):
+        while vs < ve and is_ows(p[vs]):
             vs += 1
         kind = _kind(p + i, k - i)
         if kind == 0:
@@ -191,13 +151,13 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
                 while te < ve and p[te] != 44:
                     te += 1
                 k = te
-                while ts < k and (p[ts] == 32 or p[ts] == 9):
+                while ts < k and is_ows(p[ts]):
                     ts += 1
-                while k > ts and (p[k - 1] == 32 or p[k - 1] == 9):
+                while k > ts and is_ows(p[k - 1]):
                     k -= 1
-                if k - ts == 5 and _ieq(p + ts, 5, b"close", 5):
+                if k - ts == 5 and eq_lower(p + ts, 5, b"close", 5):
                     close = True
-                elif k - ts == 10 and _ieq(p + ts, 10, b"keep-alive", 10):
+                elif k - ts == 10 and eq_lower(p + ts, 10, b"keep-alive", 10):
                     ka = True
                 elif k > ts:
                     return None

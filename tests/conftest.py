@@ -7,13 +7,21 @@ build of ``fastgw_core`` for the gateway process (through ``FASTGW_NO_EXTENSIONS
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# CI (CI=true) runs the property tests derandomized: the same examples on every run, so a
+# submission never fails on a draw; local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from helpers import (
     EchoServer,

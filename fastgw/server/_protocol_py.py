@@ -114,6 +114,16 @@ class _Reject(Exception):
         self.reply = reply
 
 
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle on a TCP transport (heads and small bodies go out at once)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover
+            pass
+
+
 def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
     """Map a normalised path to (stage, path inside the stage) on one site."""
     long_prefixes = site.long_prefixes
@@ -259,12 +269,7 @@ class HttpProtocol:
                 self.peer_trusted = any(ip in net for net in worker.snapshot.trusted_proxies)
             except ValueError:
                 pass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover
-                pass
+        set_nodelay(transport)
         transport.set_write_buffer_limits(high=self.limits.write_high_water)  # type: ignore[attr-defined]
         self.deadline = self.loop.time() + self.t_header
         self.deadline_reply = replies.REQUEST_TIMEOUT
@@ -996,12 +1001,7 @@ class UpstreamConnection:
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover
-                pass
+        set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool.forget(self)

@@ -1,0 +1,54 @@
+# Byte-level helpers shared by the HTTP kernels (_headers_c, _reqhead_c): inline, no I/O,
+# no Python objects. Character classes follow RFC 9110 (tchar) and field-value rules
+# restricted to visible ASCII, SP and HTAB (no obs-text: the fast paths decline it).
+
+from libc.string cimport memchr
+
+
+cdef inline unsigned char lower(unsigned char c) noexcept nogil:
+    if c >= 65 and c <= 90:
+        return c + 32
+    return c
+
+
+cdef inline bint eq_lower(const unsigned char* s, Py_ssize_t n, const char* lit, Py_ssize_t m) noexcept nogil:
+    """Case-insensitive compare of s[:n] with the lower-case literal ``lit`` of length m."""
+    cdef Py_ssize_t i
+    if n != m:
+        return False
+    for i in range(n):
+        if lower(s[i]) != <unsigned char>lit[i]:
+            return False
+    return True
+
+
+cdef inline bint is_ows(unsigned char c) noexcept nogil:
+    return c == 32 or c == 9
+
+
+cdef inline bint is_tchar(unsigned char c) noexcept nogil:
+    if (c >= 97 and c <= 122) or (c >= 65 and c <= 90) or (c >= 48 and c <= 57):
+        return True
+    return (
+        c == 33 or c == 35 or c == 36 or c == 37 or c == 38 or c == 39 or c == 42 or c == 43
+        or c == 45 or c == 46 or c == 94 or c == 95 or c == 96 or c == 124 or c == 126
+    )
+
+
+cdef inline bint is_valchar(unsigned char c) noexcept nogil:
+    return (c >= 0x20 and c < 0x7F) or c == 9
+
+
+cdef inline Py_ssize_t find_head_end(const unsigned char* p, Py_ssize_t start, Py_ssize_t limit) noexcept nogil:
+    """Offset of the CR of the first CRLF CRLF in p[start:limit], or -1 (memchr: SIMD in libc)."""
+    cdef const unsigned char* q
+    cdef Py_ssize_t i = start
+    while i + 3 < limit:
+        q = <const unsigned char*>memchr(p + i, 13, limit - i - 3)
+        if q == NULL:
+            return -1
+        i = q - p
+        if p[i + 1] == 10 and p[i + 2] == 13 and p[i + 3] == 10:
+            return i
+        i += 1
+    return -1
