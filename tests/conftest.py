@@ -17,12 +17,6 @@ from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# CI (CI=true) runs the property tests derandomized: the same examples on every run, so a
-# submission never fails on a draw; local runs keep exploring new examples.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
-
 from helpers import (
     EchoServer,
     GatewayFactory,
@@ -30,6 +24,12 @@ from helpers import (
     ScriptedUpstream,
     closed_port,
 )
+
+# CI (CI=true) runs the property tests derandomized: the same examples on every run, so a
+# submission never fails on a draw; local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 KERNEL_BUILDS = ["compiled", "python"]
 
