@@ -107,6 +107,10 @@ _PAUSE_PIPELINE = 2  # too many pipelined requests / bytes queued
 _PAUSE_HALT = 4  # the connection is ending; never resumed
 
 
+class _Stop(Exception):
+    """Raised from a parser callback: stop parsing; the connection is ending."""
+
+
 class _Reject(Exception):
     """Raised from a parser callback: answer ``reply`` and close the connection."""
 
@@ -342,6 +346,8 @@ class HttpProtocol:
             if isinstance(ctx, _Reject):
                 self.fail(ctx.reply)
                 return
+            if isinstance(ctx, _Stop):
+                return
             # A bug of ours: the client gets a 500, never a traceback; the log gets the trace.
             log.error("request handling failed", exc_info=ctx or ex)
             self.fail(replies.INTERNAL_ERROR)
@@ -377,6 +383,8 @@ class HttpProtocol:
 
     # ------------------------------------------------------------------ httptools callbacks
     def on_message_begin(self) -> None:
+        if self.paused & _PAUSE_HALT:
+            raise _Stop()
         self.parser_idle = False
         if not self.in_head:
             self.in_head = True
@@ -495,6 +503,10 @@ class HttpProtocol:
         self.head_bytes = 0
         self._reset_request()
         if ex is not None:
+            if not ex.keep_alive:
+                # The client (or a drain) ends the connection with this request: nothing it
+                # pipelined after it is read, let alone forwarded.
+                self._halt_reading()
             ex.request_complete()
 
     # ------------------------------------------------------------------ helpers

@@ -417,6 +417,28 @@ def test_pipelined_bad_request_answered_in_turn(gw: Gateway) -> None:
         assert c.is_closed(1.0)
 
 
+@pytest.mark.parametrize("first", ["GET /prod/hello", "GET /prod/up/status?code=202", "POST /prod/echo/c"])
+def test_nothing_after_connection_close_is_served(
+    gw: Gateway, scripted: ScriptedUpstream, first: str
+) -> None:
+    method, target = first.split(" ")
+    # Warm the pool towards the scripted upstream, so that a wrongly started exchange would
+    # reach it at once.
+    assert get(gw.port, "/prod/up/status?code=298").status == 298
+    after = build_request("GET", "/prod/up/status?code=299")
+    data = build_request(method, target, [("Connection", "close")], body=b"x" if method == "POST" else b"")
+    before = len(scripted.requests_for("code=299"))
+    with RawConn(gw.port) as c:
+        c.send(data + after + after)
+        resp = c.read_response(method)
+        assert resp.status in (200, 202)
+        assert resp.header("connection") == "close"
+        assert c.is_closed(1.0)
+    time.sleep(0.2)
+    # the requests pipelined after the closing one were neither answered nor forwarded
+    assert len(scripted.requests_for("code=299")) == before
+
+
 @pytest.mark.parametrize("te", ["identity, chunked", "gzip, chunked", "chunked, identity", "xchunked"])
 def test_unsupported_transfer_coding_refused(gw: Gateway, scripted: ScriptedUpstream, te: str) -> None:
     tag = "te-" + te.replace(",", "").replace(" ", "-")
