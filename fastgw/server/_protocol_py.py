@@ -118,6 +118,25 @@ class _Reject(Exception):
         self.reply = reply
 
 
+def _absolute_form(url: bytes) -> tuple[bytes, bytes]:
+    """Split an absolute-form target into (origin-form target, authority), or reject it."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        raise _Reject(replies.BAD_REQUEST)  # asterisk-form, authority-form, other schemes
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        i = rest.find(stop)
+        if 0 <= i < end:
+            end = i
+    authority = rest[:end]
+    if not authority or b"@" in authority:
+        raise _Reject(replies.BAD_REQUEST)  # no host, or userinfo (never sent to origin servers)
+    target = rest[end:]
+    if not target.startswith(b"/"):
+        target = b"/" + target
+    return target, authority
+
+
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """Disable Nagle on a TCP transport (heads and small bodies go out at once)."""
     sock = transport.get_extra_info("socket")
@@ -672,6 +691,10 @@ class Exchange:
     def prepare(self, url: bytes) -> None:
         """Route the request (host, stage, route) on its one normalised path."""
         proto = self.proto
+        host = proto.host
+        if url[:1] != b"/":
+            # Absolute-form (RFC 9112 3.2.2): accepted, and its authority replaces Host.
+            url, host = _absolute_form(url)
         q = url.find(b"?")
         if q >= 0:
             raw_path = url[:q]
@@ -682,7 +705,6 @@ class Exchange:
             path = normalize_path(raw_path.decode("latin-1"))
         except InvalidPathError:
             raise _Reject(replies.BAD_REQUEST) from None
-        host = proto.host
         snapshot = self.snapshot
         site = snapshot.host_cache.get(host)
         if site is None:

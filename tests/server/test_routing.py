@@ -181,6 +181,28 @@ def test_custom_domain_base_path_mappings(gw: Gateway, host: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("target", "host", "body"),
+    [
+        # the authority of an absolute-form target replaces Host (RFC 9112 3.2.2)
+        ("http://api.example.com/v1/hello", "elsewhere.test", b"alpha-hello"),
+        ("HTTP://API.example.com:8080/hello?x=1", "elsewhere.test", b"beta-hello"),
+        ("http://betaid.execute-api.local/prod/hello", "alphaid.execute-api.local", b"beta-hello"),
+    ],
+)
+def test_absolute_form_targets(gw: Gateway, target: str, host: str, body: bytes) -> None:
+    r = get(gw.port, target, host=host)
+    assert (r.status, r.body) == (200, body)
+
+
+@pytest.mark.parametrize(
+    "target", ["*", "api.example.com:443", "ftp://api.example.com/v1/hello", "http:///x"]
+)
+def test_other_target_forms_are_refused(gw: Gateway, target: str) -> None:
+    r = get(gw.port, target, method="OPTIONS" if target == "*" else "GET")
+    assert r.status == 400
+
+
+@pytest.mark.parametrize(
     ("method", "target", "body"),
     [
         ("GET", "/prod/items/special", b"literal"),
