@@ -41,6 +41,14 @@ class Limits(_Model):
     body_timeout: Annotated[
         float, Meta(gt=0, description="Seconds without any request-body bytes while a body is expected.")
     ] = 30.0
+    min_body_rate: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Bytes/s a request body must average once it has taken body_timeout "
+            "seconds (against slow-trickle uploads). Under it: 408 and close. 0 disables.",
+        ),
+    ] = 1024
     keepalive_timeout: Annotated[
         float, Meta(gt=0, description="Seconds an idle keep-alive client connection is kept open.")
     ] = 60.0

@@ -17,7 +17,8 @@ cdef class HttpProtocol:
     cdef public Exchange active, cur
     cdef public Py_ssize_t body_bytes, head_bytes, lim_head, lim_url, lim_body
     cdef public int lim_headers
-    cdef public double t_header, t_body, t_keepalive
+    cdef public double t_header, t_body, t_keepalive, body_start
+    cdef public Py_ssize_t min_body_rate
     cdef public long completed
     cdef public int paused, headers_n, host_n
     cdef public double deadline

@@ -187,6 +187,7 @@ class HttpProtocol:
     __slots__ = (
         "active",
         "body_bytes",
+        "body_start",
         "cl",
         "completed",
         "conn_tokens",
@@ -206,6 +207,7 @@ class HttpProtocol:
         "lim_url",
         "limits",
         "loop",
+        "min_body_rate",
         "parser",
         "parser_idle",
         "paused",
@@ -240,6 +242,8 @@ class HttpProtocol:
         self.lim_body = limits.max_body_bytes
         self.t_header = limits.header_timeout
         self.t_body = limits.body_timeout
+        self.min_body_rate = limits.min_body_rate
+        self.body_start = 0.0
         self.t_keepalive = limits.keepalive_timeout
         # Per connection
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -485,8 +489,9 @@ class HttpProtocol:
                 ex.body_len = n
         if ex.body_mode:
             self.body_bytes = 0
+            self.body_start = self.loop.time()
             if self.active is None and not self.queue:
-                self.deadline = self.loop.time() + self.t_body
+                self.deadline = self.body_start + self.t_body
                 self.deadline_reply = replies.REQUEST_TIMEOUT
         elif self.active is None and not self.queue:
             self.deadline = 0.0
@@ -508,7 +513,11 @@ class HttpProtocol:
         if self.body_bytes > self.lim_body:
             raise _Reject(replies.PAYLOAD_TOO_LARGE)
         if self.deadline:
-            self.deadline = self.loop.time() + self.t_body
+            now = self.loop.time()
+            self.deadline = now + self.t_body
+            elapsed = now - self.body_start
+            if elapsed > self.t_body and self.body_bytes < elapsed * self.min_body_rate:
+                raise _Reject(replies.REQUEST_TIMEOUT)  # a trickle: bytes keep coming, too few
         ex = self.cur
         if ex is not None:
             ex.request_body(body)

@@ -406,6 +406,29 @@ def test_stalled_request_body_times_out(gw: Gateway, echo_server: EchoServer) ->
     assert not echo_server.saw("stalled-body")
 
 
+def test_trickled_request_body_is_cut_by_the_minimum_rate(gw: Gateway, echo_server: EchoServer) -> None:
+    # One byte every 0.3 s never trips the idle body_timeout (1 s), but averages far below
+    # limits.min_body_rate (default 1024 B/s) once body_timeout has passed: 408 and close.
+    with RawConn(gw.port, timeout=5.0) as c:
+        t0 = time.monotonic()
+        c.send(build_request("POST", "/prod/echo/trickle-body", [("Content-Length", "100")]))
+        closed = False
+        for _ in range(15):
+            time.sleep(0.3)
+            try:
+                c.send(b"x")
+            except OSError:
+                closed = True
+                break
+            if time.monotonic() - t0 > BODY_TIMEOUT + 1.0:
+                break
+        r = c.read_response()
+        assert_error(r, 408)
+        assert time.monotonic() - t0 <= BODY_TIMEOUT + 2.0
+        assert closed or c.is_closed(1.0)
+    assert not echo_server.saw("trickle-body")
+
+
 def test_pipelined_bad_request_answered_in_turn(gw: Gateway) -> None:
     bad = b"GET /prod/hello HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx"
     with RawConn(gw.port) as c:
