@@ -5,6 +5,7 @@
 cdef class Exchange
 cdef class UpstreamConnection
 cdef class UpstreamPool
+cdef class Pools
 
 
 cpdef tuple resolve_stage(site, str path)
@@ -15,6 +16,7 @@ cdef class HttpProtocol:
     cdef public object worker, loop, limits, transport, parser, queue, deadline_reply
     cdef public object cl, te, conn_tokens, xff, xfwd, host
     cdef public Exchange active, cur
+    cdef public Pools pools
     cdef public Py_ssize_t body_bytes, head_bytes, lim_head, lim_url, lim_body
     cdef public int lim_headers
     cdef public double t_header, t_body, t_keepalive, body_start
@@ -101,4 +103,4 @@ cdef class Pools:
     cdef public dict pools
 
     cpdef UpstreamPool get(self, target)
-    cpdef UpstreamPool pick(self, list targets, long rr, double now)
+    cpdef UpstreamPool pick(self, integ, double now)

@@ -213,6 +213,7 @@ class HttpProtocol:
         "paused",
         "peer",
         "peer_trusted",
+        "pools",
         "queue",
         "t_body",
         "t_header",
@@ -234,6 +235,7 @@ class HttpProtocol:
         # Global
         self.worker = worker
         self.loop = worker.loop
+        self.pools = worker.pools
         limits = self.limits = worker.limits
         # PERF: the limits read on every request, copied out of the config Struct once.
         self.lim_head = limits.max_header_bytes
@@ -796,13 +798,7 @@ class Exchange:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
         worker = self.proto.worker
         now = self.proto.loop.time()
-        targets = integ.targets
-        if len(targets) == 1:
-            pool = targets[0].pool
-            if pool is None:
-                pool = worker.pools.get(targets[0])
-        else:
-            pool = worker.pools.pick(targets, next(integ.rr), now)
+        pool = self.proto.pools.pick(integ, now)
         self.pool = pool
         self.deadline = now + integ.timeout
         worker.waiting.add(self)
@@ -1290,17 +1286,23 @@ class Pools:
         self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
 
     def get(self, target: Target) -> UpstreamPool:
-        pool = self.pools.get(target.key)
+        # PERF: the pool is cached on the target (both belong to this worker process), so the
+        # by-key lookup runs once per target and snapshot.
+        pool = target.pool
         if pool is None:
-            pool = self.pools[target.key] = UpstreamPool(target, self.settings, self.loop)
-        target.pool = pool
-        return pool
+            pool = self.pools.get(target.key)
+            if pool is None:
+                pool = self.pools[target.key] = UpstreamPool(target, self.settings, self.loop)
+            target.pool = pool
+        return pool  # type: ignore[return-value]
 
-    def pick(self, targets: list[Target], rr: int, now: float) -> UpstreamPool:
+    def pick(self, integ: ProxyIntegration, now: float) -> UpstreamPool:
         """Round-robin over targets, skipping ejected ones (all ejected: plain round-robin)."""
+        targets = integ.targets
         n = len(targets)
         if n == 1:
             return self.get(targets[0])
+        rr = next(integ.rr)
         for i in range(n):
             pool = self.get(targets[(rr + i) % n])
             if pool.ejected_until <= now:
