@@ -9,7 +9,16 @@ of a small proxied request, by cProfile of the in-memory pipeline).
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
 
-from fastgw_core.includes.http cimport eq_lower, find_head_end, is_ows, is_tchar, is_valchar, lower
+from fastgw_core.includes.http cimport (
+    TOKEN_CLOSE,
+    connection_tokens,
+    eq_lower,
+    find_head_end,
+    is_ows,
+    is_valchar,
+    lower,
+    strict_field,
+)
 
 from fastgw_core.errors import HeadError
 
@@ -233,7 +242,7 @@ def relay_response(bytes data, bytes request_id, int flags):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef const unsigned char* q
-    cdef Py_ssize_t i, j, k, end = -1, le, vs, ts, te, tk
+    cdef Py_ssize_t i, j, k, end = -1, le, vs, ts
     cdef long long length = -1
     cdef int status
     cdef bint keep_alive = True
@@ -263,21 +272,9 @@ def relay_response(bytes data, bytes request_id, int flags):
                 return None
     i = le + 2
     while i < end:
-        q = <const unsigned char*>memchr(p + i, 13, end - i)
-        j = end if q == NULL else q - p
-        if p[j + 1] != 10:
+        j = strict_field(p, i, end, &k, &vs)
+        if j < 0:
             return None
-        k = i
-        while k < j and is_tchar(p[k]):
-            k += 1
-        if k == i or k == j or p[k] != 58:
-            return None
-        for ts in range(k + 1, j):
-            if not is_valchar(p[ts]):
-                return None
-        vs = k + 1
-        while vs < j and (p[vs] == 32 or p[vs] == 9):
-            vs += 1
         if k - i == 14 and eq_lower(p + i, 14, b"content-length", 14):
             if length >= 0 or j - vs < 1 or j - vs > 15:
                 return None
@@ -289,19 +286,8 @@ def relay_response(bytes data, bytes request_id, int flags):
         elif k - i == 17 and eq_lower(p + i, 17, b"transfer-encoding", 17):
             return None
         elif k - i == 10 and eq_lower(p + i, 10, b"connection", 10):
-            ts = vs
-            while ts <= j:
-                te = ts
-                while te < j and p[te] != 44:
-                    te += 1
-                tk = te
-                while ts < tk and is_ows(p[ts]):
-                    ts += 1
-                while tk > ts and is_ows(p[tk - 1]):
-                    tk -= 1
-                if tk - ts == 5 and eq_lower(p + ts, 5, b"close", 5):
-                    keep_alive = False
-                ts = te + 1
+            if connection_tokens(p, vs, j) & TOKEN_CLOSE:
+                keep_alive = False
         i = j + 2
     if length < 0 or n != end + 4 + length:
         return None

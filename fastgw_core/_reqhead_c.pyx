@@ -9,7 +9,15 @@ on_message_complete) and the get_method / get_http_version / should_keep_alive c
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
 
-from fastgw_core.includes.http cimport eq_lower, find_head_end, is_ows, is_tchar, is_valchar
+from fastgw_core.includes.http cimport (
+    TOKEN_CLOSE,
+    TOKEN_KEEP_ALIVE,
+    TOKEN_OTHER,
+    connection_tokens,
+    eq_lower,
+    find_head_end,
+    strict_field,
+)
 
 
 cdef inline bint is_urlchar(unsigned char c) noexcept nogil:
@@ -49,7 +57,7 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef const unsigned char* q
-    cdef Py_ssize_t i, end = -1, limit, sp1, sp2, le, k, vs, ve, ts, te
+    cdef Py_ssize_t i, end = -1, limit, sp1, sp2, le, k, vs, ve
     if start < 0 or start >= n:
         return None
     # End of head: CRLF CRLF within max_head bytes.
@@ -105,30 +113,18 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
     cdef Py_ssize_t name_e[MAX_LINES]
     cdef Py_ssize_t val_s[MAX_LINES]
     cdef Py_ssize_t val_e[MAX_LINES]
-    cdef int nfwd = 0, nlines = 0, kind
+    cdef int nfwd = 0, nlines = 0, kind, tokens
     cdef Py_ssize_t host_s = -1, host_e = -1, size = 0, j
     cdef bint close = False, ka = False, cl_seen = False
     i = le + 2
     while i < end:
-        q = <const unsigned char*>memchr(p + i, 13, end - i)
-        j = end if q == NULL else q - p
-        if p[j + 1] != 10:
-            return None
         nlines += 1
         if nlines > max_headers:
             return None
-        k = i
-        while k < j and is_tchar(p[k]):
-            k += 1
-        if k == i or k == j or p[k] != 58:
+        j = strict_field(p, i, end, &k, &vs)
+        if j < 0:
             return None
-        vs = k + 1
-        for ts in range(vs, j):
-            if not is_valchar(p[ts]):
-                return None
         ve = j
-        while vs < ve and is_ows(p[vs]):
-            vs += 1
         kind = _kind(p + i, k - i)
         if kind == 0:
             if nfwd == MAX_LINES:
@@ -145,23 +141,11 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
             host_s = vs
             host_e = ve
         elif kind == 2:
-            ts = vs
-            while ts <= ve:
-                te = ts
-                while te < ve and p[te] != 44:
-                    te += 1
-                k = te
-                while ts < k and is_ows(p[ts]):
-                    ts += 1
-                while k > ts and is_ows(p[k - 1]):
-                    k -= 1
-                if k - ts == 5 and eq_lower(p + ts, 5, b"close", 5):
-                    close = True
-                elif k - ts == 10 and eq_lower(p + ts, 10, b"keep-alive", 10):
-                    ka = True
-                elif k > ts:
-                    return None
-                ts = te + 1
+            tokens = connection_tokens(p, vs, ve)
+            if tokens & TOKEN_OTHER:
+                return None
+            close = close or (tokens & TOKEN_CLOSE) != 0
+            ka = ka or (tokens & TOKEN_KEEP_ALIVE) != 0
         elif kind == 3:
             if cl_seen or ve - vs != 1 or p[vs] != 48:
                 return None

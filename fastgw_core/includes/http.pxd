@@ -52,3 +52,62 @@ cdef inline Py_ssize_t find_head_end(const unsigned char* p, Py_ssize_t start, P
             return i
         i += 1
     return -1
+
+
+cdef inline Py_ssize_t strict_field(
+    const unsigned char* p, Py_ssize_t i, Py_ssize_t end, Py_ssize_t* name_end, Py_ssize_t* value_start
+) noexcept nogil:
+    """Check the field line starting at p[i] (head ends at p[end]) against the fast paths' strict
+    grammar: ``token ":" OWS value CRLF`` with a value of visible ASCII, SP and HTAB.
+
+    Returns the offset of the line's CR (its value ends there; trailing OWS is kept, as llhttp
+    keeps it), or -1 when the line does not qualify. Sets ``name_end`` (the colon) and
+    ``value_start`` (after leading OWS).
+    """
+    cdef const unsigned char* q = <const unsigned char*>memchr(p + i, 13, end - i)
+    cdef Py_ssize_t j = end if q == NULL else q - p
+    cdef Py_ssize_t k = i, v
+    if p[j + 1] != 10:
+        return -1
+    while k < j and is_tchar(p[k]):
+        k += 1
+    if k == i or k == j or p[k] != 58:
+        return -1
+    for v in range(k + 1, j):
+        if not is_valchar(p[v]):
+            return -1
+    v = k + 1
+    while v < j and is_ows(p[v]):
+        v += 1
+    name_end[0] = k
+    value_start[0] = v
+    return j
+
+
+cdef enum:
+    TOKEN_CLOSE = 1
+    TOKEN_KEEP_ALIVE = 2
+    TOKEN_OTHER = 4
+
+
+cdef inline int connection_tokens(const unsigned char* p, Py_ssize_t vs, Py_ssize_t ve) noexcept nogil:
+    """The comma-separated tokens of a Connection value p[vs:ve], as TOKEN_* bits."""
+    cdef int found = 0
+    cdef Py_ssize_t ts = vs, te, k
+    while ts <= ve:
+        te = ts
+        while te < ve and p[te] != 44:
+            te += 1
+        k = te
+        while ts < k and is_ows(p[ts]):
+            ts += 1
+        while k > ts and is_ows(p[k - 1]):
+            k -= 1
+        if k - ts == 5 and eq_lower(p + ts, 5, b"close", 5):
+            found |= TOKEN_CLOSE
+        elif k - ts == 10 and eq_lower(p + ts, 10, b"keep-alive", 10):
+            found |= TOKEN_KEEP_ALIVE
+        elif k > ts:
+            found |= TOKEN_OTHER
+        ts = te + 1
+    return found
