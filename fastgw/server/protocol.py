@@ -4,36 +4,29 @@
 ``_protocol_c.pxd``); ``FASTGW_NO_EXTENSIONS=1`` selects the Python build.
 """
 
+from types import ModuleType
+
 from fastgw_core import _env
 
+_impl: ModuleType
+COMPILED = False
 if not _env.NO_EXTENSIONS:
     try:
-        from fastgw.server._protocol_c import (
-            Exchange,
-            HttpProtocol,
-            Pools,
-            UpstreamConnection,
-            UpstreamPool,
-            render_path,
-            resolve_stage,
-        )
+        from fastgw.server import _protocol_c as _impl
 
         COMPILED = True
     except ImportError:  # pragma: no cover - depends on the build
-        COMPILED = False
-else:
-    COMPILED = False
-
+        pass
 if not COMPILED:
-    from fastgw.server._protocol_py import (  # type: ignore[assignment]
-        Exchange,
-        HttpProtocol,
-        Pools,
-        UpstreamConnection,
-        UpstreamPool,
-        render_path,
-        resolve_stage,
-    )
+    from fastgw.server import _protocol_py as _impl
+
+Exchange = _impl.Exchange
+HttpProtocol = _impl.HttpProtocol
+Pools = _impl.Pools
+UpstreamConnection = _impl.UpstreamConnection
+UpstreamPool = _impl.UpstreamPool
+render_path = _impl.render_path
+resolve_stage = _impl.resolve_stage
 
 __all__ = [
     "COMPILED",
