@@ -300,6 +300,19 @@ def ratio_table(scenarios: Sequence[Scenario], res: Results, a: str, b: str) -> 
     )
 
 
+def print_results(table: str, ratios: str, targets: list[Target]) -> str:
+    """Print a run's table, its ratio table and any failures; return the failures text."""
+    print()
+    print(table)
+    print()
+    print(ratios)
+    fails = failures_text(targets)
+    if fails:
+        print()
+        print(fails)
+    return fails
+
+
 def failures_text(targets: Sequence[Target]) -> str:
     out = []
     for tg in targets:
@@ -363,14 +376,7 @@ def mode_standard(args: argparse.Namespace) -> int:
         info = report.machine_info(nginx, wrk)
     table = results_table(scenarios, targets, res)
     ratios = ratio_table(scenarios, res, "fastgw", "nginx")
-    print()
-    print(table)
-    print()
-    print(ratios)
-    fails = failures_text(targets)
-    if fails:
-        print()
-        print(fails)
+    fails = print_results(table, ratios, targets)
     if args.no_write:
         return 0
     pin_txt = (
@@ -436,14 +442,7 @@ def mode_workers(args: argparse.Namespace) -> int:
         info = report.machine_info(nginx, wrk)
     table = results_table(scenarios, targets, res)
     scaling = ratio_table(scenarios, res, "fastgw-2w", "fastgw-1w")
-    print()
-    print(table)
-    print()
-    print(scaling)
-    fails = failures_text(targets)
-    if fails:
-        print()
-        print(fails)
+    fails = print_results(table, scaling, targets)
     if args.no_write:
         return 0
     body = "\n\n".join(
