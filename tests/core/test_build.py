@@ -16,15 +16,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
 def test_compiled_kernels_are_loaded() -> None:
     import fastgw_core._headers_c
+    import fastgw_core._limits_c
     import fastgw_core._reqhead_c
     import fastgw_core._router_c
     import fastgw_core._urlnorm_c
 
-    assert fastgw_core.COMPILED == {"router": True, "urlnorm": True, "headers": True, "reqhead": True}
+    assert fastgw_core.COMPILED == {
+        "router": True,
+        "urlnorm": True,
+        "headers": True,
+        "reqhead": True,
+        "limits": True,
+    }
     assert fastgw_core.headers.rewrite_response_head is fastgw_core._headers_c.rewrite_response_head
     assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
     assert fastgw_core.router.RouteMatch.__module__ == "fastgw_core._router_c"
     assert fastgw_core.urlnorm.normalize_path.__module__ == "fastgw_core._urlnorm_c"
+    assert fastgw_core.limits.SharedTable is fastgw_core._limits_c.SharedTable
+    assert fastgw_core.limits.SharedTableC is fastgw_core._limits_c.SharedTable
     from fastgw.server import _protocol_c, protocol
 
     assert protocol.COMPILED is True
@@ -34,6 +43,7 @@ def test_compiled_kernels_are_loaded() -> None:
         fastgw_core._urlnorm_c,
         fastgw_core._headers_c,
         fastgw_core._reqhead_c,
+        fastgw_core._limits_c,
         _protocol_c,
     ):
         assert module.__file__ is not None
@@ -45,9 +55,9 @@ def test_no_extensions_binds_the_python_twins() -> None:
         """
         import sys
         import fastgw_core
-        from fastgw_core import headers, router, urlnorm
+        from fastgw_core import headers, limits, router, urlnorm
         assert not any(fastgw_core.COMPILED.values()), fastgw_core.COMPILED
-        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers", "reqhead"}
+        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers", "reqhead", "limits"}
         assert headers.rewrite_response_head is headers.rewrite_response_head_py
         assert headers.rewrite_response_head_c is None
         from fastgw.server import protocol
@@ -62,6 +72,11 @@ def test_no_extensions_binds_the_python_twins() -> None:
         assert urlnorm.normalize_path_c is None
         assert "fastgw_core._router_c" not in sys.modules
         assert "fastgw_core._urlnorm_c" not in sys.modules
+        assert limits.COMPILED is False
+        assert limits.SharedTable is limits.SharedTablePy
+        assert limits.SharedTable.__module__ == "fastgw_core._limits_py"
+        assert limits.SharedTableC is None
+        assert "fastgw_core._limits_c" not in sys.modules
         print("ok")
         """
     )
