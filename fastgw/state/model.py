@@ -1,0 +1,205 @@
+"""API keys, usage plans and usage: the records of the state store and the admin API.
+
+Field names and shapes are AWS API Gateway's management API (``ApiKey``, ``UsagePlan``,
+``UsagePlanKey``, ``Usage``), so that people who know AWS know them. Records are msgspec
+Structs; the admin API decodes its payloads into the ``*Create`` / ``*Patch`` Structs, which
+reject unknown fields and report the path of a bad one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct, field
+
+from fastgw.config.model import PlanStage, QuotaSettings, ThrottleSettings
+
+KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+KEY_PREFIX_CHARS = 5
+# AWS: an API key value is 20 to 128 printable ASCII characters.
+KeyValue = Annotated[str, Meta(min_length=20, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
+
+class _Rec(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Base of every state record."""
+
+
+class DuplicateValueError(ValueError):
+    """``Store.put_key``: another key already has this value (its ``valueHash`` is taken)."""
+
+
+def full_builtins(obj: object) -> object:
+    """Like ``msgspec.to_builtins`` but keeping fields at their defaults (``omit_defaults`` is for
+    storage; API consumers want ``enabled: true`` spelled out). ``None`` fields are left out, as AWS
+    leaves out unset ``throttle`` / ``quota``."""
+    if isinstance(obj, Struct):
+        out: dict[str, object] = {}
+        for name in obj.__struct_fields__:
+            value = getattr(obj, name)
+            if value is not None:
+                out[name] = full_builtins(value)
+        return out
+    if isinstance(obj, list | tuple):
+        return [full_builtins(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: full_builtins(v) for k, v in obj.items()}
+    return obj
+
+
+# The throttle, quota and plan-stage shapes are the config file's own.
+Throttle = ThrottleSettings
+Quota = QuotaSettings
+ApiStage = PlanStage
+
+
+class ApiKey(_Rec):
+    """An API key as stored. ``value`` is never stored: only its SHA-256 and a short prefix."""
+
+    id: str
+    name: str
+    enabled: bool = True
+    description: str = ""
+    customerId: str = ""
+    createdDate: float = 0.0
+    lastUpdatedDate: float = 0.0
+    stageKeys: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    valuePrefix: str = ""
+    valueHash: str = ""  # hex SHA-256 of the value; never leaves the store (see public())
+    source: Literal["api", "config", "import"] = "api"
+
+    def public(self, value: str | None = None) -> dict[str, object]:
+        """The admin API's view: everything but the hash; the value only right after creation."""
+        out = full_builtins(self)
+        assert isinstance(out, dict)
+        out.pop("valueHash", None)
+        if value is not None:
+            out["value"] = value
+        return out
+
+
+class UsagePlan(_Rec):
+    """A usage plan: throttle + quota per API key, bound to API stages."""
+
+    id: str
+    name: str
+    description: str = ""
+    apiStages: list[ApiStage] = field(default_factory=list)
+    throttle: Throttle | None = None
+    quota: Quota | None = None
+    fail_open: bool = True  # quota enforcement when the shared store (Redis) is unreachable
+    tags: dict[str, str] = field(default_factory=dict)
+    source: Literal["api", "config"] = "api"
+
+    def public(self) -> dict[str, object]:
+        """The admin API's view (every field, unset ``throttle`` / ``quota`` left out)."""
+        out = full_builtins(self)
+        assert isinstance(out, dict)
+        return out
+
+
+class StateData(Struct, kw_only=True):
+    """Everything workers need to authorise and limit keyed requests, as one versioned read."""
+
+    version: int = 0
+    keys: list[ApiKey] = field(default_factory=list)
+    plans: list[UsagePlan] = field(default_factory=list)
+    plan_keys: dict[str, list[str]] = field(default_factory=dict)  # plan id -> key ids
+
+
+# ---------------------------------------------------------------------- admin payloads
+class ApiKeyCreate(_Rec, frozen=True):
+    name: Annotated[str, Meta(min_length=1, max_length=1024)]
+    description: str = ""
+    enabled: bool = True
+    value: KeyValue | None = None  # generated when omitted
+    customerId: str = ""
+    stageKeys: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    generateDistinctId: bool = False  # AWS's flag; accepted and ignored (ids are always distinct)
+
+
+class ApiKeyRotate(_Rec, frozen=True):
+    """Body of ``POST /apikeys/{id}/rotate`` (optional): the new value, generated when omitted."""
+
+    value: KeyValue | None = None
+
+
+class ApiKeyPatch(_Rec, frozen=True):
+    name: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    description: str | None = None
+    enabled: bool | None = None
+    customerId: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class UsagePlanCreate(_Rec, frozen=True):
+    name: Annotated[str, Meta(min_length=1, max_length=1024)]
+    description: str = ""
+    apiStages: list[ApiStage] = field(default_factory=list)
+    throttle: Throttle | None = None
+    quota: Quota | None = None
+    fail_open: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class UsagePlanPatch(_Rec, frozen=True):
+    name: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    description: str | None = None
+    apiStages: list[ApiStage] | None = None
+    throttle: Throttle | None = None
+    quota: Quota | None = None
+    fail_open: bool | None = None
+    tags: dict[str, str] | None = None
+
+
+class UsagePlanKeyCreate(_Rec, frozen=True):
+    keyId: Annotated[str, Meta(min_length=1)]
+    keyType: Literal["API_KEY"] = "API_KEY"
+
+
+class PatchOperation(_Rec, frozen=True):
+    """One AWS ``PatchOperation`` (values are strings, as AWS sends them)."""
+
+    op: Literal["add", "remove", "replace", "move", "copy", "test"]
+    path: str
+    value: str | None = None
+    # AWS's field; fastgw does not support move/copy, so it is accepted and never used.
+    from_: str | None = field(default=None, name="from")
+
+
+class PatchRequest(_Rec, frozen=True):
+    """AWS's PATCH body: ``{"patchOperations": [...]}``."""
+
+    patchOperations: list[PatchOperation] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- helpers
+def new_id(n: int = 10) -> str:
+    """A random lowercase id, AWS-like (10 characters)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def generate_key_value(n: int = 40) -> str:
+    """A new API key value (AWS generates 40 characters)."""
+    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(n))
+
+
+def hash_key_value(value: str | bytes) -> str:
+    """Hex SHA-256 of a key value: what is stored and compared (values are random, not passwords)."""
+    if isinstance(value, str):
+        value = value.encode()
+    return hashlib.sha256(value).hexdigest()
+
+
+def now_ts() -> float:
+    return round(time.time(), 3)
+
+
+def stable_id(prefix: str, name: str) -> str:
+    """The id of a config-declared record without an explicit id: ``prefix`` + 9 hex of SHA-256(name)."""
+    return prefix + hashlib.sha256(name.encode()).hexdigest()[:9]

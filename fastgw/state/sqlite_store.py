@@ -1,0 +1,376 @@
+"""The embedded state store: one SQLite file shared by every process of a node.
+
+Several processes open the file at once (the supervisor seeds it from the config, the admin
+process writes, every worker polls ``version()`` each ``POLL_SECONDS`` and reloads on change), so:
+
+- the journal is WAL (readers never block the writer, the writer never blocks readers) and every
+  connection waits ``busy_timeout`` ms for a lock instead of failing;
+- every write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two
+  writers never deadlock upgrading a read lock), and a write of keys, plans or plan membership
+  bumps ``meta.version`` inside that same transaction: a reader that sees the new version sees
+  the new rows. Usage writes do not bump it (workers do not reload for counters);
+- ``load()`` reads everything inside one read transaction, so the returned ``StateData`` is a
+  consistent snapshot with its ``version``;
+- a connection is never carried across ``fork()`` (SQLite forbids it): the store remembers the
+  pid that opened it and a child opens its own.
+
+Calls are fast local I/O and run inline on the caller's thread (the ``async`` methods only satisfy
+the ``Store`` interface); a lock makes one store object safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import msgspec
+
+from fastgw.state.model import ApiKey, DuplicateValueError, StateData, UsagePlan
+from fastgw.state.store import Store, StoreError
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+SCHEMA_VERSION = 1
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    schema INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, version, schema) VALUES (1, 0, {SCHEMA_VERSION});
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plans (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plan_keys (
+    plan_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    PRIMARY KEY (plan_id, key_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS plan_keys_by_key ON plan_keys (key_id);
+CREATE TABLE IF NOT EXISTS usage (
+    plan_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (plan_id, key_id, day)
+) WITHOUT ROWID;
+"""
+
+_key_encoder = msgspec.json.Encoder()
+_key_decoder = msgspec.json.Decoder(ApiKey)
+_plan_decoder = msgspec.json.Decoder(UsagePlan)
+
+
+def _is_busy(ex: sqlite3.OperationalError) -> bool:
+    text = str(ex).lower()
+    return "locked" in text or "busy" in text
+
+
+# Connections inherited through fork() are parked here and never closed nor used: closing one in
+# the child could checkpoint or unlock on behalf of the parent (SQLite: "do not carry a connection
+# across fork").
+_FORK_LEFTOVERS: list[sqlite3.Connection] = []
+
+
+class SqliteStore(Store):
+    """``Store`` on a local SQLite file (the embedded backend)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> sqlite3.Connection:
+        """The connection of this process (opened, and the schema created, on first use)."""
+        conn = self._conn
+        if conn is not None and self._pid == os.getpid():
+            return conn
+        if conn is not None:  # inherited through fork()
+            _FORK_LEFTOVERS.append(conn)
+            self._conn = None
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as ex:
+            raise StoreError(f"cannot open state file {self.path}: {ex}") from ex
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.005
+        while True:
+            try:
+                self._init(conn)
+                break
+            except sqlite3.OperationalError as ex:
+                # Switching to WAL needs an exclusive lock, and SQLite answers "database is locked"
+                # at once (no busy handler) while another process opens the same new file.
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                if not _is_busy(ex) or time.monotonic() > deadline:
+                    conn.close()
+                    raise StoreError(f"cannot initialise state file {self.path}: {ex}") from ex
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            except sqlite3.Error as ex:
+                conn.close()
+                raise StoreError(f"cannot initialise state file {self.path}: {ex}") from ex
+            except BaseException:
+                conn.close()
+                raise
+        self._conn = conn
+        self._pid = os.getpid()
+        return conn
+
+    def _init(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
+            raise StoreError(f"state file {self.path}: cannot use WAL journal mode (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as ex:
+                raise StoreError(f"state file {self.path}: {ex}") from ex
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as ex:
+                raise StoreError(f"state file {self.path}: {ex}") from ex
+            try:
+                result = fn(conn)
+            except sqlite3.Error as ex:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"state file {self.path}: {ex}") from ex
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as ex:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"state file {self.path}: {ex}") from ex
+            return result
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET version = version + 1 WHERE id = 1")
+
+    # ------------------------------------------------------------------ lifecycle
+    def open_sync(self) -> None:
+        with self._lock:
+            self._connect()
+
+    def close_sync(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                if self._pid == os.getpid():
+                    conn.close()
+                else:
+                    _FORK_LEFTOVERS.append(conn)
+
+    async def open(self) -> None:
+        self.open_sync()
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    # ------------------------------------------------------------------ snapshot
+    def version_sync(self) -> int:
+        return self._read(lambda c: int(c.execute("SELECT version FROM meta WHERE id = 1").fetchone()[0]))
+
+    def load_sync(self) -> StateData:
+        def read(c: sqlite3.Connection) -> StateData:
+            version = int(c.execute("SELECT version FROM meta WHERE id = 1").fetchone()[0])
+            keys = [_key_decoder.decode(doc) for (doc,) in c.execute("SELECT doc FROM keys ORDER BY id")]
+            plans = [_plan_decoder.decode(doc) for (doc,) in c.execute("SELECT doc FROM plans ORDER BY id")]
+            plan_keys: dict[str, list[str]] = {}
+            for plan_id, key_id in c.execute(
+                "SELECT plan_id, key_id FROM plan_keys ORDER BY plan_id, key_id"
+            ):
+                plan_keys.setdefault(plan_id, []).append(key_id)
+            return StateData(version=version, keys=keys, plans=plans, plan_keys=plan_keys)
+
+        return self._read(read)
+
+    async def version(self) -> int:
+        return self.version_sync()
+
+    async def load(self) -> StateData:
+        return self.load_sync()
+
+    # ------------------------------------------------------------------ API keys
+    def put_key_sync(self, key: ApiKey) -> None:
+        if not key.valueHash:
+            raise ValueError("ApiKey.valueHash is required")
+        doc = _key_encoder.encode(key).decode()
+
+        def write(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT id FROM keys WHERE hash = ?", (key.valueHash,)).fetchone()
+            if row is not None and row[0] != key.id:
+                raise DuplicateValueError(f"another API key ({row[0]}) has this value")
+            c.execute(
+                "INSERT INTO keys (id, hash, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, doc = excluded.doc",
+                (key.id, key.valueHash, doc),
+            )
+            self._bump(c)
+
+        self._write(write)
+
+    async def put_key(self, key: ApiKey) -> None:
+        self.put_key_sync(key)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = self._read(lambda c: c.execute("SELECT doc FROM keys WHERE id = ?", (key_id,)).fetchone())
+        return None if row is None else _key_decoder.decode(row[0])
+
+    async def list_keys(self) -> list[ApiKey]:
+        rows = self._read(lambda c: c.execute("SELECT doc FROM keys ORDER BY id").fetchall())
+        return [_key_decoder.decode(doc) for (doc,) in rows]
+
+    async def key_by_hash(self, value_hash: str) -> ApiKey | None:
+        row = self._read(lambda c: c.execute("SELECT doc FROM keys WHERE hash = ?", (value_hash,)).fetchone())
+        return None if row is None else _key_decoder.decode(row[0])
+
+    async def delete_key(self, key_id: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            if c.execute("DELETE FROM keys WHERE id = ?", (key_id,)).rowcount == 0:
+                return False
+            c.execute("DELETE FROM plan_keys WHERE key_id = ?", (key_id,))
+            c.execute("DELETE FROM usage WHERE key_id = ?", (key_id,))
+            self._bump(c)
+            return True
+
+        return self._write(write)
+
+    # ------------------------------------------------------------------ usage plans
+    async def put_plan(self, plan: UsagePlan) -> None:
+        doc = _key_encoder.encode(plan).decode()
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO plans (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                (plan.id, doc),
+            )
+            self._bump(c)
+
+        self._write(write)
+
+    async def get_plan(self, plan_id: str) -> UsagePlan | None:
+        row = self._read(lambda c: c.execute("SELECT doc FROM plans WHERE id = ?", (plan_id,)).fetchone())
+        return None if row is None else _plan_decoder.decode(row[0])
+
+    async def list_plans(self) -> list[UsagePlan]:
+        rows = self._read(lambda c: c.execute("SELECT doc FROM plans ORDER BY id").fetchall())
+        return [_plan_decoder.decode(doc) for (doc,) in rows]
+
+    async def delete_plan(self, plan_id: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            if c.execute("DELETE FROM plans WHERE id = ?", (plan_id,)).rowcount == 0:
+                return False
+            c.execute("DELETE FROM plan_keys WHERE plan_id = ?", (plan_id,))
+            c.execute("DELETE FROM usage WHERE plan_id = ?", (plan_id,))
+            self._bump(c)
+            return True
+
+        return self._write(write)
+
+    async def add_plan_key(self, plan_id: str, key_id: str) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO plan_keys (plan_id, key_id) VALUES (?, ?)", (plan_id, key_id)
+            )
+            if cur.rowcount:
+                self._bump(c)
+
+        self._write(write)
+
+    async def remove_plan_key(self, plan_id: str, key_id: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            cur = c.execute("DELETE FROM plan_keys WHERE plan_id = ? AND key_id = ?", (plan_id, key_id))
+            if cur.rowcount == 0:
+                return False
+            self._bump(c)
+            return True
+
+        return self._write(write)
+
+    async def plan_key_ids(self, plan_id: str) -> list[str]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT key_id FROM plan_keys WHERE plan_id = ? ORDER BY key_id", (plan_id,)
+            ).fetchall()
+        )
+        return [key_id for (key_id,) in rows]
+
+    # ------------------------------------------------------------------ usage
+    async def usage(
+        self, plan_id: str, key_ids: list[str] | None, start_day: int, end_day: int
+    ) -> dict[str, dict[int, int]]:
+        def read(c: sqlite3.Connection) -> list[tuple[str, int, int]]:
+            sql = "SELECT key_id, day, used FROM usage WHERE plan_id = ? AND day >= ? AND day <= ?"
+            params: list[object] = [plan_id, start_day, end_day]
+            if key_ids is not None:
+                if not key_ids:
+                    return []
+                sql += f" AND key_id IN ({','.join('?' * len(key_ids))})"
+                params.extend(key_ids)
+            return c.execute(sql + " ORDER BY key_id, day", params).fetchall()
+
+        out: dict[str, dict[int, int]] = {}
+        for key_id, day, used in self._read(read):
+            out.setdefault(key_id, {})[int(day)] = int(used)
+        return out
+
+    def set_usage_many_sync(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """Write several ``(plan_id, key_id, day, used)`` counts in one transaction (the flusher)."""
+        batch = list(rows)
+        if not batch:
+            return
+
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO usage (plan_id, key_id, day, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (plan_id, key_id, day) DO UPDATE SET used = excluded.used",
+                batch,
+            )
+
+        self._write(write)
+
+    async def set_usage(self, plan_id: str, key_id: str, day: int, used: int) -> None:
+        self.set_usage_many_sync([(plan_id, key_id, day, used)])
