@@ -1,0 +1,359 @@
+"""The Redis state store: API keys, usage plans, plan membership and daily usage, for several nodes.
+
+Layout, every key under ``settings.prefix`` (default ``fastgw:``)::
+
+    keys              hash   key id -> ApiKey JSON (msgspec)
+    keyhash           hash   valueHash -> key id (unique)
+    plans             hash   plan id -> UsagePlan JSON
+    plankeys:{plan}   set    key ids of the plan
+    version           string INCR on every write of keys, plans or membership
+    usage:{plan}:{key}:{day}  integer: requests counted on that UTC day, expiring
+                      USAGE_TTL_DAYS days after the day ended (nothing lives forever)
+
+Writes that touch several keys run as one Lua script or one MULTI/EXEC, and ``load()`` reads
+everything and the version in one script, so a worker never sees a half-applied write.
+Scripts build some key names from the prefix inside Redis: a standalone Redis (or a
+Sentinel-managed primary) is required, not Redis Cluster.
+
+Every call has a deadline (``timeout_ms``: socket timeouts plus ``asyncio.timeout``) and no
+retries; any failure (refused, timed out, reset, an error reply) is raised as ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from fastgw.config.model import RedisSettings
+from fastgw.state.model import ApiKey, StateData, UsagePlan
+from fastgw.state.periods import DAY_SECONDS
+from fastgw.state.store import Store, StoreError
+
+T = TypeVar("T")
+
+USAGE_TTL_DAYS = 100
+MGET_CHUNK = 1000  # keys per MGET in usage()
+MAX_CONNECTIONS = 8
+
+DUPLICATE_VALUE = "FASTGW_DUPLICATE_VALUE"
+
+
+def usage_expire_at(day: int) -> int:
+    """Unix time at which the usage counter of UTC ``day`` expires."""
+    return (day + 1 + USAGE_TTL_DAYS) * DAY_SECONDS
+
+
+def make_client(settings: RedisSettings, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    """A redis.asyncio client with deadlines on every socket operation and no retries.
+
+    The pool is bounded and blocks at most ``timeout_ms`` for a free connection. redis-py picks
+    the hiredis parser when hiredis is installed.
+    """
+    timeout = settings.timeout_ms / 1000
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        lib_name=None,  # no CLIENT SETINFO round trips on each new connection
+        lib_version=None,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+class Script:
+    """A Lua script run with EVALSHA, loaded on NOSCRIPT (a restarted Redis forgets scripts)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            await client.script_load(self.source)  # type: ignore[misc]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+# KEYS: keys, keyhash, version. ARGV: id, json, valueHash.
+_PUT_KEY = Script("""
+local id, hash = ARGV[1], ARGV[3]
+if hash ~= '' then
+  local owner = redis.call('HGET', KEYS[2], hash)
+  if owner and owner ~= id then return redis.error_reply('FASTGW_DUPLICATE_VALUE') end
+end
+local old = redis.call('HGET', KEYS[1], id)
+if old then
+  local ok, rec = pcall(cjson.decode, old)
+  if ok and type(rec) == 'table' and type(rec.valueHash) == 'string' and rec.valueHash ~= hash then
+    if redis.call('HGET', KEYS[2], rec.valueHash) == id then redis.call('HDEL', KEYS[2], rec.valueHash) end
+  end
+end
+redis.call('HSET', KEYS[1], id, ARGV[2])
+if hash ~= '' then redis.call('HSET', KEYS[2], hash, id) end
+return redis.call('INCR', KEYS[3])
+""")
+
+# KEYS: keys, keyhash, version, plans. ARGV: id, prefix.
+_DELETE_KEY = Script("""
+local id = ARGV[1]
+local old = redis.call('HGET', KEYS[1], id)
+if not old then return 0 end
+local ok, rec = pcall(cjson.decode, old)
+if ok and type(rec) == 'table' and type(rec.valueHash) == 'string' then
+  if redis.call('HGET', KEYS[2], rec.valueHash) == id then redis.call('HDEL', KEYS[2], rec.valueHash) end
+end
+redis.call('HDEL', KEYS[1], id)
+for _, plan in ipairs(redis.call('HKEYS', KEYS[4])) do
+  redis.call('SREM', ARGV[2] .. 'plankeys:' .. plan, id)
+end
+redis.call('INCR', KEYS[3])
+return 1
+""")
+
+# KEYS: plans, plankeys:{plan}, version. ARGV: id.
+_DELETE_PLAN = Script("""
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+if n > 0 then redis.call('INCR', KEYS[3]) end
+return n
+""")
+
+# KEYS: plankeys:{plan}, version. ARGV: key id.
+_REMOVE_PLAN_KEY = Script("""
+local n = redis.call('SREM', KEYS[1], ARGV[1])
+if n > 0 then redis.call('INCR', KEYS[2]) end
+return n
+""")
+
+# KEYS: version, keys, plans. ARGV: prefix. One consistent read of everything.
+_LOAD = Script("""
+local members = {}
+local plans = redis.call('HGETALL', KEYS[3])
+for i = 1, #plans, 2 do
+  members[#members + 1] = plans[i]
+  members[#members + 1] = redis.call('SMEMBERS', ARGV[1] .. 'plankeys:' .. plans[i])
+end
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HVALS', KEYS[2]), plans, members}
+""")
+
+# KEYS: usage counter. ARGV: count, expire-at (unix s). SET keeps the day's fixed expiry.
+_SET_USAGE = Script("""
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+return 1
+""")
+
+_key_decoder = msgspec.json.Decoder(ApiKey)
+_plan_decoder = msgspec.json.Decoder(UsagePlan)
+_encoder = msgspec.json.Encoder()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore(Store):
+    """``Store`` over one Redis (see the module docstring for the layout)."""
+
+    def __init__(self, settings: RedisSettings, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self.prefix = settings.prefix
+        self.timeout = settings.timeout_ms / 1000
+        self.client = client if client is not None else make_client(settings)
+        p = self.prefix
+        self.k_keys = p + "keys"
+        self.k_keyhash = p + "keyhash"
+        self.k_plans = p + "plans"
+        self.k_version = p + "version"
+
+    def plankeys_key(self, plan_id: str) -> str:
+        return f"{self.prefix}plankeys:{plan_id}"
+
+    def usage_key(self, plan_id: str, key_id: str, day: int) -> str:
+        return f"{self.prefix}usage:{plan_id}:{key_id}:{day}"
+
+    async def _call(self, op: Awaitable[T]) -> T:
+        """Await one Redis operation under the deadline; every failure becomes ``StoreError``."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await op
+        except TimeoutError as ex:
+            raise StoreError(f"redis: no answer within {self.settings.timeout_ms} ms") from ex
+        except ResponseError as ex:
+            if DUPLICATE_VALUE in str(ex):
+                raise
+            raise StoreError(f"redis: {ex}") from ex
+        except (RedisError, OSError) as ex:
+            raise StoreError(f"redis: {ex}") from ex
+
+    async def _script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._call(script(self.client, keys, args))
+
+    async def _transaction(self, *commands: tuple[Any, ...]) -> list[Any]:
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for cmd in commands:
+                    pipe.execute_command(*cmd)
+                return await pipe.execute()
+
+        return await self._call(run())
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        """Nothing to do: connections are made on first use (so a down Redis never fails this)."""
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ version / load
+    async def version(self) -> int:
+        raw = await self._call(self.client.get(self.k_version))
+        return int(raw) if raw is not None else 0
+
+    async def load(self) -> StateData:
+        raw = await self._script(_LOAD, [self.k_version, self.k_keys, self.k_plans], [self.prefix])
+        try:
+            version = int(raw[0])
+            keys = sorted((_key_decoder.decode(v) for v in raw[1]), key=lambda k: k.id)
+            plans_flat = raw[2]
+            plans = sorted(
+                (_plan_decoder.decode(plans_flat[i + 1]) for i in range(0, len(plans_flat), 2)),
+                key=lambda p: p.id,
+            )
+            members = raw[3]
+            plan_keys = {
+                _text(members[i]): sorted(_text(m) for m in members[i + 1]) for i in range(0, len(members), 2)
+            }
+        except (msgspec.DecodeError, ValueError, IndexError, TypeError) as ex:
+            raise StoreError(f"redis: unreadable state: {ex}") from ex
+        return StateData(version=version, keys=keys, plans=plans, plan_keys=plan_keys)
+
+    # ------------------------------------------------------------------ API keys
+    async def put_key(self, key: ApiKey) -> None:
+        """Insert or replace; ``ValueError`` if another key already has this ``valueHash``."""
+        try:
+            await self._script(
+                _PUT_KEY,
+                [self.k_keys, self.k_keyhash, self.k_version],
+                [key.id, _encoder.encode(key), key.valueHash],
+            )
+        except ResponseError as ex:
+            raise ValueError("an API key with this value already exists") from ex
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        raw = await self._call(self.client.hget(self.k_keys, key_id))  # type: ignore[arg-type]
+        return self._decode_key(raw)
+
+    async def list_keys(self) -> list[ApiKey]:
+        raw = await self._call(self.client.hvals(self.k_keys))  # type: ignore[arg-type]
+        try:
+            return sorted((_key_decoder.decode(v) for v in raw), key=lambda k: k.id)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable key: {ex}") from ex
+
+    async def key_by_hash(self, value_hash: str) -> ApiKey | None:
+        key_id = await self._call(self.client.hget(self.k_keyhash, value_hash))  # type: ignore[arg-type]
+        if key_id is None:
+            return None
+        key = await self.get_key(_text(key_id))
+        return key if key is not None and key.valueHash == value_hash else None
+
+    async def delete_key(self, key_id: str) -> bool:
+        n = await self._script(
+            _DELETE_KEY,
+            [self.k_keys, self.k_keyhash, self.k_version, self.k_plans],
+            [key_id, self.prefix],
+        )
+        return bool(n)
+
+    def _decode_key(self, raw: bytes | None) -> ApiKey | None:
+        if raw is None:
+            return None
+        try:
+            return _key_decoder.decode(raw)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable key: {ex}") from ex
+
+    # ------------------------------------------------------------------ usage plans
+    async def put_plan(self, plan: UsagePlan) -> None:
+        await self._transaction(
+            ("HSET", self.k_plans, plan.id, _encoder.encode(plan)), ("INCR", self.k_version)
+        )
+
+    async def get_plan(self, plan_id: str) -> UsagePlan | None:
+        raw = await self._call(self.client.hget(self.k_plans, plan_id))  # type: ignore[arg-type]
+        if raw is None:
+            return None
+        try:
+            return _plan_decoder.decode(raw)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable plan: {ex}") from ex
+
+    async def list_plans(self) -> list[UsagePlan]:
+        raw = await self._call(self.client.hvals(self.k_plans))  # type: ignore[arg-type]
+        try:
+            return sorted((_plan_decoder.decode(v) for v in raw), key=lambda p: p.id)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable plan: {ex}") from ex
+
+    async def delete_plan(self, plan_id: str) -> bool:
+        n = await self._script(
+            _DELETE_PLAN, [self.k_plans, self.plankeys_key(plan_id), self.k_version], [plan_id]
+        )
+        return bool(n)
+
+    async def add_plan_key(self, plan_id: str, key_id: str) -> None:
+        await self._transaction(("SADD", self.plankeys_key(plan_id), key_id), ("INCR", self.k_version))
+
+    async def remove_plan_key(self, plan_id: str, key_id: str) -> bool:
+        n = await self._script(_REMOVE_PLAN_KEY, [self.plankeys_key(plan_id), self.k_version], [key_id])
+        return bool(n)
+
+    async def plan_key_ids(self, plan_id: str) -> list[str]:
+        raw = await self._call(self.client.smembers(self.plankeys_key(plan_id)))  # type: ignore[arg-type]
+        return sorted(_text(m) for m in raw)
+
+    # ------------------------------------------------------------------ usage
+    async def usage(
+        self, plan_id: str, key_ids: list[str] | None, start_day: int, end_day: int
+    ) -> dict[str, dict[int, int]]:
+        """Counted requests per key per day in [start_day, end_day]; ``key_ids=None`` means the
+        plan's current keys. Keys and days without requests are omitted."""
+        if key_ids is None:
+            key_ids = await self.plan_key_ids(plan_id)
+        days = range(start_day, end_day + 1)
+        cells = [(key_id, day) for key_id in key_ids for day in days]
+        out: dict[str, dict[int, int]] = {}
+        for lo in range(0, len(cells), MGET_CHUNK):
+            chunk = cells[lo : lo + MGET_CHUNK]
+            names = [self.usage_key(plan_id, key_id, day) for key_id, day in chunk]
+            values = await self._call(self.client.mget(names))
+            for (key_id, day), value in zip(chunk, values, strict=True):
+                if value is None:
+                    continue
+                n = int(value)
+                if n:
+                    out.setdefault(key_id, {})[day] = n
+        return out
+
+    async def set_usage(self, plan_id: str, key_id: str, day: int, used: int) -> None:
+        """Set the day's counter; it expires ``USAGE_TTL_DAYS`` after the day (a fixed instant,
+        so rewriting it keeps its expiry; a day older than that is gone at once)."""
+        await self._script(
+            _SET_USAGE, [self.usage_key(plan_id, key_id, day)], [int(used), usage_expire_at(day)]
+        )
