@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 CONFIG = """
+gateway:
+  throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
 apis:
   - name: bench
     routes:

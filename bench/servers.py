@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,9 @@ def bench_config(upstream_port: int, keepalive_timeout: float | None = None) -> 
     return (
         "gateway:\n"
         f"  limits: {{{limits}}}\n"
+        # The gateway-wide bucket is checked on every request, but set far above what one
+        # machine serves (AWS's default of 10,000 rps would throttle the bench).
+        "  throttle: {rateLimit: 100000000, burstLimit: 100000000}\n"
         "apis:\n"
         "  - name: bench\n"
         "    kind: rest\n"
@@ -210,6 +214,9 @@ def fastgw_cmd(config: Path, port: int, workers: int) -> list[str]:
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
+        "--no-admin",
+        "--state",
+        str(Path(tempfile.gettempdir()) / f"fastgw-bench-state-{port}.db"),
     ]
 
 

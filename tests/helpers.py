@@ -35,6 +35,9 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- ports
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
 def free_port(host: str = HOST) -> int:
     """A TCP port that was free a moment ago (bound to port 0, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -303,10 +306,13 @@ class Gateway:
         extra_env: dict[str, str] | None = None,
         cwd: Path | None = None,
         ready_path: str = "/__fastgw_test_ready",
+        state_path: Path | None = None,
     ) -> None:
         self.config_path = config_path
         self.port = free_port()
+        self.admin_port = free_port()
         self.workdir = workdir
+        self.state_path = state_path or workdir / f"state-{self.port}.db"
         self.pid_file = workdir / f"fastgw-{self.port}.pid"
         self.stderr_path = workdir / f"fastgw-{self.port}.stderr"
         self.env = gateway_env(no_extensions, extra_env)
@@ -320,6 +326,10 @@ class Gateway:
             str(workers),
             "--pid-file",
             str(self.pid_file),
+            "--admin-listen",
+            f"{HOST}:{self.admin_port}",
+            "--state",
+            str(self.state_path),
         ]
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
@@ -364,7 +374,17 @@ class Gateway:
         write_config(self.config_path, config)
 
     def children(self) -> list[int]:
-        return child_pids(self.pid)
+        """Worker pids (helpers such as the admin API process are left out)."""
+        return [p for p in child_pids(self.pid) if process_name(p).startswith("fastgw-w")]
+
+    def helper_pids(self) -> dict[str, int]:
+        """Helper processes by name (``admin``, ``echo-backend``...)."""
+        out = {}
+        for p in child_pids(self.pid):
+            name = process_name(p)
+            if name.startswith("fastgw-") and not name.startswith("fastgw-w"):
+                out[name[len("fastgw-") :]] = p
+        return out
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait; SIGKILL the whole session on timeout. Returns the exit code."""
@@ -390,6 +410,7 @@ def gateway_env(no_extensions: bool = False, extra: dict[str, str] | None = None
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("FASTGW_CONFIG", None)
     env.pop("FASTGW_NO_EXTENSIONS", None)
+    env["FASTGW_ADMIN_TOKEN"] = ADMIN_TOKEN
     if no_extensions:
         env["FASTGW_NO_EXTENSIONS"] = "1"
     env.update(extra or {})
@@ -418,6 +439,7 @@ class GatewayFactory:
         no_extensions: bool | None = None,
         cwd: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        state_path: Path | None = None,
     ) -> Gateway:
         path: Path | None = None
         if config is not None:
@@ -430,6 +452,7 @@ class GatewayFactory:
             no_extensions=self.no_extensions if no_extensions is None else no_extensions,
             extra_env=extra_env,
             cwd=cwd,
+            state_path=state_path,
         )
         self.started.append(gw)
         return gw
@@ -437,6 +460,13 @@ class GatewayFactory:
     def close(self) -> None:
         for gw in self.started:
             gw.stop()
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def child_pids(pid: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""The ``fastgw`` command: run | validate | reload | routes | schema | version."""
+"""The ``fastgw`` command: run | validate | reload | routes | schema | version | keys | plans | usage."""
 
 from __future__ import annotations
 
@@ -101,6 +101,15 @@ def _make_loader(
             gw = msgspec.structs.replace(gw, listen=args.listen)
         if args.workers is not None:
             gw = msgspec.structs.replace(gw, workers=args.workers)
+        if args.admin_listen or args.no_admin:
+            admin = gw.admin
+            if args.admin_listen:
+                admin = msgspec.structs.replace(admin, listen=args.admin_listen)
+            if args.no_admin:
+                admin = msgspec.structs.replace(admin, enabled=False)
+            gw = msgspec.structs.replace(gw, admin=admin)
+        if args.state:
+            gw = msgspec.structs.replace(gw, state=msgspec.structs.replace(gw.state, path=args.state))
         config = msgspec.structs.replace(config, gateway=gw)
         if variables:
             apis = []
@@ -242,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--listen", help="HOST:PORT (overrides gateway.listen)")
     run.add_argument("--workers", type=int, help="worker processes (default: gateway.workers, 0 = CPU count)")
+    run.add_argument("--admin-listen", help="HOST:PORT of the admin API (overrides gateway.admin.listen)")
+    run.add_argument("--no-admin", action="store_true", help="do not serve the admin API")
+    run.add_argument("--state", help="SQLite state file (overrides gateway.state.path)")
     run.add_argument("--pid-file", default=DEFAULT_PID_FILE, help="where the supervisor writes its pid")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
@@ -269,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("version", help="print versions; --verbose says which kernel builds are loaded")
     ver.add_argument("--verbose", "-v", action="store_true")
     ver.set_defaults(func=cmd_version)
+
+    # keys | plans | usage: clients of the admin API (fastgw/admin/client.py)
+    from fastgw.admin.client import add_admin_commands
+
+    add_admin_commands(sub)
     return p
 
 

@@ -14,6 +14,7 @@ import ipaddress
 import itertools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastgw.config.load import ConfigError, ConfigIssue
@@ -23,6 +24,7 @@ from fastgw.config.model import (
     HttpProxyIntegration,
     MockIntegration,
     Stage,
+    ThrottleSettings,
 )
 from fastgw.server import replies
 from fastgw_core.errors import RouteError
@@ -88,6 +90,15 @@ class RouteRuntime:
     api: ApiRuntime
     stage: StageRuntime
     integration: ProxyIntegration | MockRuntime
+    api_key_required: bool = False
+    # The stage's limit for this route (route_throttle, else the stage default), or None.
+    throttle: ThrottleSettings | None = None
+    # "apiId:stage" (usage plans bind keys to it) and AWS's "/resource/path/METHOD" form
+    # (per-method overrides inside a usage plan).
+    stage_uid: str = ""
+    resource_method: str = ""
+    # Token-bucket levels (route, gateway), set by the worker's traffic gate for this snapshot.
+    buckets: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -104,6 +115,7 @@ class StageRuntime:
     name: str
     variables: dict[str, str]
     trie: RouteTrie
+    routes: list[RouteRuntime] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -347,7 +359,17 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     compiled = _compile_proxy(integ, stage, params, f"{r_path}.integration", issues, targets)
                 if compiled is None:
                     continue
-                rt_route = RouteRuntime(route.route, rt_api, rt_stage, compiled)
+                rt_route = RouteRuntime(
+                    route.route,
+                    rt_api,
+                    rt_stage,
+                    compiled,
+                    api_key_required=route.apiKeyRequired,
+                    throttle=stage.route_throttle.get(route.route, stage.throttle),
+                    stage_uid=f"{api_id}:{stage.name}",
+                    resource_method=f"{template}/{method}" if method != "$default" else "$default",
+                )
+                rt_stage.routes.append(rt_route)
                 try:
                     if method == "$default":
                         trie.set_default(rt_route)
@@ -356,6 +378,12 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 except RouteError as ex:
                     if s_i == 0:
                         issues.append(ConfigIssue(f"{r_path}.route", str(ex)))
+            keys = {r.route for r in api.routes}
+            for key in stage.route_throttle:
+                if key not in keys:
+                    issues.append(
+                        ConfigIssue(f"{s_path}.route_throttle.{key}", f"no route {key!r} in the API")
+                    )
             if stage.name == "$default":
                 site.root = rt_stage
             else:

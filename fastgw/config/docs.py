@@ -23,6 +23,10 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct]]] = [
     ("gateway", model.GatewaySettings),
     ("gateway.limits", model.Limits),
     ("gateway.upstream", model.UpstreamSettings),
+    ("gateway.throttle, apis[].stages[].throttle, usagePlans[].throttle, ...", model.ThrottleSettings),
+    ("gateway.admin", model.AdminSettings),
+    ("gateway.state", model.StateSettings),
+    ("gateway.state.redis", model.RedisSettings),
     ("apis[]", model.Api),
     ("apis[].routes[]", model.Route),
     ("apis[].routes[].integration (type: MOCK)", model.MockIntegration),
@@ -30,6 +34,10 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct]]] = [
     ("apis[].stages[]", model.Stage),
     ("domains[]", model.Domain),
     ("domains[].mappings[]", model.BasePathMapping),
+    ("apiKeys[]", model.ApiKeyConfig),
+    ("usagePlans[]", model.UsagePlanConfig),
+    ("usagePlans[].apiStages[]", model.PlanStage),
+    ("usagePlans[].quota", model.QuotaSettings),
 ]
 
 
@@ -46,7 +54,7 @@ def _type_name(tp: Any) -> str:
         return " \\| ".join(repr(a).replace("'", "") for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if all(isinstance(a, type) and issubclass(a, msgspec.Struct) for a in args):
+        if len(args) > 1 and all(isinstance(a, type) and issubclass(a, msgspec.Struct) for a in args):
             return "integration object (by `type`)"
         return " or ".join(_type_name(a) for a in args) + (
             " or null" if len(args) < len(typing.get_args(tp)) else ""

@@ -86,6 +86,77 @@ class UpstreamSettings(_Model):
     ] = 10.0
 
 
+class ThrottleSettings(_Model):
+    """Token-bucket limits: a steady rate and a burst (AWS ``ThrottleSettings``)."""
+
+    rateLimit: Annotated[float, Meta(ge=0, description="Steady-state requests per second (0 refuses all).")]
+    burstLimit: Annotated[int, Meta(ge=0, description="Bucket capacity: requests admitted at once.")]
+
+
+class AdminSettings(_Model):
+    """The admin API listener (API keys, usage plans, usage). Never the data-plane port."""
+
+    enabled: Annotated[bool, Meta(description="Serve the admin API.")] = True
+    listen: Annotated[
+        str,
+        Meta(description="HOST:PORT of the admin listener; a non-loopback host needs an explicit token."),
+    ] = "127.0.0.1:9001"
+    token_file: Annotated[
+        str | None,
+        Meta(
+            description="File holding the bearer token. Without it and without FASTGW_ADMIN_TOKEN, "
+            "a random token is generated at start and written (mode 0600) next to the state file."
+        ),
+    ] = None
+
+
+class RedisSettings(_Model):
+    """The Redis backend: shared limits, quotas, keys and usage for several nodes."""
+
+    url: Annotated[str, Meta(description="redis:// or unix:// URL (redis-py syntax).")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    prefix: Annotated[str, Meta(description="Prefix of every Redis key fastgw writes.")] = "fastgw:"
+    timeout_ms: Annotated[
+        int, Meta(ge=1, description="Deadline of every Redis call, ms; past it the call counts as failed.")
+    ] = 100
+    lease_ms: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Local token budget: each worker leases up to rate*lease_ms/1000 tokens per "
+            "Redis round trip (0 = one token per request, exact but one round trip each).",
+        ),
+    ] = 50
+    retry_seconds: Annotated[
+        float, Meta(gt=0, description="After a Redis failure, seconds before it is tried again.")
+    ] = 1.0
+
+
+class StateSettings(_Model):
+    """Where API keys, usage plans, quotas and throttle state live."""
+
+    backend: Annotated[
+        Literal["embedded", "redis"],
+        Meta(
+            description="embedded: SQLite file + the node's shared memory (one node, any workers); "
+            "redis: shared by several nodes."
+        ),
+    ] = "embedded"
+    path: Annotated[
+        str, Meta(description="SQLite file of the embedded backend (keys, plans, daily usage).")
+    ] = "fastgw-state.db"
+    shm_slots: Annotated[
+        int,
+        Meta(
+            ge=64,
+            description="Slots of the node's shared-memory table (one per bucket or counter; 64 B "
+            "each; rounded up to a power of two).",
+        ),
+    ] = 65536
+    redis: RedisSettings = field(default_factory=RedisSettings)
+
+
 class GatewaySettings(_Model):
     """Process-wide settings."""
 
@@ -103,6 +174,19 @@ class GatewaySettings(_Model):
     ] = False
     limits: Limits = field(default_factory=Limits)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    throttle: Annotated[
+        ThrottleSettings,
+        Meta(description="Gateway-wide limit over all APIs (AWS account level: 10,000 rps, burst 5,000)."),
+    ] = field(default_factory=lambda: ThrottleSettings(rateLimit=10000, burstLimit=5000))
+    throttle_headers: Annotated[
+        bool,
+        Meta(
+            description="Add Retry-After and IETF RateLimit-Policy / RateLimit headers to throttled (429) "
+            "responses (off by default: AWS sends neither)."
+        ),
+    ] = False
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    state: StateSettings = field(default_factory=StateSettings)
 
 
 class MockIntegration(_Model, tag="MOCK", tag_field="type"):
@@ -152,6 +236,10 @@ class Route(_Model):
     integration: Annotated[
         Integration, Meta(description="What serves the route; `type` selects MOCK or HTTP_PROXY.")
     ]
+    apiKeyRequired: Annotated[
+        bool,
+        Meta(description="Require an enabled API key in a usage plan of the stage; else 403 Forbidden."),
+    ] = False
 
 
 class Stage(_Model):
@@ -168,6 +256,16 @@ class Stage(_Model):
         dict[str, str], Meta(description="Stage variables, used as ${stageVariables.NAME} in URIs.")
     ] = field(default_factory=dict)
     description: Annotated[str, Meta(description="Free text.")] = ""
+    throttle: Annotated[
+        ThrottleSettings | None, Meta(description="Default limit of every route of the stage.")
+    ] = None
+    route_throttle: Annotated[
+        dict[str, ThrottleSettings],
+        Meta(
+            description="Per-route limits of this stage, keyed by the route key as written in `routes` "
+            "(AWS method/route settings); they replace the stage default for that route."
+        ),
+    ] = field(default_factory=dict)
 
 
 class Api(_Model):
@@ -189,6 +287,13 @@ class Api(_Model):
         "rest"
     )
     description: Annotated[str, Meta(description="Free text.")] = ""
+    apiKeySource: Annotated[
+        Literal["HEADER", "AUTHORIZER"],
+        Meta(
+            description="Where the API key comes from: the x-api-key header, or a custom authorizer's "
+            "usageIdentifierKey."
+        ),
+    ] = "HEADER"
     routes: Annotated[list[Route], Meta(description="Routes of the API.")] = field(default_factory=list)
     stages: Annotated[list[Stage], Meta(description="Stages; at least one.")] = field(default_factory=list)
 
@@ -216,12 +321,90 @@ class Domain(_Model):
     )
 
 
+class ApiKeyConfig(_Model):
+    """An API key declared in the config (upserted into the state store at start and reload)."""
+
+    name: Annotated[str, Meta(min_length=1, description="Key name (unique among config keys).")]
+    value: Annotated[
+        str,
+        Meta(
+            min_length=20,
+            max_length=128,
+            pattern=r"^[\x21-\x7e]+$",
+            description="The key value clients send in x-api-key (20-128 printable ASCII characters). "
+            "Only its SHA-256 is stored.",
+        ),
+    ]
+    id: Annotated[str | None, Meta(description="Key id; derived from the name if omitted.")] = None
+    enabled: Annotated[bool, Meta(description="A disabled key is refused with 403.")] = True
+    description: Annotated[str, Meta(description="Free text.")] = ""
+    customerId: Annotated[str, Meta(description="AWS Marketplace customer id (kept, not used).")] = ""
+
+
+class PlanStage(_Model):
+    """An API stage a usage plan applies to."""
+
+    apiId: Annotated[str, Meta(description="API name or id.")]
+    stage: Annotated[str, Meta(description="Stage name of that API.")]
+    throttle: Annotated[
+        dict[str, ThrottleSettings],
+        Meta(
+            description="Per-method overrides of the plan's throttle, keyed '/resource/path/METHOD' as "
+            "AWS writes them (e.g. '/pets/{id}/GET')."
+        ),
+    ] = field(default_factory=dict)
+
+
+class QuotaSettings(_Model):
+    """Requests allowed per key per UTC period."""
+
+    limit: Annotated[int, Meta(ge=0, description="Requests per period.")]
+    period: Annotated[Literal["DAY", "WEEK", "MONTH"], Meta(description="DAY | WEEK | MONTH")]
+    offset: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=27,
+            description="Start of the period: WEEK 0 = Sunday .. 6; MONTH 0 = the 1st .. 27; DAY 0.",
+        ),
+    ] = 0
+
+
+class UsagePlanConfig(_Model):
+    """A usage plan declared in the config (upserted into the state store at start and reload)."""
+
+    name: Annotated[str, Meta(min_length=1, description="Plan name (unique among config plans).")]
+    id: Annotated[str | None, Meta(description="Plan id; derived from the name if omitted.")] = None
+    description: Annotated[str, Meta(description="Free text.")] = ""
+    apiStages: Annotated[list[PlanStage], Meta(description="API stages the plan covers.")] = field(
+        default_factory=list
+    )
+    throttle: Annotated[ThrottleSettings | None, Meta(description="Per-key token bucket.")] = None
+    quota: Annotated[QuotaSettings | None, Meta(description="Per-key quota.")] = None
+    fail_open: Annotated[
+        bool,
+        Meta(
+            description="When the shared store (Redis) is unreachable: admit requests without counting "
+            "the quota (true) or refuse them with 503 (false)."
+        ),
+    ] = True
+    keys: Annotated[list[str], Meta(description="Names of config API keys in the plan.")] = field(
+        default_factory=list
+    )
+
+
 class GatewayConfig(_Model):
     """The whole configuration file."""
 
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     apis: Annotated[list[Api], Meta(description="APIs served.")] = field(default_factory=list)
     domains: Annotated[list[Domain], Meta(description="Custom domain names.")] = field(default_factory=list)
+    apiKeys: Annotated[list[ApiKeyConfig], Meta(description="API keys declared here.")] = field(
+        default_factory=list
+    )
+    usagePlans: Annotated[list[UsagePlanConfig], Meta(description="Usage plans declared here.")] = field(
+        default_factory=list
+    )
 
 
 def json_schema() -> dict[str, object]:

@@ -44,7 +44,7 @@ cdef class Exchange:
     cdef public HttpProtocol proto
     cdef public UpstreamConnection conn
     cdef public UpstreamPool pool
-    cdef public object buf, integration, local_error, route, snapshot, params
+    cdef public object buf, integration, local_error, route, snapshot, params, gate
     cdef public str method
     cdef public list out
     cdef public bytes query, req_head, target_path, request_id

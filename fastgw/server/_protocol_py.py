@@ -645,6 +645,7 @@ class Exchange:
         "conn",
         "deadline",
         "expect",
+        "gate",
         "http10",
         "integration",
         "keep_alive",
@@ -693,6 +694,7 @@ class Exchange:
         self.retried = False
         self.resp_chunked = False
         self.out: list[bytes] = []
+        self.gate: asyncio.Future[LocalReply | None] | None = None
         worker = proto.worker
         worker.rid += 1
         self.request_id = request_id(worker.rid_prefix, worker.rid)
@@ -730,6 +732,13 @@ class Exchange:
             return
         route: RouteRuntime = match.value
         self.route = route
+        # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
+        verdict = proto.worker.gate.admit(route, proto.fwd, proto.loop.time())
+        if verdict is not None:
+            if type(verdict) is LocalReply:
+                self.local_error = verdict  # type: ignore[assignment]
+                return
+            self.gate = verdict  # type: ignore[assignment]
         integ = route.integration
         if type(integ) is not _MockRuntime:
             self.integration = integ  # type: ignore[assignment]
@@ -781,6 +790,20 @@ class Exchange:
 
     def start(self) -> None:
         """Become the active exchange: answer locally or dispatch upstream."""
+        gate = self.gate
+        if gate is not None:
+            # Admission waits on the shared store (a Redis lease): resume when it answers.
+            if not gate.done():
+                gate.add_done_callback(self._gate_done)
+                return
+            self.gate = None
+            try:
+                verdict = gate.result()
+            except Exception:
+                log.exception("traffic gate failed")
+                verdict = replies.INTERNAL_ERROR
+            if verdict is not None:
+                self.local_error = verdict
         if self.local_error is not None:
             self.respond_local(self.local_error)
             return
@@ -793,6 +816,12 @@ class Exchange:
         if self.expect and not self.request_done:
             self.proto.transport.write(CONTINUE_100)
         self.dispatch()
+
+    def _gate_done(self, fut: asyncio.Future[LocalReply | None]) -> None:
+        if self.proto.active is self and not self.response_started:
+            self.start()
+        elif not fut.cancelled():
+            fut.exception()  # retrieved: a cancelled exchange's admission is dropped
 
     def dispatch(self) -> None:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]

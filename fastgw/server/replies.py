@@ -49,13 +49,21 @@ class LocalReply:
         self.head = b"".join(parts)
 
 
-def aws_error(status: int, message: str, error_type: str | None = None, spaced: bool = False) -> LocalReply:
-    """An AWS-style error reply: ``{"message":"..."}`` and ``x-amzn-ErrorType``."""
+def aws_error(
+    status: int,
+    message: str,
+    error_type: str | None = None,
+    spaced: bool = False,
+    extra: list[tuple[str, str]] | None = None,
+) -> LocalReply:
+    """An AWS-style error reply: ``{"message":"..."}``, ``x-amzn-ErrorType`` and ``extra`` headers."""
     sep = b'{"message": "' if spaced else b'{"message":"'
     body = sep + message.encode() + b'"}'
     headers = [("content-type", "application/json")]
     if error_type:
         headers.append(("x-amzn-ErrorType", error_type))
+    if extra:
+        headers.extend(extra)
     return LocalReply(status, headers, body)
 
 

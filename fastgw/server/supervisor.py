@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from fastgw.config.compile import RuntimeSnapshot, compile_config
-from fastgw.config.load import ConfigError
+from fastgw.config.load import ConfigError, ConfigIssue
 from fastgw.config.model import GatewayConfig
 from fastgw.server.worker import make_listen_socket, raise_nofile_limit, run_worker
+from fastgw.state.model import StateData
+from fastgw.state.store import StoreError
+from fastgw.traffic.node import create_table, make_store, prepare_state, usage_flusher
+from fastgw_core.limits import SharedTable
 
 log = logging.getLogger("fastgw.supervisor")
 
@@ -64,6 +68,8 @@ class Supervisor:
         self.config: GatewayConfig | None = None
         self.snapshot: RuntimeSnapshot | None = None
         self.stopping = False
+        self.table: SharedTable | None = None
+        self.state: StateData | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._signals: list[int] = []
 
@@ -71,6 +77,12 @@ class Supervisor:
     def start(self) -> None:
         self.config = self.load()
         self.snapshot = compile_config(self.config)
+        # Traffic state: the shared table the workers inherit, the config's keys and plans in
+        # the store, quota counters seeded from recorded usage; then the admin API process.
+        self.table = create_table(self.config.gateway.state)
+        self.state = self._prepare_state(self.config)
+        if self.config.gateway.admin.enabled:
+            self.helpers.append(_Helper("admin", self._admin_target(self.config)))
         raise_nofile_limit()
         host, _, port = self.config.gateway.listen.rpartition(":")
         for i in range(self.workers):
@@ -92,6 +104,44 @@ class Supervisor:
             },
         )
 
+    def _prepare_state(self, config: GatewayConfig, seed: bool = True) -> StateData:
+        """Upsert the config's keys and plans (and at start seed the quota counters from the
+        recorded usage); a store that cannot be reached is not fatal."""
+        import asyncio
+
+        store = make_store(config.gateway.state)
+
+        async def run() -> StateData:
+            try:
+                return await prepare_state(config, store, self.table if seed else None)
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(run())
+        except StoreError as ex:
+            log.error("state store unreachable; workers will retry", extra={"error": str(ex)})
+            return self.state or StateData()
+        except ValueError as ex:
+            raise ConfigError([ConfigIssue(*str(ex).split(": ", 1))]) from None
+
+    def _admin_target(self, config: GatewayConfig) -> Callable[[], None]:
+        from fastgw.admin.server import run_admin_process
+        from fastgw.admin.token import check_listen, resolve_token
+
+        settings = config.gateway.state
+        token, path = resolve_token(config.gateway.admin, settings.path)
+        check_listen(config.gateway.admin, explicit=path is None)
+        if path is not None:
+            log.info("admin token generated", extra={"token_file": path})
+        table = self.table if settings.backend == "embedded" else None
+        flush = usage_flusher(table) if table is not None else None
+
+        def target() -> None:
+            run_admin_process(config, lambda: make_store(settings), flush, token=token)
+
+        return target
+
     def _spawn(self, slot: _Slot) -> None:
         r, w = os.pipe()
         snapshot = self.snapshot
@@ -112,7 +162,8 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
-                run_worker(snapshot, slot.sock, slot.index, r)  # type: ignore[arg-type]
+                set_process_name(f"fastgw-w{slot.index}")
+                run_worker(snapshot, slot.sock, slot.index, r, self.table, self.state)  # type: ignore[arg-type]
             except BaseException:
                 log.exception("worker crashed", extra={"worker": slot.index})
                 code = 1
@@ -136,6 +187,7 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                set_process_name(f"fastgw-{helper.name}")
                 helper.target()
             except BaseException:
                 code = 1
@@ -229,6 +281,14 @@ class Supervisor:
             config.gateway.listen != old.gateway.listen or config.gateway.workers != old.gateway.workers
         ):
             log.warning("gateway.listen and gateway.workers change only on restart")
+        try:
+            self.state = self._prepare_state(config, seed=False)
+        except ConfigError as ex:
+            log.error(
+                "reload rejected; the running config keeps serving",
+                extra={"errors": [str(i) for i in ex.issues]},
+            )
+            return False
         self.config = config
         self.snapshot = snapshot
         data = msgspec.json.encode(config)
@@ -271,6 +331,15 @@ class Supervisor:
             _kill(pid, signal.SIGKILL)
         log.info("fastgw stopped")
         return 0
+
+
+def set_process_name(name: str) -> None:
+    """Name this process in ps/top (Linux ``comm``, 15 bytes): fastgw-w0, fastgw-admin, ..."""
+    try:
+        with open(f"/proc/{os.getpid()}/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:  # pragma: no cover - not Linux
+        pass
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -21,6 +21,9 @@ import uuid
 from fastgw.config.compile import RuntimeSnapshot, compile_config
 from fastgw.config.load import ConfigError, load_config_text
 from fastgw.server.protocol import Exchange, HttpProtocol, Pools
+from fastgw.state.model import StateData
+from fastgw.traffic.node import StatePoller, create_table, make_gate, make_limiter, make_store
+from fastgw_core.limits import SharedTable
 
 log = logging.getLogger("fastgw.worker")
 
@@ -51,10 +54,27 @@ def raise_nofile_limit() -> None:
 class Worker:
     """State shared by all connections of one worker process."""
 
-    def __init__(self, snapshot: RuntimeSnapshot, loop: asyncio.AbstractEventLoop, index: int = 0) -> None:
+    def __init__(
+        self,
+        snapshot: RuntimeSnapshot,
+        loop: asyncio.AbstractEventLoop,
+        index: int = 0,
+        table: SharedTable | None = None,
+        state: StateData | None = None,
+    ) -> None:
         self.loop = loop
         self.index = index
         self.snapshot = snapshot
+        # Traffic management: the node's shared table (inherited from the supervisor), the
+        # limiter over it (or over Redis) and this worker's gate. Without a supervisor (tests,
+        # benchmarks) the table is private to the process.
+        settings = snapshot.config.gateway.state
+        self.table = table if table is not None else create_table(settings, shared=False)
+        self.limiter = make_limiter(settings, self.table, loop)
+        self.gate = make_gate(snapshot, self.table, self.limiter)
+        if state is not None:
+            self.gate.set_state(state)
+        self.poller: StatePoller | None = None
         self.limits = snapshot.config.gateway.limits
         self.pools = Pools(snapshot.config.gateway.upstream, loop)
         self.connections: set[HttpProtocol] = set()
@@ -73,6 +93,8 @@ class Worker:
     async def serve(self, sock: socket.socket) -> None:
         self.server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=4096)
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
+        self.poller = StatePoller(self.gate, make_store(self.snapshot.config.gateway.state), self.loop)
+        self.poller.start()
         log.info(
             "worker serving",
             extra={"worker": self.index, "pid": os.getpid(), "config": self.snapshot.digest},
@@ -99,6 +121,7 @@ class Worker:
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
 
     def swap(self, snapshot: RuntimeSnapshot) -> None:
+        self.gate.bind(snapshot)
         self.snapshot = snapshot
         self.limits = snapshot.config.gateway.limits
         log.info("config swapped", extra={"worker": self.index, "config": snapshot.digest})
@@ -132,6 +155,7 @@ class Worker:
         self.pools.close()
         if self._ticker is not None:
             self._ticker.cancel()
+        self.limiter.close()
         self.stopped.set_result(None)
 
 
@@ -161,6 +185,8 @@ def run_worker(
     sock: socket.socket | None,
     index: int = 0,
     config_fd: int | None = None,
+    table: SharedTable | None = None,
+    state: StateData | None = None,
 ) -> None:
     """Entry point of a worker process (after fork): serve until drained."""
     import uvloop
@@ -168,7 +194,7 @@ def run_worker(
     raise_nofile_limit()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = Worker(snapshot, loop, index)
+    worker = Worker(snapshot, loop, index, table, state)
     if sock is None:
         host, _, port = snapshot.config.gateway.listen.rpartition(":")
         sock = make_listen_socket(host.strip("[]"), int(port))
@@ -181,6 +207,8 @@ def run_worker(
     started = time.monotonic()
     try:
         loop.run_until_complete(worker.serve(sock))
+        if worker.poller is not None:
+            loop.run_until_complete(worker.poller.stop())
     finally:
         log.info("worker stopped", extra={"worker": index, "uptime_s": round(time.monotonic() - started, 3)})
         loop.close()

@@ -335,6 +335,9 @@ def test_listen_port_busy_fails_cleanly(tmp_path: Path) -> None:
                 "1",
                 "--pid-file",
                 str(tmp_path / "p.pid"),
+                "--no-admin",
+                "--state",
+                str(tmp_path / "state.db"),
             ],
             capture_output=True,
             text=True,
@@ -349,6 +352,8 @@ def test_listen_port_busy_fails_cleanly(tmp_path: Path) -> None:
 
 def test_children_helper_sees_workers(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(mock_config("pids"), workers=1)
-    assert wait_for(lambda: len(child_pids(gw.pid)) == 1, 5.0)
+    assert wait_for(lambda: len(gw.children()) == 1, 5.0)
+    assert set(gw.helper_pids()) == {"admin"}
+    assert len(child_pids(gw.pid)) == 2
     with RawConn(gw.port) as c:
         assert c.request("GET", "/prod/hello").body == b"pids"

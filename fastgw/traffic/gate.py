@@ -1,0 +1,289 @@
+"""The traffic gate of a worker: API keys, usage plans, throttling and quotas for each request.
+
+Built once per config snapshot and per state version (``bind`` / ``set_state``), never per
+request: every route gets its list of token buckets (route or stage default, then gateway),
+and every API key its plan bindings per API stage. A request then costs one key hash (only on
+routes that require a key) and one call into the limiter.
+
+Levels, in AWS's order: the key's usage-plan limit (a per-method override inside the plan
+replaces the plan's own limit for that method), the route's stage limit (``route_throttle``, else
+the stage default; each route has its own bucket, as AWS's default route/method throttling),
+then the gateway-wide limit. One token is taken from every level or from none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastgw.config.model import ThrottleSettings
+from fastgw.server import replies
+from fastgw.server.replies import LocalReply
+from fastgw.state.model import StateData
+from fastgw.state.periods import day_number, period_end, period_start
+from fastgw.traffic.limiter import (
+    QUOTA_EXCEEDED,
+    QUOTA_UNAVAILABLE,
+    BucketSpec,
+    Limiter,
+    QuotaSpec,
+)
+
+if TYPE_CHECKING:
+    from fastgw.config.compile import RouteRuntime, RuntimeSnapshot
+    from fastgw_core.limits import SharedTable
+
+log = logging.getLogger("fastgw.traffic")
+
+FORBIDDEN = replies.aws_error(403, "Forbidden", "ForbiddenException")
+TOO_MANY_REQUESTS = replies.aws_error(429, "Too Many Requests", "TooManyRequestsException")
+LIMIT_EXCEEDED = replies.aws_error(429, "Limit Exceeded", "LimitExceededException")
+QUOTA_STORE_DOWN = replies.SERVICE_UNAVAILABLE
+MAX_KEY_BYTES = 128  # AWS: API key values are 20-128 characters
+
+
+class PlanBinding:
+    """An API key's usage plan on one API stage."""
+
+    __slots__ = ("bucket", "key_id", "lists", "method_buckets", "plan_id", "quota")
+
+    def __init__(
+        self,
+        plan_id: str,
+        key_id: str,
+        bucket: BucketSpec | None,
+        method_buckets: dict[str, BucketSpec],
+        quota: QuotaSpec | None,
+    ) -> None:
+        self.plan_id = plan_id
+        self.key_id = key_id
+        self.bucket = bucket
+        self.method_buckets = method_buckets
+        self.quota = quota
+        self.lists: dict[int, list[BucketSpec]] = {}  # id(route) -> levels, built on first use
+
+    def buckets_for(self, route: RouteRuntime) -> list[BucketSpec]:
+        levels = self.lists.get(id(route))
+        if levels is None:
+            own = self.method_buckets.get(route.resource_method, self.bucket)
+            levels = ([own] if own is not None else []) + route.buckets
+            self.lists[id(route)] = levels
+        return levels
+
+
+class KeyRuntime:
+    __slots__ = ("digest", "enabled", "id", "stages")
+
+    def __init__(self, key_id: str, digest: bytes, enabled: bool) -> None:
+        self.id = key_id
+        self.digest = digest
+        self.enabled = enabled
+        self.stages: dict[str, PlanBinding] = {}  # "apiId:stage" -> binding
+
+
+class _Period:
+    """The current quota period of one (period, offset), recomputed only when it ends."""
+
+    __slots__ = ("end_ts", "start_day")
+
+    def __init__(self) -> None:
+        self.start_day = 0
+        self.end_ts = 0.0
+
+
+def find_header(fwd: list[bytes], name: bytes) -> tuple[int, bytes | None]:
+    """(count, last value) of a header among the forwarded lines (``name`` lower-case, with ':')."""
+    blob = b"".join(fwd) if len(fwd) != 1 else fwd[0]
+    low = blob.lower()
+    count = 0
+    value = None
+    pos = low.find(name)
+    while pos >= 0:
+        if pos == 0 or low[pos - 1] == 0x0A:
+            count += 1
+            end = low.find(b"\r\n", pos)
+            value = blob[pos + len(name) : end].strip(b" \t")
+        pos = low.find(name, pos + len(name))
+    return count, value
+
+
+class Gate:
+    """Per-worker admission control; see the module docstring."""
+
+    def __init__(self, table: SharedTable, limiter: Limiter, headers: bool = False) -> None:
+        self.table = table
+        self.limiter = limiter
+        self.headers = headers
+        self.snapshot: RuntimeSnapshot | None = None
+        self.state = StateData()
+        self.keys: dict[bytes, KeyRuntime] = {}
+        self.periods: dict[tuple[str, int], _Period] = {}
+        self.refused = 0
+        self.forbidden = 0
+        self.quota_refused = 0
+
+    # ------------------------------------------------------------------ building
+    def bind(self, snapshot: RuntimeSnapshot) -> None:
+        """Give every route of a new snapshot its bucket levels, and rebuild key bindings."""
+        gw = snapshot.config.gateway
+        self.headers = gw.throttle_headers
+        gw_bucket = BucketSpec("gw", gw.throttle.rateLimit, gw.throttle.burstLimit, self.table)
+        for stage in snapshot.stages:
+            for route in stage.routes:
+                t: ThrottleSettings | None = route.throttle
+                if t is not None:
+                    name = f"route:{route.api.id}:{stage.name}:{route.key}"
+                    route.buckets = [BucketSpec(name, t.rateLimit, t.burstLimit, self.table), gw_bucket]
+                else:
+                    route.buckets = [gw_bucket]
+        self.snapshot = snapshot
+        self._build_keys()
+
+    def set_state(self, data: StateData) -> None:
+        self.state = data
+        self._build_keys()
+
+    def _build_keys(self) -> None:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        data = self.state
+        ids = {}
+        for api in snapshot.apis:
+            ids[api.name] = api.id
+            ids[api.id] = api.id
+        keys: dict[str, KeyRuntime] = {}
+        for k in data.keys:
+            if k.valueHash:
+                keys[k.id] = KeyRuntime(k.id, bytes.fromhex(k.valueHash), k.enabled)
+        table = self.table
+        for plan in data.plans:
+            members = [keys[i] for i in data.plan_keys.get(plan.id, ()) if i in keys]
+            for stage in plan.apiStages:
+                api_id = ids.get(stage.apiId)
+                if api_id is None:
+                    continue
+                uid = f"{api_id}:{stage.stage}"
+                for key in members:
+                    if uid in key.stages:
+                        continue  # AWS: a key is in at most one plan per API stage; first wins
+                    t = plan.throttle
+                    base = f"key:{plan.id}:{key.id}"
+                    bucket = BucketSpec(base, t.rateLimit, t.burstLimit, table) if t else None
+                    methods = {
+                        rm: BucketSpec(f"{base}:{rm}", mt.rateLimit, mt.burstLimit, table)
+                        for rm, mt in stage.throttle.items()
+                    }
+                    q = plan.quota
+                    quota = (
+                        QuotaSpec(plan.id, key.id, q.limit, q.period, q.offset, plan.fail_open, table)
+                        if q is not None
+                        else None
+                    )
+                    key.stages[uid] = PlanBinding(plan.id, key.id, bucket, methods, quota)
+        self.keys = {k.digest: k for k in keys.values()}
+
+    # ------------------------------------------------------------------ per request
+    def lookup(self, fwd: list[bytes]) -> KeyRuntime | None:
+        count, value = find_header(fwd, b"x-api-key:")
+        if count != 1 or value is None or not value or len(value) > MAX_KEY_BYTES or not value.isascii():
+            return None
+        digest = hashlib.sha256(value).digest()
+        key = self.keys.get(digest)
+        if key is None or not hmac.compare_digest(key.digest, digest):
+            return None
+        return key
+
+    def admit(
+        self, route: RouteRuntime, fwd: list[bytes], now: float
+    ) -> LocalReply | asyncio.Future[Any] | None:
+        """None to go on, a reply to answer with, or a future of either (shared store lease)."""
+        binding = None
+        if route.api_key_required:
+            key = self.lookup(fwd)
+            binding = key.stages.get(route.stage_uid) if key is not None and key.enabled else None
+            if binding is None:
+                self.forbidden += 1
+                return FORBIDDEN
+            levels = binding.buckets_for(route)
+        else:
+            levels = route.buckets
+        got = self.limiter.take(levels, now)
+        if type(got) is not tuple:
+            return asyncio.ensure_future(self._admit_later(got, binding, levels))  # type: ignore[arg-type]
+        if got[0] != -1:
+            return self._throttled(levels, got)
+        if binding is not None and binding.quota is not None:
+            return self._quota(binding.quota)
+        return None
+
+    async def _admit_later(
+        self, pending: asyncio.Future[Any], binding: PlanBinding | None, levels: list[BucketSpec]
+    ) -> LocalReply | None:
+        got = await pending
+        if got[0] != -1:
+            return self._throttled(levels, got)
+        if binding is not None and binding.quota is not None:
+            res = self._quota(binding.quota)
+            if isinstance(res, asyncio.Future):
+                return await res
+            return res
+        return None
+
+    def _throttled(self, levels: list[BucketSpec], got: tuple[int, float]) -> LocalReply:
+        self.refused += 1
+        if not self.headers:
+            return TOO_MANY_REQUESTS
+        b = levels[got[0]]
+        wait = got[1]
+        retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 60
+        return replies.aws_error(
+            429,
+            "Too Many Requests",
+            "TooManyRequestsException",
+            extra=[
+                ("retry-after", str(retry)),
+                ("ratelimit-policy", f"{b.burst:g};w={_window(b)}"),
+                ("ratelimit", f"limit={b.burst:g}, remaining=0, reset={retry}"),
+            ],
+        )
+
+    def _quota(self, q: QuotaSpec) -> LocalReply | asyncio.Future[Any] | None:
+        period = self._period(q.period, q.offset)
+        left = self.limiter.quota(q, period, day_number(time.time()))
+        if type(left) is not int:
+            return asyncio.ensure_future(self._quota_later(left))  # type: ignore[arg-type]
+        return self._quota_reply(left)
+
+    async def _quota_later(self, pending: asyncio.Future[Any]) -> LocalReply | None:
+        return self._quota_reply(await pending)
+
+    def _quota_reply(self, left: int) -> LocalReply | None:
+        if left >= 0:
+            return None
+        self.quota_refused += 1
+        if left == QUOTA_EXCEEDED:
+            return LIMIT_EXCEEDED
+        if left == QUOTA_UNAVAILABLE:
+            return QUOTA_STORE_DOWN
+        return None
+
+    def _period(self, period: str, offset: int) -> int:
+        p = self.periods.get((period, offset))
+        ts = time.time()
+        if p is None:
+            p = self.periods[(period, offset)] = _Period()
+        if ts >= p.end_ts:
+            day = day_number(ts)
+            p.start_day = period_start(period, offset, day)
+            p.end_ts = period_end(period, offset, day) * 86400.0
+        return p.start_day
+
+
+def _window(b: BucketSpec) -> str:
+    return f"{b.burst / b.rate:g}" if b.rate > 0 else "0"
