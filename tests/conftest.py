@@ -24,6 +24,7 @@ from helpers import (
     ScriptedUpstream,
     closed_port,
 )
+from redis_server import RedisServer
 
 # CI (CI=true) runs the property tests derandomized: the same examples on every run, so a
 # submission never fails on a draw; local runs keep exploring new examples.
@@ -88,3 +89,21 @@ def module_gateway_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     factory = GatewayFactory(tmp_path_factory.mktemp("gw"))
     yield factory
     factory.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (or valkey-server) on a free loopback port, for the whole session."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, after FLUSHALL (restarted first if a test left it down)."""
+    if not redis_server.running:
+        redis_server.start()
+    redis_server.flushall()
+    return redis_server.url

@@ -155,7 +155,6 @@ class Worker:
         self.pools.close()
         if self._ticker is not None:
             self._ticker.cancel()
-        self.limiter.close()
         self.stopped.set_result(None)
 
 
@@ -209,6 +208,7 @@ def run_worker(
         loop.run_until_complete(worker.serve(sock))
         if worker.poller is not None:
             loop.run_until_complete(worker.poller.stop())
+        loop.run_until_complete(asyncio.wait_for(worker.limiter.aclose(), 2.0))
     finally:
         log.info("worker stopped", extra={"worker": index, "uptime_s": round(time.monotonic() - started, 3)})
         loop.close()

@@ -18,6 +18,7 @@ from fastgw.config.model import GatewayConfig
 from fastgw.state.model import (
     KEY_PREFIX_CHARS,
     ApiKey,
+    StateData,
     UsagePlan,
     hash_key_value,
     now_ts,
@@ -48,18 +49,11 @@ def _same(a: msgspec.Struct, b: msgspec.Struct) -> bool:
     return da == db
 
 
-async def apply_config(store: Store, config: GatewayConfig) -> None:
-    """Upsert the config's keys and plans, delete config records it no longer declares.
-
-    Raises ``ValueError`` (message starting with the JSON path of the bad field) when the config
-    clashes with the store: a key value already used by a key not from the config
-    (``$.apiKeys[i].value``), an id already used by an API-created record (``$.apiKeys[i].id``,
-    ``$.usagePlans[i].id``), a duplicate name/id/value inside the config, or a plan listing an
-    unknown key name (``$.usagePlans[i].keys[j]``).
-    """
-    now = now_ts()
-    existing_keys = {k.id: k for k in await store.list_keys()}
-    existing_plans = {p.id: p for p in await store.list_plans()}
+def desired_state(
+    config: GatewayConfig, existing_keys: dict[str, ApiKey], existing_plans: dict[str, UsagePlan], now: float
+) -> tuple[dict[str, ApiKey], dict[str, UsagePlan], dict[str, set[str]]]:
+    """The records the config declares (keys, plans, plan members by plan id), checked against
+    the store's existing records; raises ``ValueError`` as ``apply_config`` documents."""
     by_hash = {k.valueHash: k for k in existing_keys.values()}
 
     # ---------------------------------------------------------------- desired keys (checked)
@@ -139,6 +133,35 @@ async def apply_config(store: Store, config: GatewayConfig) -> None:
             tags=old_plan.tags if old_plan is not None else {},
             source="config",
         )
+
+    return desired_keys, desired_plans, desired_members
+
+
+def config_state(config: GatewayConfig) -> StateData:
+    """The config's own keys and plans as state, without a store: workers merge it with the
+    store's, so config keys keep working even if a shared store loses its data."""
+    keys, plans, members = desired_state(config, {}, {}, 0.0)
+    return StateData(
+        keys=list(keys.values()),
+        plans=list(plans.values()),
+        plan_keys={pid: sorted(m) for pid, m in members.items()},
+    )
+
+
+async def apply_config(store: Store, config: GatewayConfig) -> None:
+    """Upsert the config's keys and plans, delete config records it no longer declares.
+
+    Raises ``ValueError`` (message starting with the JSON path of the bad field) when the config
+    clashes with the store: a key value already used by a key not from the config
+    (``$.apiKeys[i].value``), an id already used by an API-created record (``$.apiKeys[i].id``,
+    ``$.usagePlans[i].id``), a duplicate name/id/value inside the config, or a plan listing an
+    unknown key name (``$.usagePlans[i].keys[j]``).
+    """
+    now = now_ts()
+    existing_keys = {k.id: k for k in await store.list_keys()}
+    existing_plans = {p.id: p for p in await store.list_plans()}
+
+    desired_keys, desired_plans, desired_members = desired_state(config, existing_keys, existing_plans, now)
 
     # ---------------------------------------------------------------- writes
     # Deletions first: a key renamed in the config keeps its value under a new id, and the old

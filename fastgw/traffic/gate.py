@@ -26,6 +26,7 @@ from fastgw.server import replies
 from fastgw.server.replies import LocalReply
 from fastgw.state.model import StateData
 from fastgw.state.periods import day_number, period_end, period_start
+from fastgw.state.sync import config_state
 from fastgw.traffic.limiter import (
     QUOTA_EXCEEDED,
     QUOTA_UNAVAILABLE,
@@ -50,7 +51,7 @@ MAX_KEY_BYTES = 128  # AWS: API key values are 20-128 characters
 class PlanBinding:
     """An API key's usage plan on one API stage."""
 
-    __slots__ = ("bucket", "key_id", "lists", "method_buckets", "plan_id", "quota")
+    __slots__ = ("bucket", "key_id", "lists", "method_buckets", "plan_id", "quota", "usage")
 
     def __init__(
         self,
@@ -59,12 +60,14 @@ class PlanBinding:
         bucket: BucketSpec | None,
         method_buckets: dict[str, BucketSpec],
         quota: QuotaSpec | None,
+        usage: QuotaSpec,
     ) -> None:
         self.plan_id = plan_id
         self.key_id = key_id
         self.bucket = bucket
         self.method_buckets = method_buckets
-        self.quota = quota
+        self.quota = quota  # None when the plan has no quota
+        self.usage = usage  # its daily usage counter (the quota's own when it has one)
         self.lists: dict[int, list[BucketSpec]] = {}  # id(route) -> levels, built on first use
 
     def buckets_for(self, route: RouteRuntime) -> list[BucketSpec]:
@@ -121,6 +124,7 @@ class Gate:
         self.headers = headers
         self.snapshot: RuntimeSnapshot | None = None
         self.state = StateData()
+        self.config_state = StateData()
         self.keys: dict[bytes, KeyRuntime] = {}
         self.periods: dict[tuple[str, int], _Period] = {}
         self.refused = 0
@@ -142,6 +146,7 @@ class Gate:
                 else:
                     route.buckets = [gw_bucket]
         self.snapshot = snapshot
+        self.config_state = config_state(snapshot.config)
         self._build_keys()
 
     def set_state(self, data: StateData) -> None:
@@ -152,7 +157,7 @@ class Gate:
         snapshot = self.snapshot
         if snapshot is None:
             return
-        data = self.state
+        data = _merge(self.config_state, self.state)
         ids = {}
         for api in snapshot.apis:
             ids[api.name] = api.id
@@ -180,12 +185,17 @@ class Gate:
                         for rm, mt in stage.throttle.items()
                     }
                     q = plan.quota
-                    quota = (
-                        QuotaSpec(plan.id, key.id, q.limit, q.period, q.offset, plan.fail_open, table)
-                        if q is not None
-                        else None
+                    usage = QuotaSpec(
+                        plan.id,
+                        key.id,
+                        q.limit if q else 0,
+                        q.period if q else "DAY",
+                        q.offset if q else 0,
+                        plan.fail_open,
+                        table,
                     )
-                    key.stages[uid] = PlanBinding(plan.id, key.id, bucket, methods, quota)
+                    quota = usage if q is not None else None
+                    key.stages[uid] = PlanBinding(plan.id, key.id, bucket, methods, quota, usage)
         self.keys = {k.digest: k for k in keys.values()}
 
     # ------------------------------------------------------------------ per request
@@ -218,8 +228,10 @@ class Gate:
             return asyncio.ensure_future(self._admit_later(got, binding, levels))  # type: ignore[arg-type]
         if got[0] != -1:
             return self._throttled(levels, got)
-        if binding is not None and binding.quota is not None:
-            return self._quota(binding.quota)
+        if binding is not None:
+            if binding.quota is not None:
+                return self._quota(binding.quota)
+            self.limiter.count_usage(binding.usage, day_number(time.time()))
         return None
 
     async def _admit_later(
@@ -228,11 +240,13 @@ class Gate:
         got = await pending
         if got[0] != -1:
             return self._throttled(levels, got)
-        if binding is not None and binding.quota is not None:
-            res = self._quota(binding.quota)
-            if isinstance(res, asyncio.Future):
-                return await res
-            return res
+        if binding is not None:
+            if binding.quota is not None:
+                res = self._quota(binding.quota)
+                if isinstance(res, asyncio.Future):
+                    return await res
+                return res
+            self.limiter.count_usage(binding.usage, day_number(time.time()))
         return None
 
     def _throttled(self, levels: list[BucketSpec], got: tuple[int, float]) -> LocalReply:
@@ -283,6 +297,25 @@ class Gate:
             p.start_day = period_start(period, offset, day)
             p.end_ts = period_end(period, offset, day) * 86400.0
         return p.start_day
+
+
+def _merge(config: StateData, store: StateData) -> StateData:
+    """The config's own records under the store's (the store's copy of a record wins)."""
+    if not config.keys and not config.plans:
+        return store
+    keys = {k.id: k for k in config.keys}
+    keys.update((k.id, k) for k in store.keys)
+    plans = {p.id: p for p in config.plans}
+    plans.update((p.id, p) for p in store.plans)
+    members = {pid: set(ids) for pid, ids in config.plan_keys.items()}
+    for pid, ids in store.plan_keys.items():
+        members.setdefault(pid, set()).update(ids)
+    return StateData(
+        version=store.version,
+        keys=list(keys.values()),
+        plans=list(plans.values()),
+        plan_keys={pid: sorted(ids) for pid, ids in members.items()},
+    )
 
 
 def _window(b: BucketSpec) -> str:

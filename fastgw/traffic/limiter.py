@@ -77,8 +77,15 @@ class Limiter:
         usage): remaining (>= 0), ``QUOTA_EXCEEDED`` or ``QUOTA_UNAVAILABLE``."""
         raise NotImplementedError
 
+    def count_usage(self, q: QuotaSpec, day: int) -> None:
+        """Count one request in ``day``'s usage of a key in a plan without a quota."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections and return unused leases if possible."""
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class LocalLimiter(Limiter):
@@ -98,6 +105,9 @@ class LocalLimiter(Limiter):
         return table.take_many(
             [b.slot for b in buckets], [b.rate for b in buckets], [b.burst for b in buckets], now
         )
+
+    def count_usage(self, q: QuotaSpec, day: int) -> None:
+        self.table.add(q.day_slot, day, 1)
 
     def quota(self, q: QuotaSpec, period: int, day: int) -> int:
         left = self.table.count(q.slot, period, q.limit)

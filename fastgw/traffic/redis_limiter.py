@@ -265,6 +265,10 @@ class RedisLimiter(Limiter):
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
+        # Usage of plans without a quota, added to Redis in batches
+        self._usage: dict[tuple[str, str, int], int] = {}
+        self._usage_timer: asyncio.TimerHandle | None = None
+        self._bg: set[asyncio.Task[None]] = set()
         # Redis health
         self._down = False
         self._probing = False
@@ -386,6 +390,35 @@ class RedisLimiter(Limiter):
         self._quotas.append(_Quota(fut, q, period, day))
         self._kick()
         return fut
+
+    def count_usage(self, q: QuotaSpec, day: int) -> None:
+        """Usage of plans without a quota: counted locally and added to Redis every second
+        (one pipeline of INCRBY; counts are dropped, and logged at debug, if Redis is down)."""
+        k = (q.plan_id, q.key_id, day)
+        self._usage[k] = self._usage.get(k, 0) + 1
+        if self._usage_timer is None and not self._closed:
+            self._usage_timer = self.loop.call_later(1.0, self._flush_usage_soon)
+
+    def _flush_usage_soon(self) -> None:
+        self._usage_timer = None
+        task = self.loop.create_task(self._flush_usage())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _flush_usage(self) -> None:
+        counts, self._usage = self._usage, {}
+        if not counts or self._down:
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for (plan, key, day), n in counts.items():
+                        name = f"{self.prefix}usage:{plan}:{key}:{day}"
+                        pipe.incrby(name, n)
+                        pipe.expireat(name, usage_expire_at(day))
+                    await pipe.execute()
+        except Exception as ex:
+            log.debug("usage counts lost: %s", ex)
 
     # ------------------------------------------------------------------ round trips
     def _kick(self) -> None:
@@ -657,9 +690,13 @@ class RedisLimiter(Limiter):
                 await task
             except asyncio.CancelledError:
                 pass
+        if self._usage_timer is not None:
+            self._usage_timer.cancel()
+            self._usage_timer = None
         try:
             if not self._down:
                 await self._give_back()
+                await self._flush_usage()
         finally:
             await self.client.aclose()
 

@@ -253,3 +253,19 @@ def test_admin_changes_reach_every_worker_within_a_second(gateway_factory: Gatew
     assert wait_for(lambda: all_status(403), 3.0)
     assert time.monotonic() - t1 < 1.5
     assert t1 - t0 < 3.0
+
+
+@pytest.mark.timeout(60)
+def test_usage_of_a_plan_without_quota_is_counted(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(config(), workers=2)
+    for _ in range(3):  # separate connections: both workers count into the node's counter
+        assert statuses(gw.port, "/prod/keyed", 2, {"x-api-key": KEY_B}) == [(200, b"keyed")] * 2
+    gold = next(p for p in admin(gw, "GET", "/usageplans")["items"] if p["name"] == "gold")
+    key_id = admin(gw, "GET", f"/usageplans/{gold['id']}/keys")["items"][0]["id"]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    query = f"keyId={key_id}&startDate={today}&endDate={today}"
+
+    def used() -> Any:
+        return admin(gw, "GET", f"/usageplans/{gold['id']}/usage?{query}")["items"].get(key_id)
+
+    assert wait_for(lambda: used() == [[6, None]], 5.0), used()
