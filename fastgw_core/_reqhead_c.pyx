@@ -30,13 +30,16 @@ cdef enum:
     MAX_LINES = 128
 
 cdef int _kind(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """0: forward; 1: host; 2: connection; 3: content-length; -1: decline the fast path."""
+    """0: forward; 1: host; 2: connection; 3: content-length; 4: x-api-key (forwarded and
+    reported); -1: decline the fast path."""
     if n == 4 and eq_lower(s, n, b"host", 4):
         return 1
     if n == 10 and eq_lower(s, n, b"connection", 10):
         return 2
     if n == 14 and eq_lower(s, n, b"content-length", 14):
         return 3
+    if n == 9 and eq_lower(s, n, b"x-api-key", 9):
+        return 4
     if n >= 6 and eq_lower(s, 6, b"proxy-", 6):
         return -1
     if (
@@ -114,7 +117,7 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
     cdef Py_ssize_t val_s[MAX_LINES]
     cdef Py_ssize_t val_e[MAX_LINES]
     cdef int nfwd = 0, nlines = 0, kind, tokens
-    cdef Py_ssize_t host_s = -1, host_e = -1, size = 0, j
+    cdef Py_ssize_t host_s = -1, host_e = -1, key_s = -1, key_e = -1, size = 0, j
     cdef bint close = False, ka = False, cl_seen = False
     i = le + 2
     while i < end:
@@ -126,7 +129,12 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
             return None
         ve = j
         kind = _kind(p + i, k - i)
-        if kind == 0:
+        if kind == 4:
+            if key_s >= 0:
+                return None  # a repeated API key: the general path refuses it
+            key_s = vs
+            key_e = ve
+        if kind == 0 or kind == 4:
             if nfwd == MAX_LINES:
                 return None
             name_s[nfwd] = i
@@ -175,7 +183,8 @@ def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssi
         w += 2
     host = None if host_s < 0 else PyBytes_FromStringAndSize(<const char*>p + host_s, host_e - host_s)
     url = PyBytes_FromStringAndSize(<const char*>p + sp1 + 1, sp2 - sp1 - 1)
-    return end + 4, method, url, http10, keep_alive, host, fwd
+    api_key = None if key_s < 0 else PyBytes_FromStringAndSize(<const char*>p + key_s, key_e - key_s)
+    return end + 4, method, url, http10, keep_alive, host, fwd, api_key
 
 
 cdef inline bint memcmp6(const unsigned char* s, const char* lit) noexcept nogil:

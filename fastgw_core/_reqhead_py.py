@@ -19,9 +19,10 @@ handling needs nothing but the head:
 
 It returns ``(end, method, url, http10, keep_alive, host, fwd)``: the offset after the head,
 the method (str), the request target (bytes), whether the version is 1.0, whether the
-connection stays open, the Host value (bytes or None) and the other header lines re-emitted as
+connection stays open, the Host value (bytes or None), the other header lines re-emitted as
 ``name: value\\r\\n`` (the value without leading whitespace; trailing whitespace is kept, as
-llhttp keeps it, so that both paths forward the same bytes), in order, as one bytes.
+llhttp keeps it, so that both paths forward the same bytes), in order, as one bytes, and the
+value of an ``X-API-Key`` header (bytes or None; it is also forwarded; a repeated one declines).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _DECLINE = frozenset(
     }
 )
 
-Result = tuple[int, str, bytes, bool, bool, bytes | None, bytes]
+Result = tuple[int, str, bytes, bool, bool, bytes | None, bytes, bytes | None]
 
 
 def parse_request_head(
@@ -80,6 +81,7 @@ def parse_request_head(
     close = False
     ka = False
     cl_seen = False
+    api_key: bytes | None = None
     out = []
     for line in lines[1:]:
         colon = line.find(b":")
@@ -113,8 +115,12 @@ def parse_request_head(
         elif lname in _DECLINE or lname.startswith(b"proxy-"):
             return None
         else:
+            if lname == b"x-api-key":
+                if api_key is not None:
+                    return None  # a repeated API key: the general path refuses it
+                api_key = value
             out.append(name + b": " + value + b"\r\n")
     if (host is None and not http10) or (close and ka):
         return None  # (llhttp's reading of close + keep-alive together differs by version)
     keep_alive = ka and not close if http10 else not close
-    return end + 4, method, url, http10, keep_alive, host, b"".join(out)
+    return end + 4, method, url, http10, keep_alive, host, b"".join(out), api_key

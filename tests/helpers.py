@@ -356,6 +356,8 @@ class Gateway:
             try:
                 with RawConn(self.port, timeout=2.0) as c:
                     c.request("GET", ready_path)
+                # The admin API is its own process: ready once it accepts connections too.
+                with socket.create_connection((HOST, self.admin_port), timeout=2.0):
                     return
             except (OSError, ConnectionClosed):
                 if time.monotonic() > deadline:

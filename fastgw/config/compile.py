@@ -98,7 +98,7 @@ class RouteRuntime:
     stage_uid: str = ""
     resource_method: str = ""
     # Token-bucket levels (route, gateway), set by the worker's traffic gate for this snapshot.
-    buckets: list[Any] = field(default_factory=list)
+    levels: Any = None
 
 
 @dataclass(slots=True, eq=False)

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastgw.protocol")
 
 # Request headers the gateway reads or never forwards, by lower-case name.
-_H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD = range(1, 9)
+_H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD, _H_APIKEY = range(1, 10)
 _REQ_SPECIAL: dict[bytes, int] = {
     b"host": _H_HOST,
     b"content-length": _H_CL,
@@ -87,6 +87,7 @@ _REQ_SPECIAL: dict[bytes, int] = {
     b"x-forwarded-proto": _H_XFWD,
     b"x-forwarded-host": _H_XFWD,
     b"x-forwarded-port": _H_XFWD,
+    b"x-api-key": _H_APIKEY,  # read by the traffic gate, and forwarded
 }
 _METHODS: dict[bytes, str] = {}
 
@@ -186,6 +187,7 @@ class HttpProtocol:
 
     __slots__ = (
         "active",
+        "api_key",
         "body_bytes",
         "body_start",
         "cl",
@@ -283,6 +285,7 @@ class HttpProtocol:
         self.expect = False
         self.xff: bytes | None = None
         self.xfwd: list[tuple[bytes, bytes]] | None = None
+        self.api_key: bytes | None = None
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -332,8 +335,9 @@ class HttpProtocol:
                 got = parse_request_head(data, pos, self.lim_head, self.lim_headers, self.lim_url)
                 if got is None:
                     break
-                end, method, url, http10, keep_alive, host, fwd = got
+                end, method, url, http10, keep_alive, host, fwd, api_key = got
                 self.url = url
+                self.api_key = api_key
                 if fwd:
                     self.fwd.append(fwd)
                 if host is not None:
@@ -452,6 +456,10 @@ class HttpProtocol:
             if self.xfwd is None:
                 self.xfwd = []
             self.xfwd.append((name.lower(), value))
+        elif kind == _H_APIKEY:
+            self.fwd.append(b"%s: %s\r\n" % (name, value))
+            # A repeated key is no key (the gate refuses an empty one).
+            self.api_key = value if self.api_key is None else b""
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -733,7 +741,7 @@ class Exchange:
         route: RouteRuntime = match.value
         self.route = route
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
-        verdict = proto.worker.gate.admit(route, proto.fwd, proto.loop.time())
+        verdict = proto.worker.gate.admit(route, proto.api_key, proto.loop.time())
         if verdict is not None:
             if type(verdict) is LocalReply:
                 self.local_error = verdict  # type: ignore[assignment]

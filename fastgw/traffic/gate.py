@@ -25,13 +25,15 @@ from fastgw.config.model import ThrottleSettings
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
 from fastgw.state.model import StateData
-from fastgw.state.periods import day_number, period_end, period_start
+from fastgw.state.periods import DAY_SECONDS, day_number, period_end, period_start
 from fastgw.state.sync import config_state
 from fastgw.traffic.limiter import (
     QUOTA_EXCEEDED,
     QUOTA_UNAVAILABLE,
     BucketSpec,
+    Levels,
     Limiter,
+    LocalLimiter,
     QuotaSpec,
 )
 
@@ -68,13 +70,13 @@ class PlanBinding:
         self.method_buckets = method_buckets
         self.quota = quota  # None when the plan has no quota
         self.usage = usage  # its daily usage counter (the quota's own when it has one)
-        self.lists: dict[int, list[BucketSpec]] = {}  # id(route) -> levels, built on first use
+        self.lists: dict[int, Levels] = {}  # id(route) -> levels, built on first use
 
-    def buckets_for(self, route: RouteRuntime) -> list[BucketSpec]:
+    def levels_for(self, route: RouteRuntime) -> Levels:
         levels = self.lists.get(id(route))
         if levels is None:
             own = self.method_buckets.get(route.resource_method, self.bucket)
-            levels = ([own] if own is not None else []) + route.buckets
+            levels = Levels(([own] if own is not None else []) + route.levels.buckets)
             self.lists[id(route)] = levels
         return levels
 
@@ -89,32 +91,6 @@ class KeyRuntime:
         self.stages: dict[str, PlanBinding] = {}  # "apiId:stage" -> binding
 
 
-class _Period:
-    """The current quota period of one (period, offset), recomputed only when it ends."""
-
-    __slots__ = ("end_ts", "start_day")
-
-    def __init__(self) -> None:
-        self.start_day = 0
-        self.end_ts = 0.0
-
-
-def find_header(fwd: list[bytes], name: bytes) -> tuple[int, bytes | None]:
-    """(count, last value) of a header among the forwarded lines (``name`` lower-case, with ':')."""
-    blob = b"".join(fwd) if len(fwd) != 1 else fwd[0]
-    low = blob.lower()
-    count = 0
-    value = None
-    pos = low.find(name)
-    while pos >= 0:
-        if pos == 0 or low[pos - 1] == 0x0A:
-            count += 1
-            end = low.find(b"\r\n", pos)
-            value = blob[pos + len(name) : end].strip(b" \t")
-        pos = low.find(name, pos + len(name))
-    return count, value
-
-
 class Gate:
     """Per-worker admission control; see the module docstring."""
 
@@ -126,7 +102,8 @@ class Gate:
         self.state = StateData()
         self.config_state = StateData()
         self.keys: dict[bytes, KeyRuntime] = {}
-        self.periods: dict[tuple[str, int], _Period] = {}
+        # PERF: with the embedded backend the gate calls the shared table directly.
+        self.local = limiter.table if type(limiter) is LocalLimiter else None
         self.refused = 0
         self.forbidden = 0
         self.quota_refused = 0
@@ -142,9 +119,11 @@ class Gate:
                 t: ThrottleSettings | None = route.throttle
                 if t is not None:
                     name = f"route:{route.api.id}:{stage.name}:{route.key}"
-                    route.buckets = [BucketSpec(name, t.rateLimit, t.burstLimit, self.table), gw_bucket]
+                    route.levels = Levels(
+                        [BucketSpec(name, t.rateLimit, t.burstLimit, self.table), gw_bucket]
+                    )
                 else:
-                    route.buckets = [gw_bucket]
+                    route.levels = Levels([gw_bucket])
         self.snapshot = snapshot
         self.config_state = config_state(snapshot.config)
         self._build_keys()
@@ -199,9 +178,13 @@ class Gate:
         self.keys = {k.digest: k for k in keys.values()}
 
     # ------------------------------------------------------------------ per request
-    def lookup(self, fwd: list[bytes]) -> KeyRuntime | None:
-        count, value = find_header(fwd, b"x-api-key:")
-        if count != 1 or value is None or not value or len(value) > MAX_KEY_BYTES or not value.isascii():
+    def lookup(self, value: bytes | None) -> KeyRuntime | None:
+        """The key whose value the client sent (the protocol hands over one ``X-API-Key`` value;
+        b"" when the header was repeated)."""
+        if not value or len(value) > MAX_KEY_BYTES + 8 or not value.isascii():
+            return None
+        value = value.rstrip(b" \t")  # trailing whitespace is kept by the parsers
+        if not value or len(value) > MAX_KEY_BYTES:
             return None
         digest = hashlib.sha256(value).digest()
         key = self.keys.get(digest)
@@ -210,19 +193,47 @@ class Gate:
         return key
 
     def admit(
-        self, route: RouteRuntime, fwd: list[bytes], now: float
+        self, route: RouteRuntime, api_key: bytes | None, now: float
     ) -> LocalReply | asyncio.Future[Any] | None:
         """None to go on, a reply to answer with, or a future of either (shared store lease)."""
         binding = None
         if route.api_key_required:
-            key = self.lookup(fwd)
+            key = self.lookup(api_key)
             binding = key.stages.get(route.stage_uid) if key is not None and key.enabled else None
             if binding is None:
                 self.forbidden += 1
                 return FORBIDDEN
-            levels = binding.buckets_for(route)
+            levels = binding.lists.get(id(route))
+            if levels is None:
+                levels = binding.levels_for(route)
         else:
-            levels = route.buckets
+            levels = route.levels
+        table = self.local
+        if table is not None:
+            # The embedded backend, inline (the common case): no futures, no extra calls.
+            b = levels.single
+            if b is not None:
+                wait = table.take(b.slot, b.rate, b.burst, now)
+                if wait != 0.0:
+                    return self._throttled(levels, (0, wait))
+            else:
+                got = table.take_many(levels.slots, levels.rates, levels.bursts, now)
+                if got[0] != -1:
+                    return self._throttled(levels, got)
+            if binding is None:
+                return None
+            ts = time.time()
+            q = binding.quota
+            if q is None:
+                table.add(binding.usage.day_slot, int(ts // DAY_SECONDS), 1)
+                return None
+            if ts >= q.period_end_ts:
+                _new_period(q, ts)
+            if table.count(q.slot, q.period_start, q.limit) < 0:
+                self.quota_refused += 1
+                return LIMIT_EXCEEDED
+            table.add(q.day_slot, int(ts // DAY_SECONDS), 1)
+            return None
         got = self.limiter.take(levels, now)
         if type(got) is not tuple:
             return asyncio.ensure_future(self._admit_later(got, binding, levels))  # type: ignore[arg-type]
@@ -235,7 +246,7 @@ class Gate:
         return None
 
     async def _admit_later(
-        self, pending: asyncio.Future[Any], binding: PlanBinding | None, levels: list[BucketSpec]
+        self, pending: asyncio.Future[Any], binding: PlanBinding | None, levels: Levels
     ) -> LocalReply | None:
         got = await pending
         if got[0] != -1:
@@ -249,11 +260,11 @@ class Gate:
             self.limiter.count_usage(binding.usage, day_number(time.time()))
         return None
 
-    def _throttled(self, levels: list[BucketSpec], got: tuple[int, float]) -> LocalReply:
+    def _throttled(self, levels: Levels, got: tuple[int, float]) -> LocalReply:
         self.refused += 1
         if not self.headers:
             return TOO_MANY_REQUESTS
-        b = levels[got[0]]
+        b = levels.buckets[got[0]]
         wait = got[1]
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 60
         return replies.aws_error(
@@ -268,8 +279,10 @@ class Gate:
         )
 
     def _quota(self, q: QuotaSpec) -> LocalReply | asyncio.Future[Any] | None:
-        period = self._period(q.period, q.offset)
-        left = self.limiter.quota(q, period, day_number(time.time()))
+        ts = time.time()
+        if ts >= q.period_end_ts:
+            _new_period(q, ts)
+        left = self.limiter.quota(q, q.period_start, day_number(ts))
         if type(left) is not int:
             return asyncio.ensure_future(self._quota_later(left))  # type: ignore[arg-type]
         return self._quota_reply(left)
@@ -287,16 +300,12 @@ class Gate:
             return QUOTA_STORE_DOWN
         return None
 
-    def _period(self, period: str, offset: int) -> int:
-        p = self.periods.get((period, offset))
-        ts = time.time()
-        if p is None:
-            p = self.periods[(period, offset)] = _Period()
-        if ts >= p.end_ts:
-            day = day_number(ts)
-            p.start_day = period_start(period, offset, day)
-            p.end_ts = period_end(period, offset, day) * 86400.0
-        return p.start_day
+
+def _new_period(q: QuotaSpec, ts: float) -> None:
+    """Move a quota to the period containing ``ts`` (UTC)."""
+    day = day_number(ts)
+    q.period_start = period_start(q.period, q.offset, day)
+    q.period_end_ts = period_end(q.period, q.offset, day) * float(DAY_SECONDS)
 
 
 def _merge(config: StateData, store: StateData) -> StateData:

@@ -37,10 +37,36 @@ class BucketSpec:
         return f"BucketSpec({self.name!r}, rate={self.rate}, burst={self.burst})"
 
 
+class Levels:
+    """The buckets of one request kind (route, or key plan + route), in AWS's order, with their
+    slots and limits as lists ready for ``SharedTable.take_many`` (built once, reused)."""
+
+    __slots__ = ("buckets", "bursts", "rates", "single", "slots")
+
+    def __init__(self, buckets: list[BucketSpec]) -> None:
+        self.buckets = buckets
+        self.slots = [b.slot for b in buckets]
+        self.rates = [b.rate for b in buckets]
+        self.bursts = [b.burst for b in buckets]
+        self.single = buckets[0] if len(buckets) == 1 else None
+
+
 class QuotaSpec:
     """A key's quota in a usage plan, and its daily usage counter."""
 
-    __slots__ = ("day_slot", "fail_open", "key_id", "limit", "name", "offset", "period", "plan_id", "slot")
+    __slots__ = (
+        "day_slot",
+        "fail_open",
+        "key_id",
+        "limit",
+        "name",
+        "offset",
+        "period",
+        "period_end_ts",
+        "period_start",
+        "plan_id",
+        "slot",
+    )
 
     def __init__(
         self,
@@ -58,6 +84,9 @@ class QuotaSpec:
         self.period = period
         self.offset = offset
         self.fail_open = fail_open
+        # The current period (UTC day number it started on), recomputed when it ends.
+        self.period_start = 0
+        self.period_end_ts = 0.0
         self.name = f"quota:{plan_id}:{key_id}"
         self.slot = table.find(key_hash(self.name)) if table is not None else -1
         self.day_slot = table.find(key_hash(f"usage:{plan_id}:{key_id}")) if table is not None else -1
@@ -68,7 +97,7 @@ class Limiter:
 
     fallbacks = 0  # times a shared-store failure made a decision fall back to local state
 
-    def take(self, buckets: list[BucketSpec], now: float) -> tuple[int, float] | asyncio.Future[Any]:
+    def take(self, levels: Levels, now: float) -> tuple[int, float] | asyncio.Future[Any]:
         """Take one token from every bucket or none: (-1, 0.0) admitted, else (level, wait seconds)."""
         raise NotImplementedError
 
@@ -96,15 +125,12 @@ class LocalLimiter(Limiter):
         # A spec without a slot (table full) gets a process-local bucket; counted.
         self.overflow: dict[str, int] = {}
 
-    def take(self, buckets: list[BucketSpec], now: float) -> tuple[int, float]:
-        table = self.table
-        if len(buckets) == 1:
-            b = buckets[0]
-            wait = table.take(b.slot, b.rate, b.burst, now)
+    def take(self, levels: Levels, now: float) -> tuple[int, float]:
+        b = levels.single
+        if b is not None:
+            wait = self.table.take(b.slot, b.rate, b.burst, now)
             return (-1, 0.0) if wait == 0.0 else (0, wait)
-        return table.take_many(
-            [b.slot for b in buckets], [b.rate for b in buckets], [b.burst for b in buckets], now
-        )
+        return self.table.take_many(levels.slots, levels.rates, levels.bursts, now)
 
     def count_usage(self, q: QuotaSpec, day: int) -> None:
         self.table.add(q.day_slot, day, 1)

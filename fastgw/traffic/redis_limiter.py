@@ -77,6 +77,7 @@ from fastgw.traffic.limiter import (
     QUOTA_EXCEEDED,
     QUOTA_UNAVAILABLE,
     BucketSpec,
+    Levels,
     Limiter,
     LocalLimiter,
     QuotaSpec,
@@ -277,7 +278,8 @@ class RedisLimiter(Limiter):
         self._clock_off = 0.0
 
     # ------------------------------------------------------------------ buckets
-    def take(self, buckets: list[BucketSpec], now: float) -> tuple[int, float] | asyncio.Future[Any]:
+    def take(self, levels: Levels, now: float) -> tuple[int, float] | asyncio.Future[Any]:
+        buckets = levels.buckets
         leases = self._leases
         if len(buckets) == 1:
             lz = leases.get(buckets[0].name)
@@ -304,7 +306,7 @@ class RedisLimiter(Limiter):
         self._clock_off = now - self.loop.time()
         if self._closed or (self._down and (self._probing or time.monotonic() < self._retry_at)):
             self.fallbacks += 1
-            return self.local.take(buckets, now)
+            return self.local.take(Levels(buckets), now)
         for i, b in enumerate(buckets):
             if not (b.rate > 0.0 and b.burst >= 1.0):
                 return (i, _INF)
@@ -614,7 +616,7 @@ class RedisLimiter(Limiter):
         for req in takes:
             if not req.fut.done():
                 self.fallbacks += 1
-                req.fut.set_result(self.local.take(req.buckets, now))
+                req.fut.set_result(self.local.take(Levels(req.buckets), now))
         for qr in quotas:
             if not qr.fut.done():
                 self.fallbacks += 1

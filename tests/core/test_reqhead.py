@@ -37,6 +37,7 @@ def test_typical_request(reqhead_impl: Parse) -> None:
         True,
         b"api.example.com",
         b"User-Agent: curl/8 \r\nAccept: */*\r\nCookie: a=1; b=2\r\n",
+        None,
     )
 
 
@@ -46,7 +47,17 @@ def test_pipelined_heads_are_taken_one_at_a_time(reqhead_impl: Parse) -> None:
     r1 = parse(reqhead_impl, one + two)
     assert r1[:2] == (len(one), "GET")
     r2 = parse(reqhead_impl, one + two, r1[0])
-    assert r2 == (len(one + two), "HEAD", b"/b", True, True, None, b"")
+    assert r2 == (len(one + two), "HEAD", b"/b", True, True, None, b"", None)
+
+
+def test_api_key_is_reported_and_forwarded(reqhead_impl: Parse) -> None:
+    data = b"GET /k HTTP/1.1\r\nHost: h\r\nX-Api-Key:  abc-123 \r\nAccept: */*\r\n\r\n"
+    got = parse(reqhead_impl, data)
+    assert got[6] == b"X-Api-Key: abc-123 \r\nAccept: */*\r\n"
+    assert got[7] == b"abc-123 "  # trailing whitespace kept, as llhttp (the gate strips it)
+    # A repeated key declines the fast path (the general path refuses the request).
+    twice = b"GET /k HTTP/1.1\r\nHost: h\r\nx-api-key: a\r\nx-api-key: a\r\n\r\n"
+    assert parse(reqhead_impl, twice) is None
 
 
 @pytest.mark.parametrize(
@@ -104,7 +115,7 @@ def test_limits_decline(reqhead_impl: Parse) -> None:
 # -- property tests ----------------------------------------------------------------------------
 
 _names = (
-    st.sampled_from(["Accept", "User-Agent", "X-Request-Id", "Cookie"])
+    st.sampled_from(["Accept", "User-Agent", "X-Request-Id", "Cookie", "X-API-Key", "x-api-key"])
     | st.sampled_from(
         [
             "Host",
@@ -179,7 +190,7 @@ def test_what_the_fast_path_takes_httptools_reads_the_same_way(data: bytes) -> N
     got = reqhead.parse_request_head_py(data, 0, *LIMITS)
     if got is None:
         return
-    end, method, url, http10, keep_alive, host, fwd = got
+    end, method, url, http10, keep_alive, host, fwd, api_key = got
     c = _Collect()
     p = httptools.HttpRequestParser(c)
     c.parser = p
@@ -193,3 +204,5 @@ def test_what_the_fast_path_takes_httptools_reads_the_same_way(data: bytes) -> N
     assert hosts == ([host] if host is not None else [])
     others = [(n, v) for n, v in c.headers if n.lower() not in (b"host", b"connection", b"content-length")]
     assert b"".join(n + b": " + v + b"\r\n" for n, v in others) == fwd
+    keys = [v for n, v in c.headers if n.lower() == b"x-api-key"]
+    assert keys == ([api_key] if api_key is not None else [])

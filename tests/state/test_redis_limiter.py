@@ -23,7 +23,14 @@ from redis_server import RedisServer
 
 from fastgw.config.model import RedisSettings
 from fastgw.state.redis_store import RedisStore
-from fastgw.traffic.limiter import QUOTA_EXCEEDED, QUOTA_UNAVAILABLE, BucketSpec, LocalLimiter, QuotaSpec
+from fastgw.traffic.limiter import (
+    QUOTA_EXCEEDED,
+    QUOTA_UNAVAILABLE,
+    BucketSpec,
+    Levels,
+    LocalLimiter,
+    QuotaSpec,
+)
 from fastgw.traffic.redis_limiter import RedisLimiter
 from fastgw_core.limits import SharedTable, table_bytes
 
@@ -68,7 +75,7 @@ async def answer(got: Any) -> Any:
 DRIVER = r"""
 import asyncio, json, sys, time
 from fastgw.config.model import RedisSettings
-from fastgw.traffic.limiter import BucketSpec, LocalLimiter
+from fastgw.traffic.limiter import BucketSpec, Levels, LocalLimiter
 from fastgw.traffic.redis_limiter import RedisLimiter
 from fastgw_core.limits import SharedTable, table_bytes
 
@@ -99,7 +106,7 @@ async def main():
         if now - t0 >= seconds:
             break
         for _ in range(int((now - t0) * per_s) - st["issued"]):
-            got = lim.take([spec], now)
+            got = lim.take(Levels([spec]), now)
             st["issued"] += 1
             if type(got) is tuple:
                 st["sync"] += 1
@@ -200,19 +207,19 @@ def test_levels_are_all_or_nothing(redis_url: str, lease_ms: int) -> None:
         lim = lims[0]
         narrow = BucketSpec("narrow", 0.01, 5, table)  # ~no refill during the test
         wide = BucketSpec("wide", 0.01, 100, table)
-        got = [await answer(lim.take([wide, narrow], time.monotonic())) for _ in range(8)]
+        got = [await answer(lim.take(Levels([wide, narrow]), time.monotonic())) for _ in range(8)]
         assert got[:5] == [(-1, 0.0)] * 5
         for level, wait in got[5:]:
             assert level == 1 and wait > 50  # narrow is empty; a token in ~100 s
         # The other order reports the other level; refused requests took nothing from wide.
-        level, _ = await answer(lim.take([narrow, wide], time.monotonic()))
+        level, _ = await answer(lim.take(Levels([narrow, wide]), time.monotonic()))
         assert level == 0
         # wide held 100 and gave 5: exactly 95 more, taken concurrently from two "nodes" (with
         # leases, a token may still sit in a lease after the rush: the stragglers spend it).
         now = time.monotonic()
-        pending = [lims[i % 2].take([wide], now) for i in range(150)]
+        pending = [lims[i % 2].take(Levels([wide]), now) for i in range(150)]
         results = [await answer(p) for p in pending]
-        results += [await answer(lims[i % 2].take([wide], time.monotonic())) for i in range(6)]
+        results += [await answer(lims[i % 2].take(Levels([wide]), time.monotonic())) for i in range(6)]
         assert sum(r == (-1, 0.0) for r in results) == 95
         with redis.Redis.from_url(redis_url) as r:
             for name in ("narrow", "wide"):
@@ -229,7 +236,7 @@ def test_rate_zero_never_admits_nor_asks_redis(redis_url: str) -> None:
         lim = lims[0]
         ok = BucketSpec("ok", 10, 10, table)
         shut = BucketSpec("shut", 0, 10, table)
-        assert lim.take([ok, shut], time.monotonic()) == (1, float("inf"))
+        assert lim.take(Levels([ok, shut]), time.monotonic()) == (1, float("inf"))
         assert lim.round_trips == 0
 
     run_limiters(1, settings(redis_url), body)
@@ -244,7 +251,7 @@ def test_leases_answer_without_waiting(redis_url: str) -> None:
         spec = BucketSpec("steady", 2000, 200, table)
         sync = waited = 0
         for _ in range(400):  # 1000 requests/s for 0.4 s: half the rate
-            got = lim.take([spec], time.monotonic())
+            got = lim.take(Levels([spec]), time.monotonic())
             if isinstance(got, asyncio.Future):
                 waited += 1
                 assert await got == (-1, 0.0)
@@ -307,18 +314,18 @@ def test_redis_down_falls_back_locally_and_recovers(caplog: pytest.LogCaptureFix
             spec = BucketSpec("b", 1000, 1000, table)
             open_q = QuotaSpec("plan", "k1", 10, "DAY", 0, True, table)
             closed_q = QuotaSpec("plan", "k2", 10, "DAY", 0, False, table)
-            assert await answer(lim.take([spec], time.monotonic())) == (-1, 0.0)
+            assert await answer(lim.take(Levels([spec]), time.monotonic())) == (-1, 0.0)
             assert float(r.hget(f"{PREFIX}bucket:b", "tokens") or 0) < 1000
 
             server.kill()
             t0 = time.monotonic()
-            got = lim.take([spec], time.monotonic())
+            got = lim.take(Levels([spec]), time.monotonic())
             assert await answer(got) == (-1, 0.0)  # from the local table
             assert time.monotonic() - t0 < 0.3
             assert lim.down and lim.fallbacks == 1
             # While down: answered at once, never waiting on Redis.
             for _ in range(20):
-                assert lim.take([spec], time.monotonic()) == (-1, 0.0)
+                assert lim.take(Levels([spec]), time.monotonic()) == (-1, 0.0)
             assert lim.quota(open_q, day, day) == 10
             assert lim.quota(closed_q, day, day) == QUOTA_UNAVAILABLE
             assert lim.fallbacks == 23
@@ -327,7 +334,7 @@ def test_redis_down_falls_back_locally_and_recovers(caplog: pytest.LogCaptureFix
             server.start()  # same port, empty
             assert not r.exists(f"{PREFIX}bucket:b")
             await asyncio.sleep(0.35)  # retry_seconds
-            got = lim.take([spec], time.monotonic())
+            got = lim.take(Levels([spec]), time.monotonic())
             assert isinstance(got, asyncio.Future)  # the probe asks Redis
             assert await got == (-1, 0.0)
             assert not lim.down
@@ -338,15 +345,15 @@ def test_redis_down_falls_back_locally_and_recovers(caplog: pytest.LogCaptureFix
             server.pause()
             try:
                 t0 = time.monotonic()
-                assert await answer(lim.take([spec], time.monotonic())) == (-1, 0.0)
+                assert await answer(lim.take(Levels([spec]), time.monotonic())) == (-1, 0.0)
                 assert 0.1 < time.monotonic() - t0 < 0.4
                 assert lim.down
                 t0 = time.monotonic()
-                assert lim.take([spec], time.monotonic()) == (-1, 0.0)
+                assert lim.take(Levels([spec]), time.monotonic()) == (-1, 0.0)
             finally:
                 server.resume()
             await asyncio.sleep(0.35)
-            assert await answer(lim.take([spec], time.monotonic())) == (-1, 0.0)
+            assert await answer(lim.take(Levels([spec]), time.monotonic())) == (-1, 0.0)
             assert not lim.down
 
         run_limiters(1, cfg, body)
@@ -362,13 +369,13 @@ def test_close_answers_waiting_requests_and_returns_leases(redis_url: str) -> No
         lim = lims[0]
         spec = BucketSpec("lease", 1000, 100, table)
         # Demand builds a lease: 40 requests at once, then the next fetch leases more.
-        first = [lim.take([spec], time.monotonic()) for _ in range(40)]
+        first = [lim.take(Levels([spec]), time.monotonic()) for _ in range(40)]
         assert [await answer(f) for f in first] == [(-1, 0.0)] * 40
-        await answer(lim.take([spec], time.monotonic()))
+        await answer(lim.take(Levels([spec]), time.monotonic()))
         await asyncio.sleep(0.01)
         with redis.Redis.from_url(redis_url) as r:
             before = float(r.hget(f"{PREFIX}bucket:lease", "tokens") or 0)
-            waiting = lim.take([BucketSpec("other", 10, 10, table)], time.monotonic())
+            waiting = lim.take(Levels([BucketSpec("other", 10, 10, table)]), time.monotonic())
             await lim.aclose()
             assert await answer(waiting) == (-1, 0.0)  # answered (locally), not left hanging
             after = float(r.hget(f"{PREFIX}bucket:lease", "tokens") or 0)
@@ -384,9 +391,9 @@ def test_expired_leases_go_back(redis_url: str) -> None:
     async def body(lims: list[RedisLimiter], table: SharedTable) -> None:
         lim = lims[0]
         spec = BucketSpec("idle", 0.01, 100, table)  # ~no refill during the test
-        first = [lim.take([spec], time.monotonic()) for _ in range(20)]
+        first = [lim.take(Levels([spec]), time.monotonic()) for _ in range(20)]
         assert [await answer(f) for f in first] == [(-1, 0.0)] * 20
-        await answer(lim.take([spec], time.monotonic()))  # this fetch leases tokens
+        await answer(lim.take(Levels([spec]), time.monotonic()))  # this fetch leases tokens
         with redis.Redis.from_url(redis_url) as r:
             leased = float(r.hget(f"{PREFIX}bucket:idle", "tokens") or 0)
             assert leased < 79
