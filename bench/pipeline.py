@@ -7,6 +7,7 @@ this is the part of a request's CPU that fastgw's own code decides.
 
     python -m bench.pipeline                       # compiled build
     FASTGW_NO_EXTENSIONS=1 python -m bench.pipeline  # pure-Python build
+    python -m bench.pipeline --keyed               # the route requires an API key (usage plan)
     python -m bench.pipeline --iterations 20000 --once   # one pass, for valgrind --tool=callgrind
 
 Instructions per request: run ``--once`` under callgrind with two iteration counts and divide
@@ -30,7 +31,28 @@ apis:
         integration: {type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{proxy}"}
     stages: [{name: prod}]
 """
+KEYED_CONFIG = """
+gateway:
+  throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
+apis:
+  - name: bench
+    routes:
+      - route: "ANY /{proxy+}"
+        apiKeyRequired: true
+        integration: {type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{proxy}"}
+    stages: [{name: prod, throttle: {rateLimit: 1000000000, burstLimit: 1000000000}}]
+apiKeys: [{name: k, value: bench-key-0123456789abcdef}]
+usagePlans:
+  - name: p
+    apiStages: [{apiId: bench, stage: prod}]
+    throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
+    quota: {limit: 1000000000000, period: MONTH}
+    keys: [k]
+"""
 REQUEST = b"GET /prod/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\n\r\n"
+KEYED_REQUEST = (
+    b"GET /prod/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\nx-api-key: bench-key-0123456789abcdef\r\n\r\n"
+)
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 13:05:10 GMT\r\n"
     b"Content-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n" + b"x" * 100
@@ -69,7 +91,7 @@ class MemoryTransport:
         self.closing = True
 
 
-def build() -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
+def build(keyed: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
     import uvloop
 
     from fastgw.config.compile import compile_config
@@ -79,7 +101,7 @@ def build() -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    snapshot = compile_config(load_config_text(CONFIG))
+    snapshot = compile_config(load_config_text(KEYED_CONFIG if keyed else CONFIG))
     worker = Worker(snapshot, loop)
     client, client_t = HttpProtocol(worker), MemoryTransport()
     client.connection_made(client_t)
@@ -96,14 +118,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200_000)
     parser.add_argument("--once", action="store_true", help="one pass, no timing (for callgrind)")
+    parser.add_argument(
+        "--keyed",
+        action="store_true",
+        help="the route requires an API key in a usage plan (key lookup, 3 bucket levels, quota)",
+    )
     args = parser.parse_args()
 
     from fastgw.server import protocol
 
-    client, upstream, client_t, upstream_t = build()
+    client, upstream, client_t, upstream_t = build(args.keyed)
+    request = KEYED_REQUEST if args.keyed else REQUEST
 
     def one() -> None:
-        client.data_received(REQUEST)
+        client.data_received(request)
         upstream.data_received(RESPONSE)
 
     for _ in range(2000):
@@ -121,7 +149,8 @@ def main() -> None:
             one()
         best = min(best, (time.perf_counter() - t0) / args.iterations)
     build_name = "compiled" if protocol.COMPILED else "pure Python"
-    print(f"{best * 1e6:.2f} µs per proxied request ({build_name} build, user space, in-memory transports)")
+    what = "keyed request" if args.keyed else "proxied request"
+    print(f"{best * 1e6:.2f} µs per {what} ({build_name} build, user space, in-memory transports)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -182,23 +183,67 @@ def start_nginx(
 # --------------------------------------------------------------------------- fastgw
 
 
-def bench_config(upstream_port: int, keepalive_timeout: float | None = None) -> str:
+# Far above what one machine serves, so that no level of the traffic gate ever refuses.
+UNLIMITED_RATE = 100_000_000
+UNLIMITED_QUOTA = 10**12
+BENCH_API_KEY = "fastgw-bench-api-key-0123456789abcdef"  # sent in x-api-key by the traffic mode
+
+
+def bench_config(
+    upstream_port: int,
+    keepalive_timeout: float | None = None,
+    api_key: str | None = None,
+    redis_url: str | None = None,
+) -> str:
+    """The bench's fastgw config: REST API ``bench``, route ``ANY /{proxy+}`` to the upstream, stage prod.
+
+    ``api_key`` turns on the traffic gate's full path: the route requires a key, a usage plan on
+    the stage gives that key a throttle and a quota, the stage has its own throttle, all far above
+    the load. ``redis_url`` moves limits and quotas to the Redis backend.
+    """
     limits = f"max_body_bytes: {MAX_BODY}"
     if keepalive_timeout is not None:
         limits += f", keepalive_timeout: {keepalive_timeout}, header_timeout: {keepalive_timeout}"
-    return (
-        "gateway:\n"
-        f"  limits: {{{limits}}}\n"
-        # The gateway-wide bucket is checked on every request, but set far above what one
-        # machine serves (AWS's default of 10,000 rps would throttle the bench).
-        "  throttle: {rateLimit: 100000000, burstLimit: 100000000}\n"
-        "apis:\n"
-        "  - name: bench\n"
-        "    kind: rest\n"
-        "    routes:\n"
-        '      - route: "ANY /{proxy+}"\n'
-        f'        integration: {{type: HTTP_PROXY, uri: "http://127.0.0.1:{upstream_port}/{{proxy}}"}}\n'
-        "    stages: [{name: prod}]\n"
+    unlimited = f"{{rateLimit: {UNLIMITED_RATE}, burstLimit: {UNLIMITED_RATE}}}"
+    state = ""
+    if redis_url is not None:
+        state = f'  state:\n    backend: redis\n    redis: {{url: "{redis_url}"}}\n'
+    key_required = "        apiKeyRequired: true\n" if api_key is not None else ""
+    stages = (
+        f"    stages: [{{name: prod, throttle: {unlimited}}}]\n"
+        if api_key
+        else "    stages: [{name: prod}]\n"
+    )
+    plans = ""
+    if api_key is not None:
+        plans = (
+            "apiKeys:\n"
+            f'  - {{name: bench, value: "{api_key}"}}\n'
+            "usagePlans:\n"
+            "  - name: bench\n"
+            "    apiStages: [{apiId: bench, stage: prod}]\n"
+            f"    throttle: {unlimited}\n"
+            f"    quota: {{limit: {UNLIMITED_QUOTA}, period: MONTH}}\n"
+            "    keys: [bench]\n"
+        )
+    return "".join(
+        [
+            "gateway:\n",
+            f"  limits: {{{limits}}}\n",
+            # The gateway-wide bucket is checked on every request, but set far above what one
+            # machine serves (AWS's default of 10,000 rps would throttle the bench).
+            f"  throttle: {unlimited}\n",
+            state,
+            "apis:\n",
+            "  - name: bench\n",
+            "    kind: rest\n",
+            "    routes:\n",
+            '      - route: "ANY /{proxy+}"\n',
+            f'        integration: {{type: HTTP_PROXY, uri: "http://127.0.0.1:{upstream_port}/{{proxy}}"}}\n',
+            key_required,
+            stages,
+            plans,
+        ]
     )
 
 
@@ -291,3 +336,109 @@ def start_nginx_proxy(
     if srv.error:
         log(f"bench: {tag} failed: {srv.error}")
     return srv
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def _redis_call(port: int, command: bytes, timeout: float = 2.0) -> bytes | None:
+    """One inline command over a plain socket; the reply's payload (simple or bulk string), or None."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(command + b"\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+            head, _, rest = data.partition(b"\r\n")
+            if head[:1] in (b"+", b":"):
+                return head[1:]
+            if head[:1] != b"$":
+                return None
+            size = int(head[1:])
+            while len(rest) < size + 2:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                rest += chunk
+            return rest[:size]
+    except (OSError, ValueError):
+        return None
+
+
+def redis_info(port: int) -> dict[str, str]:
+    """``INFO`` of the server on ``port`` as a dict ({} when it does not answer)."""
+    raw = _redis_call(port, b"INFO")
+    out: dict[str, str] = {}
+    for line in (raw or b"").decode(errors="replace").splitlines():
+        name, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            out[name.strip()] = value.strip()
+    return out
+
+
+def redis_commands(port: int) -> float:
+    """Commands the server has processed so far (``total_commands_processed``; NaN if unreachable)."""
+    value = redis_info(port).get("total_commands_processed")
+    return float(value) if value is not None else float("nan")
+
+
+def redis_dbsize(port: int) -> int:
+    raw = _redis_call(port, b"DBSIZE")
+    return int(raw) if raw is not None and raw.isdigit() else -1
+
+
+def start_redis(procs: ProcessSet, binary: str, tmp: Path, cores: Sequence[int] | None) -> Server:
+    """redis-server (or valkey-server) on a free loopback port, no persistence, answering PING."""
+    import time
+
+    port = free_port()
+    d = tmp / "redis"
+    d.mkdir(exist_ok=True)
+    cmd = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(d),
+        "--daemonize",
+        "no",
+    ]
+    m = procs.start("redis", cmd, log_path=tmp / "redis.log", cores=cores)
+    srv = Server("redis", port, m)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and m.proc.poll() is None:
+        if _redis_call(port, b"PING", timeout=0.5) == b"PONG":
+            srv.extra["version"] = redis_info(port).get("redis_version", "?")
+            return srv
+        time.sleep(0.05)
+    code = m.proc.poll()
+    state = f"exited with code {code}" if code is not None else "did not answer PING within 15 s"
+    srv.error = f"{binary} on port {port}: {state}; its output:\n{m.tail()}"
+    log(f"bench: redis FAILED to start: {srv.error}")
+    procs.stop(m)
+    return srv
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int | None, str]:
+    """(status, start of the body) of one ``GET path`` on 127.0.0.1:port; (None, the error) if it failed."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read(300)
+        return resp.status, body.decode(errors="replace").strip()
+    except (OSError, http.client.HTTPException) as ex:
+        return None, f"{type(ex).__name__}: {ex}"
+    finally:
+        conn.close()
