@@ -401,6 +401,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         if default_site.root is not None:
             default_site.not_found = default_site.root.api.not_found
 
+    _check_traffic(config, by_name, issues)
     hosts: dict[str, Site] = {}
     for d_i, domain in enumerate(config.domains):
         d_path = f"$.domains[{d_i}]"
@@ -452,6 +453,80 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         trusted_proxies=tuple(proxies),
         targets=targets,
     )
+
+
+def _check_traffic(
+    config: GatewayConfig,
+    by_name: dict[str, tuple[ApiRuntime, dict[str, StageRuntime]]],
+    issues: list[ConfigIssue],
+) -> None:
+    """References and AWS rules of API keys, usage plans and the state/admin settings."""
+    gw = config.gateway
+    for name, listen in (("admin", gw.admin.listen),):
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            issues.append(ConfigIssue(f"$.gateway.{name}.listen", f"expected HOST:PORT, got {listen!r}"))
+    if gw.state.backend == "redis":
+        scheme = urlsplit(gw.state.redis.url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            issues.append(
+                ConfigIssue(
+                    "$.gateway.state.redis.url", f"expected redis://, rediss:// or unix://, got {scheme!r}"
+                )
+            )
+    names: dict[str, int] = {}
+    values: dict[str, int] = {}
+    for i, key in enumerate(config.apiKeys):
+        if key.name in names:
+            issues.append(ConfigIssue(f"$.apiKeys[{i}].name", f"duplicate API key name {key.name!r}"))
+        if key.value in values:
+            issues.append(
+                ConfigIssue(f"$.apiKeys[{i}].value", f"the same value as $.apiKeys[{values[key.value]}]")
+            )
+        names.setdefault(key.name, i)
+        values.setdefault(key.value, i)
+    plan_names: set[str] = set()
+    taken: dict[tuple[str, str, str], str] = {}  # (key, api id, stage) -> plan name
+    for i, plan in enumerate(config.usagePlans):
+        p_path = f"$.usagePlans[{i}]"
+        if plan.name in plan_names:
+            issues.append(ConfigIssue(f"{p_path}.name", f"duplicate usage plan name {plan.name!r}"))
+        plan_names.add(plan.name)
+        if plan.quota is not None and plan.quota.period == "DAY" and plan.quota.offset:
+            issues.append(ConfigIssue(f"{p_path}.quota.offset", "a DAY quota has offset 0 (AWS)"))
+        for j, key_name in enumerate(plan.keys):
+            if key_name not in names:
+                issues.append(ConfigIssue(f"{p_path}.keys[{j}]", f"no API key named {key_name!r} in apiKeys"))
+        for j, ps in enumerate(plan.apiStages):
+            s_path = f"{p_path}.apiStages[{j}]"
+            entry = by_name.get(ps.apiId)
+            if entry is None:
+                issues.append(ConfigIssue(f"{s_path}.apiId", f"no API named {ps.apiId!r}"))
+                continue
+            stage = entry[1].get(ps.stage)
+            if stage is None:
+                issues.append(ConfigIssue(f"{s_path}.stage", f"API {ps.apiId!r} has no stage {ps.stage!r}"))
+                continue
+            methods = {r.resource_method for r in stage.routes}
+            for rm in ps.throttle:
+                if rm not in methods:
+                    issues.append(
+                        ConfigIssue(
+                            f"{s_path}.throttle.{rm}",
+                            f"no route {rm!r} (expected '/resource/path/METHOD', one of {sorted(methods)})",
+                        )
+                    )
+            for key_name in plan.keys:
+                where = (key_name, entry[0].id, ps.stage)
+                if where in taken:
+                    issues.append(
+                        ConfigIssue(
+                            f"{s_path}",
+                            f"API key {key_name!r} is already in usage plan {taken[where]!r} for this stage "
+                            "(AWS: one plan per key per API stage)",
+                        )
+                    )
+                taken.setdefault(where, plan.name)
 
 
 def check_document(data: object, source: str = "config") -> list[ConfigIssue]:
