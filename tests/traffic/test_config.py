@@ -8,7 +8,6 @@ from pathlib import Path
 
 from helpers import REPO, gateway_env, write_config
 
-
 ONE = {"rateLimit": 1, "burstLimit": 1}
 
 
