@@ -21,34 +21,35 @@ import asyncio
 import time
 from typing import Any
 
-CONFIG = """
+HUGE = "{rateLimit: 1000000000, burstLimit: 1000000000}"  # checked on every request, never reached
+
+
+def config(keyed: bool) -> str:
+    """One proxied route; keyed: it requires an API key in a usage plan (throttle + quota)."""
+    key_required = "\n        apiKeyRequired: true" if keyed else ""
+    text = f"""
 gateway:
-  throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
+  throttle: {HUGE}
 apis:
   - name: bench
     routes:
-      - route: "ANY /{proxy+}"
-        integration: {type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{proxy}"}
-    stages: [{name: prod}]
+      - route: "ANY /{{proxy+}}"{key_required}
+        integration: {{type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{{proxy}}"}}
+    stages: [{{name: prod, throttle: {HUGE}}}]
 """
-KEYED_CONFIG = """
-gateway:
-  throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
-apis:
-  - name: bench
-    routes:
-      - route: "ANY /{proxy+}"
-        apiKeyRequired: true
-        integration: {type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{proxy}"}
-    stages: [{name: prod, throttle: {rateLimit: 1000000000, burstLimit: 1000000000}}]
-apiKeys: [{name: k, value: bench-key-0123456789abcdef}]
+    if keyed:
+        text += f"""
+apiKeys: [{{name: k, value: bench-key-0123456789abcdef}}]
 usagePlans:
   - name: p
-    apiStages: [{apiId: bench, stage: prod}]
-    throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
-    quota: {limit: 1000000000000, period: MONTH}
+    apiStages: [{{apiId: bench, stage: prod}}]
+    throttle: {HUGE}
+    quota: {{limit: 1000000000000, period: MONTH}}
     keys: [k]
 """
+    return text
+
+
 REQUEST = b"GET /prod/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\n\r\n"
 KEYED_REQUEST = (
     b"GET /prod/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\nx-api-key: bench-key-0123456789abcdef\r\n\r\n"
@@ -101,7 +102,7 @@ def build(keyed: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTranspo
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    snapshot = compile_config(load_config_text(KEYED_CONFIG if keyed else CONFIG))
+    snapshot = compile_config(load_config_text(config(keyed)))
     worker = Worker(snapshot, loop)
     client, client_t = HttpProtocol(worker), MemoryTransport()
     client.connection_made(client_t)

@@ -48,15 +48,19 @@ def test_validate_reports_traffic_errors_with_paths(tmp_path: Path) -> None:
         ],
     }
     path = tmp_path / "bad.yaml"
-    write_config(path, cfg)
-    res = subprocess.run(
-        [sys.executable, "-m", "fastgw", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        env=gateway_env(),
-        cwd=str(REPO),
-        timeout=30,
-    )
+
+    def validate() -> subprocess.CompletedProcess[str]:
+        write_config(path, cfg)
+        return subprocess.run(
+            [sys.executable, "-m", "fastgw", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            env=gateway_env(),
+            cwd=str(REPO),
+            timeout=30,
+        )
+
+    res = validate()
     assert res.returncode == 1
     # Type errors first (what msgspec rejects), field by field.
     assert "$.gateway.throttle.rateLimit" in res.stderr
@@ -64,15 +68,7 @@ def test_validate_reports_traffic_errors_with_paths(tmp_path: Path) -> None:
     # Fix the type errors: the semantic checks then report theirs.
     cfg["gateway"]["throttle"]["rateLimit"] = 5
     cfg["apiKeys"][0]["value"] = "abcdefghij0123456789"
-    write_config(path, cfg)
-    res = subprocess.run(
-        [sys.executable, "-m", "fastgw", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        env=gateway_env(),
-        cwd=str(REPO),
-        timeout=30,
-    )
+    res = validate()
     assert res.returncode == 1, res.stdout
     err = res.stderr
     for where in (
