@@ -124,8 +124,9 @@ class RedisSettings(_Model):
         int,
         Meta(
             ge=0,
-            description="Local token budget: each worker leases up to rate*lease_ms/1000 tokens per "
-            "Redis round trip (0 = one token per request, exact but one round trip each).",
+            description="Local budget: each worker leases up to rate*lease_ms/1000 tokens of a bucket "
+            "(and up to 1 % of a quota) per Redis round trip, for lease_ms; unused ones go back "
+            "(0 = one token per request, exact but one round trip each).",
         ),
     ] = 50
     retry_seconds: Annotated[

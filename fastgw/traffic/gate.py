@@ -234,16 +234,26 @@ class Gate:
                 return LIMIT_EXCEEDED
             table.add(q.day_slot, int(ts // DAY_SECONDS), 1)
             return None
+        # A shared store (Redis): answered at once from the worker's leases (tokens and quota
+        # units), else a future of the answer; a Task only when a lease falls short.
         got = self.limiter.take(levels, now)
         if type(got) is not tuple:
             return asyncio.ensure_future(self._admit_later(got, binding, levels))  # type: ignore[arg-type]
         if got[0] != -1:
             return self._throttled(levels, got)
-        if binding is not None:
-            if binding.quota is not None:
-                return self._quota(binding.quota)
-            self.limiter.count_usage(binding.usage, day_number(time.time()))
-        return None
+        if binding is None:
+            return None
+        ts = time.time()
+        q = binding.quota
+        if q is None:
+            self.limiter.count_usage(binding.usage, int(ts // DAY_SECONDS))
+            return None
+        if ts >= q.period_end_ts:
+            _new_period(q, ts)
+        left = self.limiter.quota(q, q.period_start, int(ts // DAY_SECONDS))
+        if type(left) is int:
+            return None if left >= 0 else self._quota_reply(left)
+        return self._quota_later(left)  # type: ignore[arg-type]
 
     async def _admit_later(
         self, pending: asyncio.Future[Any], binding: PlanBinding | None, levels: Levels
@@ -282,13 +292,27 @@ class Gate:
         ts = time.time()
         if ts >= q.period_end_ts:
             _new_period(q, ts)
-        left = self.limiter.quota(q, q.period_start, day_number(ts))
+        left = self.limiter.quota(q, q.period_start, int(ts // DAY_SECONDS))
         if type(left) is not int:
-            return asyncio.ensure_future(self._quota_later(left))  # type: ignore[arg-type]
+            return self._quota_later(left)  # type: ignore[arg-type]
         return self._quota_reply(left)
 
-    async def _quota_later(self, pending: asyncio.Future[Any]) -> LocalReply | None:
-        return self._quota_reply(await pending)
+    def _quota_later(self, pending: asyncio.Future[Any]) -> asyncio.Future[LocalReply | None]:
+        """The reply of a quota answer still on its way (a future chained to it, no Task)."""
+        out: asyncio.Future[LocalReply | None] = pending.get_loop().create_future()
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.cancel()
+            elif f.exception() is not None:
+                out.set_exception(f.exception())  # type: ignore[arg-type]
+            else:
+                out.set_result(self._quota_reply(f.result()))
+
+        pending.add_done_callback(done)
+        return out
 
     def _quota_reply(self, left: int) -> LocalReply | None:
         if left >= 0:

@@ -157,3 +157,27 @@ def test_usage_is_shared_by_the_nodes(gateway_factory: GatewayFactory, redis_url
 
     assert wait_for(lambda: used("free") == [[3, None]], 4.0), used("free")
     assert used("plan") == [[2, 99998]]
+
+
+@pytest.mark.timeout(90)
+def test_quota_is_exact_across_nodes_and_workers(gateway_factory: GatewayFactory, redis_url: str) -> None:
+    """2 nodes x 2 workers with quota leases: exactly the quota passes; the usage they report
+    (ahead while units are leased) settles at exactly what passed once the leases go back."""
+    cfg = redis_config(redis_url, rate=1000, burst=1000)
+    cfg["usagePlans"][0]["quota"] = {"limit": 1000, "period": "DAY"}
+    nodes = [gateway_factory(cfg, workers=2) for _ in range(2)]
+    req = request_bytes("/prod/keyed", {"x-api-key": KEY})
+    counts = drive([(n.port, req) for n in nodes], rate=300, seconds=5.0, conns_per_target=4)
+    assert counts[200] == 1000, counts
+    assert counts[200] + counts[429] == sum(counts.values()), counts
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    plan = next(p for p in admin(nodes[0], "GET", "/usageplans")["items"] if p["name"] == "plan")
+    kid = admin(nodes[1], "GET", f"/usageplans/{plan['id']}/keys")["items"][0]["id"]
+
+    def used() -> Any:
+        items = admin(
+            nodes[1], "GET", f"/usageplans/{plan['id']}/usage?keyId={kid}&startDate={today}&endDate={today}"
+        )
+        return items["items"].get(kid)
+
+    assert wait_for(lambda: used() == [[1000, 0]], 3.0), used()
