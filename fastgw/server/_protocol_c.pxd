@@ -27,7 +27,9 @@ cdef class HttpProtocol:
     cdef public bint expect, in_head, peer_trusted, upgrade, write_paused, parser_idle
     cdef public list fwd
     cdef public str peer
-    cdef public bytes url, xfwd_lines, xfwd_host_line, api_key
+    cdef public bytes url, xfwd_lines, xfwd_host_line, api_key, key_value
+    cdef public object key_rt
+    cdef public long key_gen
     cdef public object xfwd_host_key
 
     cpdef _reset_request(self)

@@ -203,6 +203,9 @@ class HttpProtocol:
         "host",
         "host_n",
         "in_head",
+        "key_gen",
+        "key_rt",
+        "key_value",
         "lim_body",
         "lim_head",
         "lim_headers",
@@ -266,6 +269,10 @@ class HttpProtocol:
         self.xfwd_lines = b""
         self.xfwd_host_key: bytes | None = None
         self.xfwd_host_line = b""
+        # The traffic gate's cached API key lookup for this client (see Gate.admit).
+        self.key_value: bytes | None = None
+        self.key_rt: object = None
+        self.key_gen = -1
         # Per request (the one being parsed)
         self.cur: Exchange | None = None
         self.in_head = True
@@ -741,7 +748,7 @@ class Exchange:
         route: RouteRuntime = match.value
         self.route = route
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
-        verdict = proto.worker.gate.admit(route, proto.api_key, proto.loop.time())
+        verdict = proto.worker.gate.admit(route, proto, proto.loop.time())
         if verdict is not None:
             if type(verdict) is LocalReply:
                 self.local_error = verdict  # type: ignore[assignment]

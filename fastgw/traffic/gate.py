@@ -39,6 +39,7 @@ from fastgw.traffic.limiter import (
 
 if TYPE_CHECKING:
     from fastgw.config.compile import RouteRuntime, RuntimeSnapshot
+    from fastgw.server.protocol import HttpProtocol
     from fastgw_core.limits import SharedTable
 
 log = logging.getLogger("fastgw.traffic")
@@ -101,6 +102,7 @@ class Gate:
         self.snapshot: RuntimeSnapshot | None = None
         self.state = StateData()
         self.config_state = StateData()
+        self.generation = 0
         self.keys: dict[bytes, KeyRuntime] = {}
         # PERF: with the embedded backend the gate calls the shared table directly.
         self.local = limiter.table if type(limiter) is LocalLimiter else None
@@ -176,6 +178,7 @@ class Gate:
                     quota = usage if q is not None else None
                     key.stages[uid] = PlanBinding(plan.id, key.id, bucket, methods, quota, usage)
         self.keys = {k.digest: k for k in keys.values()}
+        self.generation += 1  # connections' cached key lookups are stale now
 
     # ------------------------------------------------------------------ per request
     def lookup(self, value: bytes | None) -> KeyRuntime | None:
@@ -193,12 +196,24 @@ class Gate:
         return key
 
     def admit(
-        self, route: RouteRuntime, api_key: bytes | None, now: float
+        self, route: RouteRuntime, conn: HttpProtocol, now: float
     ) -> LocalReply | asyncio.Future[Any] | None:
-        """None to go on, a reply to answer with, or a future of either (shared store lease)."""
+        """None to go on, a reply to answer with, or a future of either (shared store lease).
+
+        ``conn`` is the client connection: its ``api_key`` is the request's X-API-Key value, and
+        it caches the last lookup (a keep-alive client sends the same key again and again; the
+        cache compares the value with the one this same client sent before, never with a stored
+        key, and is dropped whenever keys or plans change)."""
         binding = None
         if route.api_key_required:
-            key = self.lookup(api_key)
+            api_key = conn.api_key
+            if api_key is not None and conn.key_gen == self.generation and api_key == conn.key_value:
+                key = conn.key_rt
+            else:
+                key = self.lookup(api_key)
+                conn.key_value = api_key
+                conn.key_rt = key
+                conn.key_gen = self.generation
             binding = key.stages.get(route.stage_uid) if key is not None and key.enabled else None
             if binding is None:
                 self.forbidden += 1

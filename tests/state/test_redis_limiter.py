@@ -686,10 +686,15 @@ def test_gate_admits_synchronously_from_leases(redis_url: str, monkeypatch: pyte
         bucket = BucketSpec("key:plan:k1", 1e6, 1e6, table)
         key.stages["api:prod"] = PlanBinding("plan", "k1", bucket, {}, q, q)
         gate.keys = {key.digest: key}
-        assert gate.admit(route, b"wrong-key-0123456789abcdef", loop.time()) is gate_module.FORBIDDEN
+
+        def conn(api_key: bytes) -> Any:  # the client connection the gate reads the key from
+            return SimpleNamespace(api_key=api_key, key_value=None, key_rt=None, key_gen=-1)
+
+        client = conn(value)
+        assert gate.admit(route, conn(b"wrong-key-0123456789abcdef"), loop.time()) is gate_module.FORBIDDEN
         for _ in range(30):  # 40 requests per ms build the leases
             for _ in range(40):
-                verdict = gate.admit(route, value, loop.time())
+                verdict = gate.admit(route, client, loop.time())
                 if verdict is not None:
                     assert await verdict is None  # type: ignore[misc]
             await asyncio.sleep(0.001)
@@ -714,7 +719,7 @@ def test_gate_admits_synchronously_from_leases(redis_url: str, monkeypatch: pyte
         monkeypatch.setattr(loop, "create_task", background)
         try:
             for _ in range(int(min(held, units) // 3)):
-                assert gate.admit(route, value, loop.time()) is None
+                assert gate.admit(route, client, loop.time()) is None
         finally:
             monkeypatch.undo()
         assert lim.round_trips == trips

@@ -252,9 +252,16 @@ def test_admin_changes_reach_every_worker_within_a_second(gateway_factory: Gatew
             time.sleep(0.02)
 
     assert seconds_until(200) < 1.1
-    disable = {"patchOperations": [{"op": "replace", "path": "/enabled", "value": "false"}]}
-    admin(gw, "PATCH", f"/apikeys/{created['id']}", disable)
-    assert seconds_until(403) < 1.1
+    # A keep-alive client that keeps sending the key (its worker caches the lookup per
+    # connection) is refused too once the key is disabled.
+    with RawConn(gw.port) as kept:
+        assert kept.request("GET", "/prod/keyed", headers=[("x-api-key", value)]).status == 200
+        disable = {"patchOperations": [{"op": "replace", "path": "/enabled", "value": "false"}]}
+        admin(gw, "PATCH", f"/apikeys/{created['id']}", disable)
+        assert seconds_until(403) < 1.1
+        assert kept.request("GET", "/prod/keyed", headers=[("x-api-key", value)]).status == 403
+        # And an enabled key sent on the same connection after another one is looked up anew.
+        assert kept.request("GET", "/prod/keyed", headers=[("x-api-key", KEY_B)]).status == 200
 
 
 @pytest.mark.timeout(60)
