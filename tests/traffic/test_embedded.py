@@ -67,6 +67,12 @@ def config(**over: Any) -> dict[str, Any]:
                 "keys": ["a"],
             },
             {"name": "gold", "apiStages": [{"apiId": "shopid", "stage": "prod"}], "keys": ["b"]},
+            {
+                "name": "devplan",
+                "apiStages": [{"apiId": "shop", "stage": "dev"}],
+                "throttle": {"rateLimit": 1, "burstLimit": 2},
+                "keys": ["a"],
+            },
         ],
     }
     cfg.update(over)
@@ -145,8 +151,10 @@ def test_api_key_required(gateway_factory: GatewayFactory) -> None:
     assert statuses(gw.port, "/prod/keyed", 1, {"x-api-key": "not-a-key-0123456789abc"}) == [(403, FORBIDDEN)]
     assert statuses(gw.port, "/prod/keyed", 1, {"x-api-key": KEY_A}) == [(200, b"keyed")]
     assert statuses(gw.port, "/prod/keyed", 1, {"X-API-Key": KEY_B}) == [(200, b"keyed")]
-    # The key is in no plan of the dev stage.
+    # Key b is in no plan of the dev stage; key a is, in another plan than on prod, with its limits.
     assert statuses(gw.port, "/dev/keyed", 1, {"x-api-key": KEY_B}) == [(403, FORBIDDEN)]
+    got = statuses(gw.port, "/dev/keyed", 3, {"x-api-key": KEY_A})
+    assert [s for s, _ in got] == [200, 200, 429]
     # Repeated, oversized, non-ASCII key headers are refused cleanly, and the connection serves on.
     with RawConn(gw.port) as c:
         for extra in (
