@@ -296,6 +296,11 @@ def test_demo_served_without_config(gateway_factory: GatewayFactory, tmp_path: P
     r = get(gw.port, "/prod/echo/x?y=1")
     assert r.json()["path"] == "/x"
     assert r.json()["query"] == "y=1"
+    # The demo's keyed route: 403 without the key, 200 with it.
+    assert get(gw.port, "/prod/private").status == 403
+    with RawConn(gw.port) as c:
+        r = c.request("GET", "/prod/private", headers=[("x-api-key", "demo-key-0123456789abcdef")])
+    assert (r.status, r.body) == (200, b'{"message":"hello, key holder"}')
     assert "serving the demo" in gw.stderr_text()
     assert list(empty.iterdir()) == []
     assert gw.stop() == 0
