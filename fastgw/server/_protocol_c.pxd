@@ -17,7 +17,7 @@ cdef class HttpProtocol:
     cdef public object cl, te, conn_tokens, xff, xfwd, host
     cdef public Exchange active, cur
     cdef public Pools pools
-    cdef public Py_ssize_t body_bytes, head_bytes, lim_head, lim_url, lim_body
+    cdef public Py_ssize_t body_bytes, head_bytes, lim_head, lim_url, lim_body, raw_left
     cdef public int lim_headers
     cdef public double t_header, t_body, t_keepalive, body_start
     cdef public Py_ssize_t min_body_rate

@@ -227,6 +227,43 @@ def test_chunked_request_body_sent_in_pieces(gw: Gateway) -> None:
         assert r.json()["body"] == "a" * 10 + "b" * 20 + "c" * 30
 
 
+def test_content_length_body_in_pieces_then_pipelined_request(gw: Gateway) -> None:
+    """A Content-Length body split across reads, whose last piece shares a read with the next
+    request: the body arrives byte-exact and the next request is parsed and answered in turn."""
+    body = pattern_bytes(MAX_BODY)
+    head = build_request("POST", "/prod/echo/pieces", [("Content-Length", str(len(body)))])
+    tail = MAX_BODY - 100
+    with RawConn(gw.port) as c:
+        c.send(head + body[:100])
+        time.sleep(0.05)
+        c.send(body[100:300])
+        time.sleep(0.05)
+        for i in range(300, tail, 70):
+            c.send(body[i : min(i + 70, tail)])
+            time.sleep(0.002)
+        time.sleep(0.05)
+        c.send(body[tail:] + build_request("POST", "/prod/echo/next", body=b"second") + b"GET /prod/hello")
+        r = c.read_response()
+        assert r.status == 200
+        doc = r.json()
+        got = base64.b64decode(doc["body"]) if doc.get("isBase64Encoded") else doc["body"].encode("latin-1")
+        assert got == body
+        r2 = c.read_response()
+        assert r2.status == 200
+        assert r2.json()["path"] == "/next" and r2.json()["body"] == "second"
+        c.send(b" HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response().status == 200
+        # Then a body that begins in its own read, right after its head alone.
+        c.send(build_request("PUT", "/prod/echo/third", [("Content-Length", "6")]))
+        time.sleep(0.05)
+        c.send(b"abc")
+        time.sleep(0.05)
+        c.send(b"def")
+        r3 = c.read_response()
+        assert r3.json()["body"] == "abcdef"
+        assert not c.is_closed(0.1)
+
+
 def test_chunked_upstream_response_relayed(gw: Gateway) -> None:
     with RawConn(gw.port) as c:
         r = c.request("GET", "/prod/up/chunked")
