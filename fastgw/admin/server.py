@@ -37,6 +37,7 @@ import datetime as dt
 import hmac
 import logging
 import signal
+import socket
 import time
 import uuid
 from collections import deque
@@ -1260,12 +1261,17 @@ async def serve_admin(
     *,
     flush: FlushFn | None = None,
     quota_view: QuotaViewFn | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Listen on ``gateway.admin.listen`` and serve the admin API; stop it with ``stop_admin``."""
+    """Listen on ``gateway.admin.listen`` (or serve ``sock``, already bound by the supervisor)
+    and serve the admin API; stop it with ``stop_admin``."""
     app = AdminApp(config, store, token, flush, quota_view)
     loop = asyncio.get_running_loop()
-    host, port = _split_listen(config.gateway.admin.listen)
-    server = await loop.create_server(lambda: AdminProtocol(app), host, port, reuse_address=True)
+    if sock is not None:
+        server = await loop.create_server(lambda: AdminProtocol(app), sock=sock)
+    else:
+        host, port = _split_listen(config.gateway.admin.listen)
+        server = await loop.create_server(lambda: AdminProtocol(app), host, port, reuse_address=True)
     app.server = server
     if flush is not None:
         app.flush_task = loop.create_task(app.flush_loop())
@@ -1295,6 +1301,7 @@ def run_admin_process(
     flush_factory: Callable[[Store], Callable[[], Awaitable[None]]] | None = None,
     *,
     token: str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Entry point of the admin process: serve until SIGTERM/SIGINT, then drain (bounded).
 
@@ -1316,7 +1323,7 @@ def run_admin_process(
     try:
         loop.run_until_complete(store.open())
         flush = flush_factory(store) if flush_factory is not None else None
-        server = loop.run_until_complete(serve_admin(config, store, token, flush=flush))
+        server = loop.run_until_complete(serve_admin(config, store, token, flush=flush, sock=sock))
         stopper = _Stopper()
 
         def on_signal(signum: int) -> None:

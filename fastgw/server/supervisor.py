@@ -50,6 +50,8 @@ class _Helper:
     name: str
     target: Callable[[], None]
     pid: int = 0
+    crashes: list[float] = field(default_factory=list)
+    keep: socket.socket | None = None  # a listening socket this helper serves (the admin API's)
 
 
 class Supervisor:
@@ -82,7 +84,16 @@ class Supervisor:
         self.table = create_table(self.config.gateway.state)
         self.state = self._prepare_state(self.config)
         if self.config.gateway.admin.enabled:
-            self.helpers.append(_Helper("admin", self._admin_target(self.config)))
+            # Bound here, once: a busy admin address fails the start with a clear error instead
+            # of a helper that dies on every restart; the admin process inherits the socket.
+            host, _, port = self.config.gateway.admin.listen.rpartition(":")
+            try:
+                admin_sock = make_listen_socket(host.strip("[]"), int(port), reuse_port=False)
+            except OSError as ex:
+                raise OSError(f"admin API {self.config.gateway.admin.listen}: {ex.strerror}") from None
+            self.helpers.append(
+                _Helper("admin", self._admin_target(self.config, admin_sock), keep=admin_sock)
+            )
         raise_nofile_limit()
         host, _, port = self.config.gateway.listen.rpartition(":")
         for i in range(self.workers):
@@ -125,7 +136,7 @@ class Supervisor:
         except ValueError as ex:
             raise ConfigError([ConfigIssue(*str(ex).split(": ", 1))]) from None
 
-    def _admin_target(self, config: GatewayConfig) -> Callable[[], None]:
+    def _admin_target(self, config: GatewayConfig, sock: socket.socket) -> Callable[[], None]:
         from fastgw.admin.server import run_admin_process
         from fastgw.admin.token import check_listen, resolve_token
 
@@ -138,7 +149,7 @@ class Supervisor:
         flush = usage_flusher(table) if table is not None else None
 
         def target() -> None:
-            run_admin_process(config, lambda: make_store(settings), flush, token=token)
+            run_admin_process(config, lambda: make_store(settings), flush, token=token, sock=sock)
 
         return target
 
@@ -159,6 +170,9 @@ class Supervisor:
                         other.sock.close()
                         if other.pipe_w >= 0:
                             os.close(other.pipe_w)
+                for helper in self.helpers:
+                    if helper.keep is not None:
+                        helper.keep.close()
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
@@ -184,12 +198,16 @@ class Supervisor:
             try:
                 for slot in self.slots:
                     slot.sock.close()
+                for other in self.helpers:
+                    if other is not helper and other.keep is not None:
+                        other.keep.close()
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 set_process_name(f"fastgw-{helper.name}")
                 helper.target()
             except BaseException:
+                log.exception("helper crashed", extra={"helper": helper.name})
                 code = 1
             finally:
                 os._exit(code)
@@ -262,7 +280,14 @@ class Supervisor:
                     break
             for helper in self.helpers:
                 if helper.pid == pid and not self.stopping:
-                    log.warning("helper exited; restarting", extra={"helper": helper.name})
+                    now = time.monotonic()
+                    helper.crashes = [t for t in helper.crashes if now - t < 60] + [now]
+                    log.warning(
+                        "helper exited; restarting",
+                        extra={"helper": helper.name, "crashes_last_minute": len(helper.crashes)},
+                    )
+                    if len(helper.crashes) > 5:
+                        time.sleep(1.0)  # a crash loop: slow it down
                     self._spawn_helper(helper)
 
     # ------------------------------------------------------------------ reload / stop
@@ -309,6 +334,9 @@ class Supervisor:
         # that no worker will ever serve: close them before the workers close theirs.
         for slot in self.slots:
             slot.sock.close()
+        for helper in self.helpers:
+            if helper.keep is not None:
+                helper.keep.close()
         for slot in self.slots:
             if slot.pid:
                 _kill(slot.pid, signal.SIGTERM)

@@ -20,6 +20,7 @@ from helpers import (
     RawConn,
     ScriptedUpstream,
     child_pids,
+    free_port,
     gateway_env,
     get,
     is_refused,
@@ -353,6 +354,39 @@ def test_listen_port_busy_fails_cleanly(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "cannot listen" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_admin_port_busy_fails_cleanly(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+    first = gateway_factory(mock_config("first"))
+    cfg = tmp_path / "second.yaml"
+    write_config(cfg, mock_config("second"))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastgw",
+            "run",
+            "-c",
+            str(cfg),
+            "--listen",
+            f"{HOST}:{free_port()}",
+            "--admin-listen",
+            f"{HOST}:{first.admin_port}",
+            "--state",
+            str(tmp_path / "second.db"),
+            "--pid-file",
+            str(tmp_path / "second.pid"),
+        ],
+        capture_output=True,
+        text=True,
+        env=gateway_env(),
+        cwd=str(REPO),
+        timeout=20,
+    )
+    assert res.returncode == 1
+    assert f"admin API {HOST}:{first.admin_port}" in res.stderr
+    assert "helper exited" not in res.stderr and "Traceback" not in res.stderr
+    assert get(first.port, "/prod/hello").body == b"first"
 
 
 def test_children_helper_sees_workers(gateway_factory: GatewayFactory) -> None:
