@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,6 +406,18 @@ class Gateway:
         if not self._stderr.closed:
             self._stderr.close()
         return self.proc.returncode
+
+
+def admin_call(gw: Gateway, method: str, path: str, body: Any = None) -> Any:
+    """One call to a test gateway's admin API (JSON in and out, the test token)."""
+    req = urllib.request.Request(
+        f"http://{HOST}:{gw.admin_port}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
 
 
 def gateway_env(no_extensions: bool = False, extra: dict[str, str] | None = None) -> dict[str, str]:

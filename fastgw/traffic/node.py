@@ -60,15 +60,19 @@ def make_gate(snapshot: RuntimeSnapshot, table: SharedTable, limiter: Limiter) -
     return gate
 
 
-def quota_specs(data: StateData, table: SharedTable) -> list[QuotaSpec]:
-    """Every (plan with a quota, member key) pair, with its slots in the table."""
+def quota_specs(data: StateData, table: SharedTable, with_unquoted: bool = False) -> list[QuotaSpec]:
+    """Every (plan with a quota, member key) pair with its slots in the table; ``with_unquoted``
+    adds the pairs of plans without a quota (their daily usage is counted too)."""
     specs = []
     for plan in data.plans:
-        if plan.quota is None:
-            continue
         q = plan.quota
+        if q is None and not with_unquoted:
+            continue
         for key_id in data.plan_keys.get(plan.id, ()):
-            specs.append(QuotaSpec(plan.id, key_id, q.limit, q.period, q.offset, plan.fail_open, table))
+            if q is None:
+                specs.append(QuotaSpec(plan.id, key_id, 0, "DAY", 0, plan.fail_open, table))
+            else:
+                specs.append(QuotaSpec(plan.id, key_id, q.limit, q.period, q.offset, plan.fail_open, table))
     return specs
 
 
@@ -98,7 +102,7 @@ def usage_flusher(table: SharedTable) -> Callable[[Store], Callable[[], Awaitabl
 
         async def flush() -> None:
             data = await store.load()
-            for spec in quota_specs(data, table) + _unquoted_specs(data, table):
+            for spec in quota_specs(data, table, with_unquoted=True):
                 day, count = table.counter(spec.day_slot)
                 if day and written.get((spec.plan_id, spec.key_id, day)) != count:
                     await store.set_usage(spec.plan_id, spec.key_id, day, count)
@@ -107,16 +111,6 @@ def usage_flusher(table: SharedTable) -> Callable[[Store], Callable[[], Awaitabl
         return flush
 
     return factory
-
-
-def _unquoted_specs(data: StateData, table: SharedTable) -> list[QuotaSpec]:
-    # Plans without a quota still count daily usage (for GetUsage).
-    specs = []
-    for plan in data.plans:
-        if plan.quota is None:
-            for key_id in data.plan_keys.get(plan.id, ()):
-                specs.append(QuotaSpec(plan.id, key_id, 0, "DAY", 0, True, table))
-    return specs
 
 
 class StatePoller:

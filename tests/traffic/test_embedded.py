@@ -7,13 +7,12 @@ exactly as AWS API Gateway sends them, and the number of admitted requests again
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from typing import Any
 
 import pytest
-from helpers import ADMIN_TOKEN, GatewayFactory, RawConn, get, wait_for
+from helpers import GatewayFactory, RawConn, get, wait_for
+from helpers import admin_call as admin
 
 from .loadgen import drive, request_bytes
 
@@ -86,17 +85,6 @@ def statuses(port: int, path: str, n: int, headers: dict[str, str] | None = None
             r = c.request("GET", path, headers=list((headers or {}).items()))
             out.append((r.status, r.body))
     return out
-
-
-def admin(gw: Any, method: str, path: str, body: Any = None) -> Any:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{gw.admin_port}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read() or b"null")
 
 
 @pytest.mark.timeout(60)

@@ -3,14 +3,13 @@ second, and a Redis outage that degrades to per-node limits and heals by itself.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from typing import Any
 
 import pytest
 import redis
-from helpers import ADMIN_TOKEN, Gateway, GatewayFactory, RawConn, wait_for
+from helpers import Gateway, GatewayFactory, RawConn, wait_for
+from helpers import admin_call as admin
 from redis_server import RedisServer
 
 from .loadgen import drive, request_bytes
@@ -51,17 +50,6 @@ def redis_config(url: str, rate: float = 20, burst: int = 10) -> dict[str, Any]:
             }
         ],
     }
-
-
-def admin(gw: Gateway, method: str, path: str, body: Any = None) -> Any:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{gw.admin_port}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read() or b"null")
 
 
 def status(gw: Gateway, path: str, key: str | None = None) -> int:
