@@ -245,6 +245,10 @@ class Gate:
             if ts >= q.period_end_ts:
                 _new_period(q, ts)
             if table.count(q.slot, q.period_start, q.limit) < 0:
+                # A request the quota refuses uses none of the buckets: give the tokens back
+                # (the route's and gateway's buckets are shared with other clients).
+                for b in levels.buckets:
+                    table.refund(b.slot, b.burst)
                 self.quota_refused += 1
                 return LIMIT_EXCEEDED
             table.add(q.day_slot, int(ts // DAY_SECONDS), 1)

@@ -274,3 +274,23 @@ def test_usage_of_a_plan_without_quota_is_counted(gateway_factory: GatewayFactor
         return admin(gw, "GET", f"/usageplans/{gold['id']}/usage?{query}")["items"].get(key_id)
 
     assert wait_for(lambda: used() == [[6, None]], 5.0), used()
+
+
+@pytest.mark.timeout(60)
+def test_quota_refusals_take_no_tokens(gateway_factory: GatewayFactory) -> None:
+    cfg = config()
+    # The dev stage's route limit is shared by every client: burst 3, one token every 10 s.
+    cfg["apis"][0]["stages"][1]["throttle"] = {"rateLimit": 0.1, "burstLimit": 3}
+    cfg["usagePlans"][2]["throttle"] = None
+    cfg["usagePlans"][2]["quota"] = {"limit": 1, "period": "DAY"}
+    cfg["usagePlans"][2]["keys"] = ["a"]
+    cfg["usagePlans"].append(
+        {"name": "devgold", "apiStages": [{"apiId": "shop", "stage": "dev"}], "keys": ["b"]}
+    )
+    gw = gateway_factory(cfg)
+    got = statuses(gw.port, "/dev/keyed", 6, {"x-api-key": KEY_A})
+    assert got[0] == (200, b"keyed")
+    assert got[1:] == [(429, LIMIT)] * 5
+    # Key a's refused requests left the shared route bucket alone: 2 tokens remain for b.
+    got = statuses(gw.port, "/dev/keyed", 3, {"x-api-key": KEY_B})
+    assert got == [(200, b"keyed"), (200, b"keyed"), (429, TOO_MANY)]
