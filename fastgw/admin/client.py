@@ -214,6 +214,15 @@ def _out_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
+def _done(args: argparse.Namespace, doc: Any, text: str) -> int:
+    """Report a finished change: ``doc`` as JSON with --json, else one line of ``text``."""
+    if args.json:
+        _out_json(doc)
+    else:
+        print(text)
+    return 0
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -307,11 +316,7 @@ def cmd_keys_get(c: AdminClient, args: argparse.Namespace) -> int:
 
 def _set_enabled(c: AdminClient, args: argparse.Namespace, enabled: bool) -> int:
     key = c.patch_key(args.id, [{"op": "replace", "path": "/enabled", "value": str(enabled).lower()}])
-    if args.json:
-        _out_json(key)
-    else:
-        print(f"{key['id']} {'enabled' if key['enabled'] else 'disabled'}")
-    return 0
+    return _done(args, key, f"{key['id']} {'enabled' if key['enabled'] else 'disabled'}")
 
 
 def cmd_keys_enable(c: AdminClient, args: argparse.Namespace) -> int:
@@ -335,11 +340,7 @@ def cmd_keys_rotate(c: AdminClient, args: argparse.Namespace) -> int:
 
 def cmd_keys_delete(c: AdminClient, args: argparse.Namespace) -> int:
     c.delete_key(args.id)
-    if args.json:
-        _out_json({"id": args.id, "deleted": True})
-    else:
-        print(f"deleted {args.id}")
-    return 0
+    return _done(args, {"id": args.id, "deleted": True}, f"deleted {args.id}")
 
 
 def cmd_keys_import(c: AdminClient, args: argparse.Namespace) -> int:
@@ -428,29 +429,18 @@ def cmd_plans_get(c: AdminClient, args: argparse.Namespace) -> int:
 
 def cmd_plans_delete(c: AdminClient, args: argparse.Namespace) -> int:
     c.delete_plan(args.id)
-    if args.json:
-        _out_json({"id": args.id, "deleted": True})
-    else:
-        print(f"deleted {args.id}")
-    return 0
+    return _done(args, {"id": args.id, "deleted": True}, f"deleted {args.id}")
 
 
 def cmd_plans_add_key(c: AdminClient, args: argparse.Namespace) -> int:
     result = c.add_plan_key(args.plan, args.key)
-    if args.json:
-        _out_json(result)
-    else:
-        print(f"added {args.key} to {args.plan}")
-    return 0
+    return _done(args, result, f"added {args.key} to {args.plan}")
 
 
 def cmd_plans_remove_key(c: AdminClient, args: argparse.Namespace) -> int:
     c.remove_plan_key(args.plan, args.key)
-    if args.json:
-        _out_json({"usagePlanId": args.plan, "keyId": args.key, "removed": True})
-    else:
-        print(f"removed {args.key} from {args.plan}")
-    return 0
+    doc = {"usagePlanId": args.plan, "keyId": args.key, "removed": True}
+    return _done(args, doc, f"removed {args.key} from {args.plan}")
 
 
 # ---------------------------------------------------------------------- usage

@@ -142,41 +142,7 @@ def drive_nodes(
         "per_second": 3 * rate / nodes,
         "seconds": seconds,
     }
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", DRIVER, json.dumps(cfg)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=env,
-        )
-        for _ in range(nodes)
-    ]
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            assert p.stdout.readline().strip() == "ready"
-        start_at = time.time() + 0.2
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write(f"go {start_at}\n")
-            p.stdin.close()
-        results = []
-        for p in procs:
-            assert p.wait(timeout=seconds + 20) == 0
-            assert p.stdout is not None
-            results.append(json.loads(p.stdout.read().strip().splitlines()[-1]))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            for f in (p.stdin, p.stdout):
-                if f is not None:
-                    f.close()
+    return run_processes(DRIVER, cfg, nodes, seconds)
 
 
 @pytest.mark.timeout(60)
