@@ -260,19 +260,7 @@ class Gate:
             return asyncio.ensure_future(self._admit_later(got, binding, levels))  # type: ignore[arg-type]
         if got[0] != -1:
             return self._throttled(levels, got)
-        if binding is None:
-            return None
-        ts = time.time()
-        q = binding.quota
-        if q is None:
-            self.limiter.count_usage(binding.usage, int(ts // DAY_SECONDS))
-            return None
-        if ts >= q.period_end_ts:
-            _new_period(q, ts)
-        left = self.limiter.quota(q, q.period_start, int(ts // DAY_SECONDS))
-        if type(left) is int:
-            return None if left >= 0 else self._quota_reply(left)
-        return self._quota_later(left)  # type: ignore[arg-type]
+        return self._count(binding)
 
     async def _admit_later(
         self, pending: asyncio.Future[Any], binding: PlanBinding | None, levels: Levels
@@ -280,14 +268,10 @@ class Gate:
         got = await pending
         if got[0] != -1:
             return self._throttled(levels, got)
-        if binding is not None:
-            if binding.quota is not None:
-                res = self._quota(binding.quota)
-                if isinstance(res, asyncio.Future):
-                    return await res
-                return res
-            self.limiter.count_usage(binding.usage, day_number(time.time()))
-        return None
+        res = self._count(binding)
+        if isinstance(res, asyncio.Future):
+            return await res
+        return res
 
     def _throttled(self, levels: Levels, got: tuple[int, float]) -> LocalReply:
         self.refused += 1
@@ -306,6 +290,16 @@ class Gate:
                 ("ratelimit", f"limit={b.burst:g}, remaining=0, reset={retry}"),
             ],
         )
+
+    def _count(self, binding: PlanBinding | None) -> LocalReply | asyncio.Future[Any] | None:
+        """A keyed request passed the buckets: count it in its plan's quota (which may refuse
+        it) or, for a plan without a quota, in the day's usage (shared-store limiters)."""
+        if binding is None:
+            return None
+        if binding.quota is None:
+            self.limiter.count_usage(binding.usage, day_number(time.time()))
+            return None
+        return self._quota(binding.quota)
 
     def _quota(self, q: QuotaSpec) -> LocalReply | asyncio.Future[Any] | None:
         ts = time.time()

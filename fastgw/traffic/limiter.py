@@ -118,12 +118,13 @@ class Limiter:
 
 
 class LocalLimiter(Limiter):
-    """The embedded backend: the node's shared-memory table, exact across its workers."""
+    """The embedded backend: the node's shared-memory table, exact across its workers.
+
+    The gate calls the table itself on this backend (buckets, quotas and usage inline, the hot
+    path); ``take`` serves the Redis limiter's fallback to node-local limits."""
 
     def __init__(self, table: SharedTable) -> None:
         self.table = table
-        # A spec without a slot (table full) gets a process-local bucket; counted.
-        self.overflow: dict[str, int] = {}
 
     def take(self, levels: Levels, now: float) -> tuple[int, float]:
         b = levels.single
@@ -131,12 +132,3 @@ class LocalLimiter(Limiter):
             wait = self.table.take(b.slot, b.rate, b.burst, now)
             return (-1, 0.0) if wait == 0.0 else (0, wait)
         return self.table.take_many(levels.slots, levels.rates, levels.bursts, now)
-
-    def count_usage(self, q: QuotaSpec, day: int) -> None:
-        self.table.add(q.day_slot, day, 1)
-
-    def quota(self, q: QuotaSpec, period: int, day: int) -> int:
-        left = self.table.count(q.slot, period, q.limit)
-        if left >= 0:
-            self.table.add(q.day_slot, day, 1)
-        return left

@@ -99,10 +99,16 @@ def usage_flusher(table: SharedTable) -> Callable[[Store], Callable[[], Awaitabl
 
     def factory(store: Store) -> Callable[[], Awaitable[None]]:
         written: dict[tuple[str, str, int], int] = {}
+        specs: list[QuotaSpec] = []
+        built_for: int | None = None  # the store version the specs were built for
 
         async def flush() -> None:
-            data = await store.load()
-            for spec in quota_specs(data, table, with_unquoted=True):
+            nonlocal specs, built_for
+            if await store.version() != built_for:  # keys or plans changed: rebuild the pairs
+                data = await store.load()
+                specs = quota_specs(data, table, with_unquoted=True)
+                built_for = data.version
+            for spec in specs:
                 day, count = table.counter(spec.day_slot)
                 if day and written.get((spec.plan_id, spec.key_id, day)) != count:
                     await store.set_usage(spec.plan_id, spec.key_id, day, count)
