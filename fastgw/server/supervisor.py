@@ -86,18 +86,16 @@ class Supervisor:
         if self.config.gateway.admin.enabled:
             # Bound here, once: a busy admin address fails the start with a clear error instead
             # of a helper that dies on every restart; the admin process inherits the socket.
-            host, _, port = self.config.gateway.admin.listen.rpartition(":")
             try:
-                admin_sock = make_listen_socket(host.strip("[]"), int(port), reuse_port=False)
+                admin_sock = make_listen_socket(self.config.gateway.admin.listen, reuse_port=False)
             except OSError as ex:
                 raise OSError(f"admin API {self.config.gateway.admin.listen}: {ex.strerror}") from None
             self.helpers.append(
                 _Helper("admin", self._admin_target(self.config, admin_sock), keep=admin_sock)
             )
         raise_nofile_limit()
-        host, _, port = self.config.gateway.listen.rpartition(":")
         for i in range(self.workers):
-            self.slots.append(_Slot(i, make_listen_socket(host.strip("[]"), int(port))))
+            self.slots.append(_Slot(i, make_listen_socket(self.config.gateway.listen)))
         for helper in self.helpers:
             self._spawn_helper(helper)
         for slot in self.slots:

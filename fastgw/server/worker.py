@@ -30,7 +30,11 @@ log = logging.getLogger("fastgw.worker")
 TICK_SECONDS = 0.1
 
 
-def make_listen_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+def make_listen_socket(listen: str, reuse_port: bool = True) -> socket.socket:
+    """A listening socket on ``HOST:PORT`` (``[v6]:PORT`` too), non-blocking."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    port = int(port_text)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,9 +75,7 @@ class Worker:
         settings = snapshot.config.gateway.state
         self.table = table if table is not None else create_table(settings, shared=False)
         self.limiter = make_limiter(settings, self.table, loop)
-        self.gate = make_gate(snapshot, self.table, self.limiter)
-        if state is not None:
-            self.gate.set_state(state)
+        self.gate = make_gate(snapshot, self.table, self.limiter, state)
         self.poller: StatePoller | None = None
         self.limits = snapshot.config.gateway.limits
         self.pools = Pools(snapshot.config.gateway.upstream, loop)
@@ -195,8 +197,7 @@ def run_worker(
     asyncio.set_event_loop(loop)
     worker = Worker(snapshot, loop, index, table, state)
     if sock is None:
-        host, _, port = snapshot.config.gateway.listen.rpartition(":")
-        sock = make_listen_socket(host.strip("[]"), int(port))
+        sock = make_listen_socket(snapshot.config.gateway.listen)
     loop.add_signal_handler(signal.SIGTERM, worker.drain)
     loop.add_signal_handler(signal.SIGINT, worker.drain)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor handles reloads

@@ -54,8 +54,13 @@ def make_limiter(settings: StateSettings, table: SharedTable, loop: asyncio.Abst
     return local
 
 
-def make_gate(snapshot: RuntimeSnapshot, table: SharedTable, limiter: Limiter) -> Gate:
+def make_gate(
+    snapshot: RuntimeSnapshot, table: SharedTable, limiter: Limiter, state: StateData | None = None
+) -> Gate:
+    """A worker's gate for ``snapshot``, with the keys and plans of ``state`` (built once)."""
     gate = Gate(table, limiter)
+    if state is not None:
+        gate.state = state
     gate.bind(snapshot)
     return gate
 
