@@ -82,21 +82,24 @@ class Run:
     side_cpu_s: float = math.nan  # CPU of the target's side process (Redis), user + sys
     side_count: float = math.nan  # growth of the target's side counter during the run
 
+    def _per_req(self, total: float, scale: float = 1e6) -> float:
+        return total / self.wrk.requests * scale if self.wrk.requests else math.nan
+
     @property
     def user_us_per_req(self) -> float:
-        return self.cpu_user_s / self.wrk.requests * 1e6 if self.wrk.requests else math.nan
+        return self._per_req(self.cpu_user_s)
 
     @property
     def sys_us_per_req(self) -> float:
-        return self.cpu_sys_s / self.wrk.requests * 1e6 if self.wrk.requests else math.nan
+        return self._per_req(self.cpu_sys_s)
 
     @property
     def side_us_per_req(self) -> float:
-        return self.side_cpu_s / self.wrk.requests * 1e6 if self.wrk.requests else math.nan
+        return self._per_req(self.side_cpu_s)
 
     @property
     def side_count_per_req(self) -> float:
-        return self.side_count / self.wrk.requests if self.wrk.requests else math.nan
+        return self._per_req(self.side_count, 1.0)
 
 
 @dataclass
@@ -110,40 +113,44 @@ class Cell:
         vals = [v for v in values if not math.isnan(v)]
         return statistics.median(vals) if vals else math.nan
 
+    def _med_of(self, value: Callable[[Run], float]) -> float:
+        """Median over the runs that did not fail."""
+        return self._med([value(r) for r in self._ok()])
+
     def _ok(self) -> list[Run]:
         return [r for r in self.runs if r.wrk.failure is None]
 
     @property
     def rps(self) -> float:
-        return self._med([r.wrk.rps for r in self._ok()])
+        return self._med_of(lambda r: r.wrk.rps)
 
     @property
     def p50(self) -> float:
-        return self._med([r.wrk.p50_ms for r in self._ok()])
+        return self._med_of(lambda r: r.wrk.p50_ms)
 
     @property
     def p99(self) -> float:
-        return self._med([r.wrk.p99_ms for r in self._ok()])
+        return self._med_of(lambda r: r.wrk.p99_ms)
 
     @property
     def user_us(self) -> float:
-        return self._med([r.user_us_per_req for r in self._ok()])
+        return self._med_of(lambda r: r.user_us_per_req)
 
     @property
     def sys_us(self) -> float:
-        return self._med([r.sys_us_per_req for r in self._ok()])
+        return self._med_of(lambda r: r.sys_us_per_req)
 
     @property
     def wrk_share(self) -> float:
-        return self._med([r.wrk.wrk_cpu_share for r in self._ok()])
+        return self._med_of(lambda r: r.wrk.wrk_cpu_share)
 
     @property
     def side_us(self) -> float:
-        return self._med([r.side_us_per_req for r in self._ok()])
+        return self._med_of(lambda r: r.side_us_per_req)
 
     @property
     def side_count(self) -> float:
-        return self._med([r.side_count_per_req for r in self._ok()])
+        return self._med_of(lambda r: r.side_count_per_req)
 
     def busy_text(self) -> str:
         """Median busy share per CPU ("c0 95% c1 60%"; the average over CPUs beyond 4 of them)."""
