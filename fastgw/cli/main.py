@@ -164,6 +164,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     from fastgw.config.compile import ProxyIntegration, compile_config
     from fastgw.config.load import ConfigError, load_config_file
     from fastgw.demo import DEMO_CONFIG
+    from fastgw.pipeline.order import describe
 
     path = _find_config(args.config) or DEMO_CONFIG
     try:
@@ -199,9 +200,10 @@ def cmd_routes(args: argparse.Namespace) -> int:
         integ = m.value.integration
         if isinstance(integ, ProxyIntegration):
             t = integ.targets[0]
-            print(f"  integration: HTTP_PROXY http://{t.host}:{t.port}{integ.render_path(m.params).decode()}")
-        else:
-            print(f"  integration: MOCK {integ.reply.status}")
+            print(f"  upstream: http://{t.host}:{t.port}{integ.render_path(m.params).decode()}")
+        print("  pipeline (in order):")
+        for line in describe(m.value):
+            print(f"    {line}")
     return 0
 
 

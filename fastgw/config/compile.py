@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from fastgw.config.load import ConfigError, ConfigIssue
 from fastgw.config.model import (
     Api,
+    AwsProxyIntegration,
     GatewayConfig,
     HttpProxyIntegration,
     MockIntegration,
@@ -83,13 +84,20 @@ class MockRuntime:
 
 
 @dataclass(slots=True, eq=False)
+class FunctionRuntime:
+    """An AWS_PROXY integration: always served by the route's pipeline (fastgw.pipeline)."""
+
+    uri: str
+
+
+@dataclass(slots=True, eq=False)
 class RouteRuntime:
     """What a matched route needs at request time."""
 
     key: str
     api: ApiRuntime
     stage: StageRuntime
-    integration: ProxyIntegration | MockRuntime
+    integration: ProxyIntegration | MockRuntime | FunctionRuntime
     api_key_required: bool = False
     # The stage's limit for this route (route_throttle, else the stage default), or None.
     throttle: ThrottleSettings | None = None
@@ -99,6 +107,15 @@ class RouteRuntime:
     resource_method: str = ""
     # Token-bucket levels (route, gateway), set by the worker's traffic gate for this snapshot.
     levels: Any = None
+    # The route key's parts: "GET" / "ANY" / "$default", and the resource template "/pets/{id}"
+    # ("" for $default).
+    method: str = ""
+    template: str = ""
+    # The request pipeline (fastgw.pipeline) when the route needs one (functions, authorizers,
+    # plugins); None keeps the streaming fast path.
+    pipeline: Any = None
+    # Per-route constants of the Lambda events (built on first use by fastgw.functions.events).
+    event_static: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -107,6 +124,10 @@ class ApiRuntime:
     id: str
     kind: str
     not_found: replies.LocalReply
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    # REST binaryMediaTypes, lower-case ("image/png", "image/*", "*/*").
+    binary_types: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, eq=False)
@@ -304,6 +325,11 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
     host, _, port = config.gateway.listen.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         issues.append(ConfigIssue("$.gateway.listen", f"expected HOST:PORT, got {config.gateway.listen!r}"))
+    from fastgw.pipeline import build as pb
+
+    functions = pb.compile_functions(config, issues)
+    binder = pb.PluginBinder(pb.load_plugins(config, issues), issues)
+    global_plugins = binder.bind(config.plugins, "$.plugins", "gateway")
 
     apis: list[ApiRuntime] = []
     stages: list[StageRuntime] = []
@@ -324,11 +350,20 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         not_found = replies.NOT_FOUND if api.kind == "http" else replies.MISSING_AUTH_TOKEN
         if api.kind == "rest" and config.gateway.unknown_route_404:
             not_found = replies.NOT_FOUND
-        rt_api = ApiRuntime(api.name, api_id, api.kind, not_found)
+        rt_api = ApiRuntime(
+            api.name,
+            api_id,
+            api.kind,
+            not_found,
+            region=config.gateway.aws.region,
+            account_id=config.gateway.aws.account_id,
+            binary_types=tuple(t.lower() for t in api.binaryMediaTypes),
+        )
         apis.append(rt_api)
         if not api.stages:
             issues.append(ConfigIssue(f"{a_path}.stages", "an API needs at least one stage"))
         site = Site(not_found=not_found)
+        api_plugins = binder.bind(api.plugins, f"{a_path}.plugins", f"api {api.name}")
         stage_map: dict[str, StageRuntime] = {}
         for s_i, stage in enumerate(api.stages):
             s_path = f"{a_path}.stages[{s_i}]"
@@ -340,6 +375,8 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 continue
             trie = RouteTrie()
             rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
+            stage_plugins = binder.bind(stage.plugins, f"{s_path}.plugins", f"stage {stage.name}")
+            authorizers = pb.compile_authorizers(api, api_id, stage, functions, a_path, issues, True)
             stage_map[stage.name] = rt_stage
             stages.append(rt_stage)
             for r_i, route in enumerate(api.routes):
@@ -350,11 +387,13 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 method, template = parsed
                 params = set(_ROUTE_PARAM.findall(template))
                 integ = route.integration
-                compiled: ProxyIntegration | MockRuntime | None
+                compiled: ProxyIntegration | MockRuntime | FunctionRuntime | None
                 if isinstance(integ, MockIntegration):
                     compiled = MockRuntime(
                         replies.LocalReply(integ.status, list(integ.headers.items()), integ.body.encode())
                     )
+                elif isinstance(integ, AwsProxyIntegration):
+                    compiled = FunctionRuntime(integ.uri)
                 else:
                     compiled = _compile_proxy(integ, stage, params, f"{r_path}.integration", issues, targets)
                 if compiled is None:
@@ -368,7 +407,21 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     throttle=stage.route_throttle.get(route.route, stage.throttle),
                     stage_uid=f"{api_id}:{stage.name}",
                     resource_method=f"{template}/{method}" if method != "$default" else "$default",
+                    method=method,
+                    template=template,
                 )
+                merged = {
+                    **global_plugins,
+                    **api_plugins,
+                    **stage_plugins,
+                    **binder.bind(route.plugins, f"{r_path}.plugins", "route"),
+                }
+                pipe = pb.build_pipeline(
+                    rt_route, route, api, compiled, functions, authorizers, merged, stage, r_path, issues
+                )
+                if pipe is False:
+                    continue
+                rt_route.pipeline = pipe
                 rt_stage.routes.append(rt_route)
                 try:
                     if method == "$default":
@@ -440,7 +493,9 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         hosts[name] = site
 
     if issues:
-        raise ConfigError(issues, source)
+        # Stage-major compilation meets an API-level problem once per stage: report it once.
+        unique = list({(i.path, i.message): i for i in issues}.values())
+        raise ConfigError(unique, source)
     digest = hashlib.sha256(repr(config).encode()).hexdigest()[:12]
     return RuntimeSnapshot(
         config=config,

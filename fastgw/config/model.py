@@ -9,7 +9,7 @@ configuration reference and ``fastgw schema`` repeat.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -158,6 +158,26 @@ class StateSettings(_Model):
     redis: RedisSettings = field(default_factory=RedisSettings)
 
 
+class AwsSettings(_Model):
+    """The AWS identity fastgw presents in ARNs, events and contexts (nothing is sent to AWS)."""
+
+    region: Annotated[
+        str, Meta(pattern=r"^[a-z0-9-]{1,32}$", description="Region in ARNs (methodArn, function ARNs).")
+    ] = "us-east-1"
+    account_id: Annotated[
+        str, Meta(pattern=r"^[0-9]{12}$", description="Account id in ARNs and requestContext.accountId.")
+    ] = "123456789012"
+
+
+class FunctionSettings(_Model):
+    """How in-process functions run."""
+
+    threads: Annotated[
+        int,
+        Meta(ge=1, description="Threads per worker running synchronous handlers (the bounded pool)."),
+    ] = 32
+
+
 class GatewaySettings(_Model):
     """Process-wide settings."""
 
@@ -188,6 +208,8 @@ class GatewaySettings(_Model):
     ] = False
     admin: AdminSettings = field(default_factory=AdminSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    functions: FunctionSettings = field(default_factory=FunctionSettings)
 
 
 class MockIntegration(_Model, tag="MOCK", tag_field="type"):
@@ -221,7 +243,147 @@ class HttpProxyIntegration(_Model, tag="HTTP_PROXY", tag_field="type"):
     pass_query: Annotated[bool, Meta(description="Forward the client's query string.")] = True
 
 
-Integration = MockIntegration | HttpProxyIntegration
+class AwsProxyIntegration(_Model, tag="AWS_PROXY", tag_field="type"):
+    """Invokes a function with an AWS Lambda proxy event (AWS AWS_PROXY integration)."""
+
+    uri: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            description="The function: a name in `functions`, a Lambda function ARN, or AWS's "
+            "integration URI (arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/"
+            "arn:aws:lambda:REGION:ACCOUNT:function:NAME/invocations); ${stageVariables.NAME} allowed.",
+        ),
+    ]
+    payloadFormatVersion: Annotated[
+        Literal["1.0", "2.0"] | None,
+        Meta(description="Event format: REST APIs use 1.0; HTTP APIs 1.0 or 2.0 (default 2.0)."),
+    ] = None
+    timeout_ms: Annotated[
+        int, Meta(ge=50, description="Integration timeout, ms (AWS: 29000). Over it: 504.")
+    ] = 29000
+
+
+Integration = MockIntegration | HttpProxyIntegration | AwsProxyIntegration
+
+
+class PluginRef(_Model):
+    """A plugin enabled at some level (gateway, API, stage, route); the most specific wins."""
+
+    name: Annotated[str, Meta(min_length=1, description="Plugin name (its class's `name`).")]
+    config: Annotated[
+        dict[str, Any], Meta(description="The plugin's settings, validated by its `Config` Struct.")
+    ] = field(default_factory=dict)
+    enabled: Annotated[
+        bool, Meta(description="false turns off a plugin that a less specific level enabled.")
+    ] = True
+
+
+class AuthorizerConfig(_Model):
+    """A Lambda (custom) authorizer of an API."""
+
+    name: Annotated[str, Meta(min_length=1, description="Authorizer name, used by routes' `authorizer`.")]
+    authorizerUri: Annotated[
+        str, Meta(min_length=1, description="The authorizer function: same forms as an AWS_PROXY `uri`.")
+    ]
+    type: Annotated[
+        Literal["TOKEN", "REQUEST"],
+        Meta(
+            description="TOKEN: one header carries a bearer token (REST); REQUEST: several identity sources."
+        ),
+    ] = "REQUEST"
+    identitySource: Annotated[
+        str | list[str],
+        Meta(
+            description="Identity sources, AWS syntax: 'method.request.header.Authorization' "
+            "(REST; comma-separated for several) or ['$request.header.Authorization', "
+            "'$request.querystring.q', '$stageVariables.v', '$context.routeKey'] (HTTP APIs). "
+            "A request missing one gets 401 (REST REQUEST authorizers with caching off call the "
+            "function anyway)."
+        ),
+    ] = ""
+    identityValidationExpression: Annotated[
+        str | None,
+        Meta(description="TOKEN: a regular expression the token must match in full, else 401."),
+    ] = None
+    authorizerResultTtlInSeconds: Annotated[
+        int, Meta(ge=0, le=3600, description="Seconds a decision is cached (0 disables the cache).")
+    ] = 300
+    authorizerPayloadFormatVersion: Annotated[
+        Literal["1.0", "2.0"] | None,
+        Meta(description="HTTP APIs: event format 1.0 or 2.0 (default 2.0). REST APIs: 1.0."),
+    ] = None
+    enableSimpleResponses: Annotated[
+        bool,
+        Meta(description="HTTP APIs, format 2.0: the function returns {isAuthorized, context}."),
+    ] = False
+    cache_per_route: Annotated[
+        bool,
+        Meta(
+            description="Key the cache by route as well as identity (a REST policy is otherwise cached "
+            "once and evaluated against each method ARN, as AWS does)."
+        ),
+    ] = False
+    timeout_ms: Annotated[
+        int, Meta(ge=50, description="Authorizer call timeout, ms (AWS: 10000). Over it: 500.")
+    ] = 10000
+
+
+class FunctionConfig(_Model):
+    """A function that integrations and authorizers invoke: in-process Python, or remote."""
+
+    handler: Annotated[
+        str | None,
+        Meta(
+            description="'package.module:callable', or Lambda's 'module.callable'; sync or async "
+            "def handler(event, context)."
+        ),
+    ] = None
+    url: Annotated[
+        str | None,
+        Meta(
+            description="A remote function instead: base URL of an endpoint speaking the Lambda "
+            "Invoke API (POST /2015-03-31/functions/NAME/invocations), e.g. the AWS Lambda Runtime "
+            "Interface Emulator."
+        ),
+    ] = None
+    remote_name: Annotated[
+        str | None, Meta(description="Function name in the remote Invoke path (default 'function', as RIE).")
+    ] = None
+    code_path: Annotated[
+        str | None,
+        Meta(
+            description="Directory put first on sys.path before importing the handler (relative "
+            "paths: to the working directory)."
+        ),
+    ] = None
+    timeout_ms: Annotated[
+        int, Meta(ge=1, description="Function timeout, ms (Lambda's default: 3000). Over it: 504.")
+    ] = 3000
+    max_concurrency: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Invocations running at once per worker; more wait for a slot within the timeout.",
+        ),
+    ] = 64
+    memory_mb: Annotated[
+        int, Meta(ge=128, description="Reported by context.memory_limit_in_mb (not enforced).")
+    ] = 128
+    environment: Annotated[
+        dict[str, str],
+        Meta(
+            description="Environment variables set (os.environ, the worker's process) before the handler "
+            "is imported; two functions may not set one variable differently."
+        ),
+    ] = field(default_factory=dict)
+    executor: Annotated[
+        Literal["thread", "inline"],
+        Meta(
+            description="Sync handlers: 'thread' runs them in the worker's bounded pool; 'inline' calls "
+            "them on the event loop (fast, but a slow one stalls the worker and cannot be timed out)."
+        ),
+    ] = "thread"
 
 
 class Route(_Model):
@@ -235,12 +397,18 @@ class Route(_Model):
         ),
     ]
     integration: Annotated[
-        Integration, Meta(description="What serves the route; `type` selects MOCK or HTTP_PROXY.")
+        Integration, Meta(description="What serves the route; `type` selects MOCK, HTTP_PROXY or AWS_PROXY.")
     ]
     apiKeyRequired: Annotated[
         bool,
         Meta(description="Require an enabled API key in a usage plan of the stage; else 403 Forbidden."),
     ] = False
+    authorizer: Annotated[
+        str | None, Meta(description="Name of one of the API's `authorizers` guarding the route.")
+    ] = None
+    plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on this route.")] = field(
+        default_factory=list
+    )
 
 
 class Stage(_Model):
@@ -267,6 +435,9 @@ class Stage(_Model):
             "(AWS method/route settings); they replace the stage default for that route."
         ),
     ] = field(default_factory=dict)
+    plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on this stage.")] = field(
+        default_factory=list
+    )
 
 
 class Api(_Model):
@@ -295,8 +466,21 @@ class Api(_Model):
             "usageIdentifierKey."
         ),
     ] = "HEADER"
+    binaryMediaTypes: Annotated[
+        list[str],
+        Meta(
+            description="REST APIs: Content-Types ('image/png', 'image/*', '*/*') whose bodies reach "
+            "functions base64-encoded."
+        ),
+    ] = field(default_factory=list)
     routes: Annotated[list[Route], Meta(description="Routes of the API.")] = field(default_factory=list)
     stages: Annotated[list[Stage], Meta(description="Stages; at least one.")] = field(default_factory=list)
+    authorizers: Annotated[list[AuthorizerConfig], Meta(description="Lambda authorizers routes may use.")] = (
+        field(default_factory=list)
+    )
+    plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on every route of the API.")] = (
+        field(default_factory=list)
+    )
 
 
 class BasePathMapping(_Model):
@@ -404,6 +588,20 @@ class GatewayConfig(_Model):
         default_factory=list
     )
     usagePlans: Annotated[list[UsagePlanConfig], Meta(description="Usage plans declared here.")] = field(
+        default_factory=list
+    )
+    functions: Annotated[
+        dict[str, FunctionConfig],
+        Meta(description="Functions by name, for AWS_PROXY integrations and Lambda authorizers."),
+    ] = field(default_factory=dict)
+    plugin_modules: Annotated[
+        list[str],
+        Meta(
+            description="Modules imported at load so that their Plugin subclasses register (besides "
+            "the `fastgw.plugins` entry-point group)."
+        ),
+    ] = field(default_factory=list)
+    plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on every route.")] = field(
         default_factory=list
     )
 

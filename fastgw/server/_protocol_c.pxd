@@ -26,7 +26,7 @@ cdef class HttpProtocol:
     cdef public double deadline
     cdef public bint expect, in_head, peer_trusted, upgrade, write_paused, parser_idle
     cdef public list fwd
-    cdef public str peer
+    cdef public str peer, local_port
     cdef public bytes url, xfwd_lines, xfwd_host_line, api_key, key_value
     cdef public object key_rt
     cdef public long key_gen
@@ -47,6 +47,8 @@ cdef class Exchange:
     cdef public UpstreamConnection conn
     cdef public UpstreamPool pool
     cdef public object buf, integration, local_error, route, snapshot, params, gate
+    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_api_key
+    cdef public str p_path, p_inner
     cdef public str method
     cdef public list out
     cdef public bytes query, req_head, target_path, request_id
@@ -60,6 +62,8 @@ cdef class Exchange:
     cpdef _build_upstream_head(self, str path, bytes host)
     cpdef start(self)
     cpdef dispatch(self)
+    cpdef start_pipeline(self)
+    cpdef pipeline_done(self, reply)
     cpdef request_body(self, bytes data)
     cpdef request_complete(self)
     cpdef upstream_ready(self, UpstreamConnection conn)

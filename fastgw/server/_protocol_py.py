@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from fastgw.config.compile import MockRuntime as _MockRuntime
+from fastgw.pipeline.runtime import launch as _launch_pipeline
 from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
 from fastgw_core.errors import HeadError, InvalidPathError
@@ -211,6 +212,7 @@ class HttpProtocol:
         "lim_headers",
         "lim_url",
         "limits",
+        "local_port",
         "loop",
         "min_body_rate",
         "parser",
@@ -257,6 +259,7 @@ class HttpProtocol:
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.peer = ""
+        self.local_port = ""
         self.peer_trusted = False
         self.paused = 0
         self.write_paused = False
@@ -303,6 +306,9 @@ class HttpProtocol:
         worker.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        sockname = transport.get_extra_info("sockname")
+        if sockname and len(sockname) >= 2:
+            self.local_port = str(sockname[1])
         self.xfwd_lines = b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % self.peer.encode()
         if worker.snapshot.trusted_proxies and self.peer:
             try:
@@ -698,7 +704,14 @@ class Exchange:
         "local_error",
         "method",
         "out",
+        "p_api_key",
+        "p_fwd",
+        "p_host",
+        "p_inner",
+        "p_path",
+        "p_xff",
         "params",
+        "pipeline",
         "pool",
         "proto",
         "query",
@@ -712,6 +725,7 @@ class Exchange:
         "route",
         "snapshot",
         "target_path",
+        "task",
     )
 
     def __init__(self, proto: HttpProtocol, method: str, http10: bool, keep_alive: bool) -> None:
@@ -741,6 +755,16 @@ class Exchange:
         self.resp_chunked = False
         self.out: list[bytes] = []
         self.gate: asyncio.Future[LocalReply | None] | None = None
+        # Routes with a request pipeline (functions, authorizers, plugins): what the pipeline's
+        # Request is built from once the body is in, and the Task running it.
+        self.pipeline: object = None
+        self.task: asyncio.Task[LocalReply] | None = None
+        self.p_fwd: list[bytes] | None = None
+        self.p_host: bytes | None = None
+        self.p_xff: bytes | None = None
+        self.p_api_key: bytes | None = None
+        self.p_path = ""
+        self.p_inner = ""
         worker = proto.worker
         worker.rid += 1
         self.request_id = request_id(worker.rid_prefix, worker.rid)
@@ -778,6 +802,17 @@ class Exchange:
             return
         route: RouteRuntime = match.value
         self.route = route
+        if route.pipeline is not None:
+            # The pipeline runs the traffic gate itself (after the authorizer, as AWS does).
+            self.pipeline = route.pipeline
+            self.params = match.params
+            self.p_fwd = proto.fwd
+            self.p_host = host
+            self.p_xff = proto.xff
+            self.p_api_key = proto.api_key
+            self.p_path = path
+            self.p_inner = inner
+            return
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
         verdict = proto.worker.gate.admit(route, proto, proto.loop.time())
         if verdict is not None:
@@ -856,6 +891,12 @@ class Exchange:
         route = self.route
         if route is None:
             return
+        if self.pipeline is not None:
+            if self.request_done:
+                self.start_pipeline()
+            elif self.expect:
+                self.proto.transport.write(CONTINUE_100)
+            return
         if self.integration is None:
             self.respond_local(route.integration.reply)  # type: ignore[union-attr]
             return
@@ -868,6 +909,18 @@ class Exchange:
             self.start()
         elif not fut.cancelled():
             fut.exception()  # retrieved: a cancelled exchange's admission is dropped
+
+    def start_pipeline(self) -> None:
+        worker = self.proto.worker
+        self.deadline = self.proto.loop.time() + self.pipeline.deadline  # type: ignore[attr-defined]
+        worker.waiting.add(self)
+        _launch_pipeline(self, worker.services)
+
+    def pipeline_done(self, reply: LocalReply) -> None:
+        """The pipeline's answer (its Task is done)."""
+        self.proto.worker.waiting.discard(self)
+        if self.proto.active is self and not self.response_started:
+            self.respond_local(reply)
 
     def dispatch(self) -> None:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
@@ -889,6 +942,12 @@ class Exchange:
             return
         if self.response_started or self.local_error is not None or self.route is None:
             return  # the answer did not need the body: drop it
+        if self.pipeline is not None:
+            # A pipeline works on the whole body (bounded by max_body_bytes).
+            if self.buf is None:
+                self.buf = []
+            self.buf.append(data)
+            return
         if self.integration is None:
             return  # MOCK: the body is read and dropped
         if self.buf is None:
@@ -903,6 +962,15 @@ class Exchange:
         conn = self.conn
         if conn is not None and conn.client is self and self.body_mode == 2:
             conn.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+        elif (
+            self.pipeline is not None
+            and self.task is None
+            and self.proto.active is self
+            and not self.response_started
+            and self.local_error is None
+            and self.gate is None
+        ):
+            self.start_pipeline()
         if self.response_done:
             self.proto.exchange_done(self)
 
@@ -1054,6 +1122,10 @@ class Exchange:
 
     def on_timeout(self) -> None:
         """The integration deadline passed (called by the worker's ticker)."""
+        task = self.task
+        if task is not None:
+            self.task = None
+            task.cancel()
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -1068,6 +1140,10 @@ class Exchange:
             self.respond_local(replies.INTEGRATION_TIMEOUT)
 
     def abort_upstream(self) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            task.cancel()
         conn = self.conn
         self.conn = None
         self.proto.worker.waiting.discard(self)

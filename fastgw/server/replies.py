@@ -45,7 +45,10 @@ class LocalReply:
             parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
         if "content-type" not in names and body:
             parts.append(b"content-type: application/json\r\n")
-        parts.append(b"content-length: %d\r\n" % len(body))
+        if status in (204, 304) or status < 200:
+            self.body = b""  # no content, and no Content-Length either (RFC 9110 8.6)
+        else:
+            parts.append(b"content-length: %d\r\n" % len(body))
         self.head = b"".join(parts)
 
 

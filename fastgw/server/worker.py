@@ -18,8 +18,10 @@ import struct
 import time
 import uuid
 
+from fastgw.authorizers.runtime import make_decision_cache
 from fastgw.config.compile import RuntimeSnapshot, compile_config
 from fastgw.config.load import ConfigError, load_config_text
+from fastgw.pipeline.runtime import Services
 from fastgw.server.protocol import Exchange, HttpProtocol, Pools
 from fastgw.state.model import StateData
 from fastgw.traffic.node import StatePoller, create_table, make_gate, make_limiter, make_store
@@ -76,6 +78,9 @@ class Worker:
         self.table = table if table is not None else create_table(settings, shared=False)
         self.limiter = make_limiter(settings, self.table, loop)
         self.gate = make_gate(snapshot, self.table, self.limiter, state)
+        # Request pipelines (functions, authorizers, plugins): thread pool, HTTP client, caches.
+        self.services = Services(loop, self.gate, snapshot.config.gateway.functions.threads)
+        self.services.decisions = make_decision_cache(settings, loop)
         self.poller: StatePoller | None = None
         self.limits = snapshot.config.gateway.limits
         self.pools = Pools(snapshot.config.gateway.upstream, loop)
@@ -210,6 +215,7 @@ def run_worker(
         if worker.poller is not None:
             loop.run_until_complete(worker.poller.stop())
         loop.run_until_complete(asyncio.wait_for(worker.limiter.aclose(), 2.0))
+        loop.run_until_complete(asyncio.wait_for(worker.services.aclose(), 2.0))
     finally:
         log.info("worker stopped", extra={"worker": index, "uptime_s": round(time.monotonic() - started, 3)})
         loop.close()

@@ -1,0 +1,531 @@
+"""Compile-time half of the request pipeline: functions, plugins, authorizers, route pipelines.
+
+Called by ``fastgw.config.compile`` while it builds a snapshot; every problem becomes a
+``ConfigIssue`` with the JSON path of the bad field (an unknown function or plugin, a plugin
+config its ``Config`` Struct refuses, a handler that does not import, an identity source AWS
+would refuse), so a bad config never replaces a running one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from fastgw.config.load import ConfigIssue
+from fastgw.config.model import (
+    Api,
+    AuthorizerConfig,
+    AwsProxyIntegration,
+    FunctionConfig,
+    GatewayConfig,
+    MockIntegration,
+    PluginRef,
+    Route,
+    Stage,
+)
+from fastgw.functions.errors import FunctionError, FunctionTimeout, InvokeError
+from fastgw.functions.registry import LocalFunction, apply_environment, load_handler
+from fastgw.pipeline.request import Request, Response
+from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step
+from fastgw.plugins.base import Plugin, is_async, phases_of, registry
+from fastgw.server import replies
+from fastgw.server.replies import LocalReply
+
+if TYPE_CHECKING:
+    from fastgw.authorizers.runtime import AuthorizerRuntime
+    from fastgw.config.compile import ProxyIntegration, RouteRuntime
+
+log = logging.getLogger("fastgw.pipeline")
+
+# arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function ARN}/invocations
+_INTEGRATION_ARN = re.compile(
+    r"^arn:aws:apigateway:[a-z0-9-]+:lambda:path/2015-03-31/functions/(.+)/invocations$"
+)
+# arn:aws:lambda:{region}:{account}:function:{name}[:{alias or version}]
+_FUNCTION_ARN = re.compile(
+    r"^arn:aws:lambda:[a-z0-9-]+:[0-9]{12}:function:([A-Za-z0-9_-]+)(?::[A-Za-z0-9$_-]+)?$"
+)
+_STAGE_VAR = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?\-+=&#~]+)\}")
+
+
+# ---------------------------------------------------------------------------- functions
+class RemoteRef:
+    """A function behind the Lambda Invoke API (fastgw.functions.remote), bound per worker."""
+
+    def __init__(self, name: str, url: str, remote_name: str, timeout: float) -> None:
+        self.name = name
+        self.url = url
+        self.remote_name = remote_name
+        self.timeout = timeout
+        self._client: object = None
+        self._fn: Any = None
+
+    async def invoke(self, event: Any, svc: Services, timeout: float, request_id: str = "") -> Any:
+        client = svc.client
+        if self._client is not client:
+            from fastgw.functions.remote import RemoteFunction
+
+            self._fn = RemoteFunction(self.name, self.url, client, self.timeout, self.remote_name)
+            self._client = client
+        limit = min(timeout, self.timeout)
+        self._fn.timeout = limit
+        return await self._fn.invoke(event, request_id)
+
+
+FunctionRef = LocalFunction | RemoteRef
+
+
+def compile_functions(config: GatewayConfig, issues: list[ConfigIssue]) -> dict[str, FunctionRef]:
+    """Import in-process handlers (environment first) and check remote URLs."""
+    out: dict[str, FunctionRef] = {}
+    for name, var in apply_environment(config.functions):
+        issues.append(
+            ConfigIssue(
+                f"$.functions.{name}.environment.{var}", "another function sets this variable differently"
+            )
+        )
+    aws = config.gateway.aws
+    for name, spec in config.functions.items():
+        path = f"$.functions.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            issues.append(ConfigIssue(path, "function names are 1-64 of A-Z a-z 0-9 _ - (as Lambda's)"))
+            continue
+        if (spec.handler is None) == (spec.url is None):
+            issues.append(ConfigIssue(path, "set exactly one of `handler` (in-process) or `url` (remote)"))
+            continue
+        if spec.handler is not None:
+            try:
+                handler = load_handler(spec.handler, spec.code_path)
+            except ValueError as ex:
+                issues.append(ConfigIssue(f"{path}.handler", str(ex)))
+                continue
+            out[name] = LocalFunction(
+                name,
+                handler,
+                timeout=spec.timeout_ms / 1000.0,
+                max_concurrency=spec.max_concurrency,
+                memory_mb=spec.memory_mb,
+                region=aws.region,
+                account_id=aws.account_id,
+                executor=spec.executor,
+            )
+        else:
+            ref = _remote(name, spec, f"{path}.url", issues)
+            if ref is not None:
+                out[name] = ref
+    return out
+
+
+def _remote(name: str, spec: FunctionConfig, path: str, issues: list[ConfigIssue]) -> RemoteRef | None:
+    url = spec.url or ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as ex:
+        issues.append(ConfigIssue(path, f"invalid URL {url!r}: {ex}"))
+        return None
+    if parts.scheme != "http" or not parts.hostname:
+        issues.append(ConfigIssue(path, f"expected http://host[:port][/base], got {url!r}"))
+        return None
+    return RemoteRef(name, url.rstrip("/"), spec.remote_name or "function", spec.timeout_ms / 1000.0)
+
+
+def resolve_function(
+    uri: str, functions: dict[str, FunctionRef], stage: Stage, path: str, issues: list[ConfigIssue]
+) -> FunctionRef | None:
+    """A function from an AWS integration URI, a Lambda function ARN or a bare name."""
+    missing = [m.group(1) for m in _STAGE_VAR.finditer(uri) if m.group(1) not in stage.variables]
+    if missing:
+        issues.append(
+            ConfigIssue(path, f"stage '{stage.name}' has no variable {missing[0]!r} used in {uri!r}")
+        )
+        return None
+    text = _STAGE_VAR.sub(lambda m: stage.variables[m.group(1)], uri)
+    m = _INTEGRATION_ARN.match(text)
+    if m:
+        text = m.group(1)
+    elif text.startswith("arn:aws:apigateway:"):
+        issues.append(
+            ConfigIssue(
+                path,
+                f"{text!r}: expected arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/"
+                "FUNCTION_ARN/invocations",
+            )
+        )
+        return None
+    m = _FUNCTION_ARN.match(text)
+    if m:
+        text = m.group(1)
+    elif text.startswith("arn:"):
+        issues.append(ConfigIssue(path, f"{text!r} is not a Lambda function ARN"))
+        return None
+    fn = functions.get(text)
+    if fn is None:
+        known = ", ".join(sorted(functions)) or "none"
+        issues.append(ConfigIssue(path, f"no function named {text!r} in `functions` (known: {known})"))
+    return fn
+
+
+# ---------------------------------------------------------------------------- plugins
+def load_plugins(config: GatewayConfig, issues: list[ConfigIssue]) -> dict[str, type[Plugin]]:
+    """Built-ins, the config's ``plugin_modules`` and the ``fastgw.plugins`` entry points."""
+    import fastgw.plugins.builtin  # noqa: F401 - registers the built-in plugins
+    from fastgw.functions.registry import ensure_cwd_importable
+
+    ensure_cwd_importable()
+
+    for i, module in enumerate(config.plugin_modules):
+        try:
+            importlib.import_module(module)
+        except Exception as ex:
+            issues.append(
+                ConfigIssue(f"$.plugin_modules[{i}]", f"cannot import {module!r}: {type(ex).__name__}: {ex}")
+            )
+    for ep in _entry_points():
+        try:
+            ep.load()
+        except Exception as ex:  # a broken third-party package must not stop the gateway
+            log.warning(
+                "plugin entry point failed to load", extra={"entry_point": ep.name, "error": repr(ex)}
+            )
+    return registry()
+
+
+_EPS: list[Any] | None = None
+
+
+def _entry_points() -> list[Any]:
+    global _EPS
+    if _EPS is None:
+        _EPS = list(importlib.metadata.entry_points(group="fastgw.plugins"))
+    return _EPS
+
+
+class PluginBinder:
+    """Validates each ``PluginRef`` once and makes one instance of it, shared by its routes."""
+
+    def __init__(self, classes: dict[str, type[Plugin]], issues: list[ConfigIssue]) -> None:
+        self.classes = classes
+        self.issues = issues
+        self.bound: dict[int, tuple[PluginRef, Plugin | None, str]] = {}
+
+    def bind(self, refs: list[PluginRef], path: str, where: str) -> dict[str, tuple[Plugin | None, str]]:
+        out: dict[str, tuple[Plugin | None, str]] = {}
+        for i, ref in enumerate(refs):
+            r_path = f"{path}[{i}]"
+            got = self.bound.get(id(ref))
+            if got is None:
+                got = (ref, self._make(ref, r_path), where)
+                self.bound[id(ref)] = got
+            if ref.name in out:
+                self.issues.append(ConfigIssue(f"{r_path}.name", f"plugin {ref.name!r} is listed twice here"))
+            if got[1] is not None or not ref.enabled:
+                out[ref.name] = (got[1] if ref.enabled else None, where)
+        return out
+
+    def _make(self, ref: PluginRef, path: str) -> Plugin | None:
+        cls = self.classes.get(ref.name)
+        if cls is None:
+            known = ", ".join(sorted(self.classes)) or "none"
+            self.issues.append(ConfigIssue(f"{path}.name", f"no plugin named {ref.name!r} (known: {known})"))
+            return None
+        if not ref.enabled:
+            return None
+        try:
+            conf = msgspec.convert(ref.config, cls.Config)
+        except msgspec.ValidationError as ex:
+            msg, _, at = str(ex).rpartition(" - at `")
+            if at:
+                self.issues.append(ConfigIssue(f"{path}.config{at.rstrip('`')[1:]}", msg))
+            else:
+                self.issues.append(ConfigIssue(f"{path}.config", str(ex)))
+            return None
+        try:
+            return cls(conf)
+        except Exception as ex:
+            self.issues.append(ConfigIssue(f"{path}.config", f"plugin {ref.name!r} refused its config: {ex}"))
+            return None
+
+
+def plugin_steps(
+    merged: dict[str, tuple[Plugin | None, str]],
+) -> tuple[list[Step], list[tuple[str, int, str]]]:
+    """Phase steps of the plugins in effect, each phase by descending priority (then name)."""
+    active = [(p, where) for p, where in merged.values() if p is not None]
+    active.sort(key=lambda item: (-item[0].priority, item[0].name))
+    steps = []
+    for plugin, _ in active:
+        for phase in phases_of(type(plugin)):
+            fn = getattr(plugin, phase)
+            steps.append(Step(plugin.name, phase, fn, is_async(fn)))
+    return steps, [(p.name, p.priority, where) for p, where in active]
+
+
+# ---------------------------------------------------------------------------- authorizers
+def compile_authorizers(
+    api: Api,
+    api_id: str,
+    stage: Stage,
+    functions: dict[str, FunctionRef],
+    path: str,
+    issues: list[ConfigIssue],
+    report: bool,
+) -> dict[str, AuthorizerRuntime]:
+    from fastgw.authorizers import lambda_auth as la
+    from fastgw.authorizers.runtime import AuthorizerRuntime
+
+    out: dict[str, AuthorizerRuntime] = {}
+    sink = issues if report else []
+    for i, auth in enumerate(api.authorizers):
+        a_path = f"{path}.authorizers[{i}]"
+        if auth.name in out:
+            sink.append(ConfigIssue(f"{a_path}.name", f"duplicate authorizer {auth.name!r}"))
+            continue
+        version = _auth_version(api, auth, a_path, sink)
+        if auth.type == "TOKEN" and api.kind != "rest":
+            sink.append(
+                ConfigIssue(f"{a_path}.type", "TOKEN authorizers exist on REST APIs; HTTP APIs use REQUEST")
+            )
+            continue
+        if auth.enableSimpleResponses and (api.kind != "http" or version != "2.0"):
+            sink.append(
+                ConfigIssue(
+                    f"{a_path}.enableSimpleResponses", "simple responses need an HTTP API and payload 2.0"
+                )
+            )
+        try:
+            sources = la.parse_identity_sources(
+                auth.identitySource, api.kind, auth.type, ttl=auth.authorizerResultTtlInSeconds
+            )
+        except ValueError as ex:
+            sink.append(ConfigIssue(f"{a_path}.identitySource", str(ex)))
+            continue
+        if auth.identityValidationExpression is not None:
+            try:
+                la.compile_validation(auth.identityValidationExpression)
+            except ValueError as ex:
+                sink.append(ConfigIssue(f"{a_path}.identityValidationExpression", f"invalid regex: {ex}"))
+        fn = resolve_function(auth.authorizerUri, functions, stage, f"{a_path}.authorizerUri", sink)
+        if fn is None:
+            continue
+        namespace = f"{api_id}:{auth.name}:{_digest(auth)}:"
+        out[auth.name] = AuthorizerRuntime(
+            auth.name,
+            api.kind,
+            auth.type,
+            fn,
+            sources,
+            auth.authorizerResultTtlInSeconds,
+            version,
+            auth.enableSimpleResponses,
+            auth.cache_per_route,
+            auth.timeout_ms / 1000.0,
+            auth.identityValidationExpression,
+            namespace,
+        )
+    return out
+
+
+def _auth_version(api: Api, auth: AuthorizerConfig, path: str, issues: list[ConfigIssue]) -> str:
+    version = auth.authorizerPayloadFormatVersion
+    if api.kind == "rest":
+        if version not in (None, "1.0"):
+            issues.append(ConfigIssue(f"{path}.authorizerPayloadFormatVersion", "REST APIs use payload 1.0"))
+        return "1.0"
+    return version or "2.0"
+
+
+def _digest(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(msgspec.json.encode(obj)).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------- integrations
+def mock_integration(integ: MockIntegration) -> Integration:
+    headers = list(integ.headers.items())
+    body = integ.body.encode()
+    status = integ.status
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        return Response(status, list(headers), body)
+
+    return run
+
+
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "host",
+    }
+)
+
+
+def proxy_integration(integ: ProxyIntegration) -> Integration:
+    """HTTP_PROXY for pipeline routes: the whole request and response, through HttpClient."""
+    from fastgw.server.protocol import render_path
+
+    targets = integ.targets
+    timeout = integ.timeout
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        from fastgw.upstream.client import HttpClientError, HttpClientTimeout
+
+        target = targets[next(integ.rr) % len(targets)] if len(targets) > 1 else targets[0]
+        path = render_path(integ, req.params).decode("latin-1")
+        query = req.query
+        uq = integ.uri_query.decode("latin-1")
+        if uq:
+            query = f"{uq}&{query}" if query and integ.pass_query else uq
+        elif not integ.pass_query:
+            query = ""
+        if query:
+            path = f"{path}?{query}"
+        headers = [(k, v) for k, v in req.headers if k.lower() not in ("host", "content-length")]
+        try:
+            got = await svc.client.request(
+                target.host,
+                target.port,
+                req.method,
+                path,
+                headers,
+                req.body,
+                timeout,
+                host_header=target.host_header.decode(),
+            )
+        except HttpClientTimeout:
+            return replies.INTEGRATION_TIMEOUT
+        except HttpClientError as ex:
+            log.warning("upstream request failed", extra={"route": req.route.key, "error": str(ex)})
+            return replies.INTEGRATION_FAILURE
+        return Response(got.status, [(k, v) for k, v in got.headers if k.lower() not in _HOP], got.body)
+
+    return run
+
+
+# HTTP APIs answer a failed function (or a malformed response) with 500, REST APIs with 502.
+HTTP_API_ERROR = replies.LocalReply(
+    500, [("content-type", "application/json")], b'{"message":"Internal Server Error"}'
+)
+
+
+def function_integration(fn: FunctionRef, version: str, timeout: float, api_kind: str) -> Integration:
+    """AWS_PROXY: the Lambda proxy event in, the Lambda proxy response out (as AWS)."""
+    from fastgw.functions import events
+
+    failure = HTTP_API_ERROR if api_kind == "http" else replies.INTEGRATION_FAILURE
+
+    if version == "2.0":
+        build, parse = events.build_event_v2, events.parse_response_v2
+    else:
+        build, parse = events.build_event_v1, events.parse_response_v1
+    local = fn if type(fn) is LocalFunction else None
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        event = build(req)
+        try:
+            if local is not None:
+                result = await local.invoke(event, svc.executor, timeout)
+            else:
+                result = await fn.invoke(event, svc, timeout, req.request_id)  # type: ignore[union-attr]
+        except FunctionTimeout:
+            log.error("function timed out", extra={"function": fn.name, "route": req.route.key})
+            return replies.INTEGRATION_TIMEOUT
+        except FunctionError as ex:
+            log.error(
+                "function failed",
+                extra={
+                    "function": fn.name,
+                    "route": req.route.key,
+                    "error": f"{ex.error_type}: {ex.error_message}",
+                    "stack": ex.stack_trace[-3:],
+                },
+            )
+            return failure
+        except InvokeError as ex:
+            log.error("function unreachable", extra={"function": fn.name, "error": str(ex)})
+            return failure
+        try:
+            return parse(result, req)
+        except events.BadResponse as ex:
+            log.error(
+                "malformed Lambda proxy response",
+                extra={"function": fn.name, "route": req.route.key, "error": str(ex)},
+            )
+            if api_kind == "http":
+                return HTTP_API_ERROR
+            return replies.INTEGRATION_FAILURE if ex.status == 502 else replies.INTERNAL_ERROR
+
+    return run
+
+
+# ---------------------------------------------------------------------------- routes
+def build_pipeline(
+    route_rt: RouteRuntime,
+    route: Route,
+    api: Api,
+    compiled: Any,
+    functions: dict[str, FunctionRef],
+    authorizers: dict[str, AuthorizerRuntime],
+    merged_plugins: dict[str, tuple[Plugin | None, str]],
+    stage: Stage,
+    path: str,
+    issues: list[ConfigIssue],
+) -> RoutePipeline | bool | None:
+    """The route's pipeline; None when the fast path serves it; False after an issue."""
+    integ = route.integration
+    steps, plugins = plugin_steps(merged_plugins)
+    if not isinstance(integ, AwsProxyIntegration) and route.authorizer is None and not steps:
+        return None
+    auth = None
+    if route.authorizer is not None:
+        auth = authorizers.get(route.authorizer)
+        if auth is None:
+            if not any(a.name == route.authorizer for a in api.authorizers):
+                issues.append(
+                    ConfigIssue(f"{path}.authorizer", f"the API has no authorizer {route.authorizer!r}")
+                )
+            return False
+    key_from_auth = api.apiKeySource == "AUTHORIZER"
+    if key_from_auth and route.apiKeyRequired and auth is None:
+        issues.append(
+            ConfigIssue(f"{path}.apiKeyRequired", "apiKeySource AUTHORIZER needs an authorizer on this route")
+        )
+        return False
+    deadline = 5.0 + (auth.timeout if auth is not None else 0.0)
+    if isinstance(integ, AwsProxyIntegration):
+        version = integ.payloadFormatVersion or ("1.0" if api.kind == "rest" else "2.0")
+        if api.kind == "rest" and version != "1.0":
+            issues.append(
+                ConfigIssue(f"{path}.integration.payloadFormatVersion", "REST APIs use payload 1.0")
+            )
+            return False
+        fn = resolve_function(integ.uri, functions, stage, f"{path}.integration.uri", issues)
+        if fn is None:
+            return False
+        timeout = integ.timeout_ms / 1000.0
+        run = function_integration(fn, version, timeout, api.kind)
+        name = f"AWS_PROXY function {fn.name!r} (payload {version})"
+        deadline += timeout
+    elif isinstance(integ, MockIntegration):
+        run = mock_integration(integ)
+        name = "MOCK"
+    else:
+        run = proxy_integration(compiled)
+        name = "HTTP_PROXY (buffered: the route has a pipeline)"
+        deadline += compiled.timeout
+    return RoutePipeline(
+        route_rt, run, name, deadline, auth, steps, plugins, key_from_auth and auth is not None
+    )

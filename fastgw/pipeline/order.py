@@ -1,0 +1,93 @@
+"""The order of a request's stages: built-in ones and user plugins' phases, in one place.
+
+It is AWS API Gateway's documented request flow (authorizer, API key and usage plan,
+throttling, request validation, cache lookup, integration request, integration, integration
+response, method response) with the plugin phases placed around it. ``fastgw routes
+--explain`` prints it for a route, marking what runs there and what is off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    name: str
+    kind: str  # "plugins" (user plugin phase methods) or "built-in"
+    what: str
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase(
+        "rewrite", "plugins", "plugins' rewrite(): may edit the request or answer it, before access checks"
+    ),
+    Phase("authorizer", "built-in", "the route's Lambda authorizer (TOKEN / REQUEST), decisions cached"),
+    Phase("api_key", "built-in", "API key and usage plan (apiKeyRequired), quota"),
+    Phase("throttle", "built-in", "token buckets: usage-plan key, stage/route, gateway"),
+    Phase("access", "plugins", "plugins' access(): may edit the request or answer it"),
+    Phase("validation", "built-in", "request validation (models, required parameters): not built yet"),
+    Phase("cache", "built-in", "response cache lookup: not built yet"),
+    Phase("integration", "built-in", "MOCK, HTTP_PROXY or AWS_PROXY (a function)"),
+    Phase("response_mapping", "built-in", "integration response mapping: not built yet"),
+    Phase("response", "plugins", "plugins' response(): may edit status, headers, body"),
+    Phase("log", "plugins", "plugins' log(): after the response is written; enqueue only"),
+)
+
+PHASE_NAMES = tuple(p.name for p in PHASES)
+
+
+def describe(route: Any) -> list[str]:
+    """The stages a request on ``route`` goes through, in order (``fastgw routes --explain``)."""
+    pipe = route.pipeline
+    lines = []
+    for phase in PHASES:
+        if phase.kind == "plugins":
+            names = []
+            if pipe is not None:
+                steps = {
+                    "rewrite": pipe.rewrite,
+                    "access": pipe.access,
+                    "response": pipe.response,
+                    "log": pipe.logs,
+                }
+                prio = {name: (p, where) for name, p, where in pipe.plugins}
+                for step in steps[phase.name]:
+                    p, where = prio[step.plugin]
+                    names.append(f"{step.plugin} (priority {p}, enabled at {where})")
+            state = ", ".join(names) if names else "-"
+        elif phase.name == "authorizer":
+            auth = pipe.authorizer if pipe is not None else None
+            state = (
+                f"{auth.type} authorizer {auth.name!r} (cache {auth.ttl}s)" if auth is not None else "none"
+            )
+        elif phase.name == "api_key":
+            source = (
+                "authorizer's usageIdentifierKey"
+                if pipe is not None and pipe.key_from_authorizer
+                else "x-api-key"
+            )
+            state = f"required ({source})" if route.api_key_required else "not required"
+        elif phase.name == "throttle":
+            t = route.throttle
+            state = (
+                f"route {t.rateLimit:g} rps / burst {t.burstLimit}, then gateway" if t else "gateway limit"
+            )
+        elif phase.name == "integration":
+            state = pipe.integration_name if pipe is not None else _fast_integration(route)
+        else:
+            state = "off"
+        lines.append(f"{phase.name:17} [{phase.kind}] {state}")
+    if pipe is None:
+        lines.append("(no pipeline: served on the streaming fast path)")
+    return lines
+
+
+def _fast_integration(route: Any) -> str:
+    integ = route.integration
+    targets = getattr(integ, "targets", None)
+    if targets:
+        t = targets[0]
+        return f"HTTP_PROXY http://{t.host}:{t.port} (streaming)"
+    return f"MOCK {integ.reply.status}"
