@@ -1,0 +1,1 @@
+"""Examples to copy: Lambda handlers, a TOKEN authorizer and a plugin, wired by functions.yaml."""
