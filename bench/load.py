@@ -744,6 +744,124 @@ def mode_traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- functions mode
+
+FN_PROXY = "HTTP_PROXY to nginx"
+FN_FUNCTION = "AWS_PROXY async function"
+FN_AUTH = "function + cached TOKEN authorizer"
+
+
+def functions_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
+    """The function against the proxied route (budget >= 1.5x) and the authorizer's cost (<= 10 %)."""
+    rows = []
+    for sc in scenarios:
+        proxy, fn, auth = (res.get((sc.key, k)) for k in (FN_PROXY, FN_FUNCTION, FN_AUTH))
+        if proxy is not None and fn is not None:
+            r = fn.rps / proxy.rps if proxy.rps else math.nan
+            ok = "-" if math.isnan(r) else ("yes" if r >= 1.5 else "NO")
+            rows.append(
+                [
+                    sc.label,
+                    f"{FN_FUNCTION} vs {FN_PROXY}",
+                    report.fmt_ratio(fn.rps, proxy.rps),
+                    ">= 1.50x",
+                    ok,
+                    report.fmt_ratio(fn.user_us + fn.sys_us, proxy.user_us + proxy.sys_us),
+                ]
+            )
+        if fn is not None and auth is not None:
+            cost = 1.0 - auth.rps / fn.rps if fn.rps else math.nan
+            ok = "-" if math.isnan(cost) else ("yes" if cost <= 0.10 else "NO")
+            rows.append(
+                [
+                    sc.label,
+                    f"{FN_AUTH} vs {FN_FUNCTION}",
+                    f"{-cost:+.1%}",
+                    "cost <= 10 %",
+                    ok,
+                    report.fmt_ratio(auth.user_us + auth.sys_us, fn.user_us + fn.sys_us),
+                ]
+            )
+    return report.markdown_table(
+        ["scenario", "comparison", "req/s", "budget", "within", "CPU us/req ratio"], rows, align="llrrlr"
+    )
+
+
+def mode_functions(args: argparse.Namespace) -> int:
+    from bench.functions import BENCH_TOKEN, functions_config
+
+    nginx, wrk = ensure_tools()
+    assert nginx is not None
+    proxy_cores, load_cores = pinning(cpu_count())
+    with tempfile.TemporaryDirectory(prefix="fastgw-bench-") as tmpdir, ProcessSet() as procs:
+        tmp = Path(tmpdir)
+        keep = set(args.scenarios.split(",")) if args.scenarios else {"small@64"}
+        # Every request carries the token (the unauthenticated routes ignore it).
+        scenarios = [s for s in standard_scenarios(tmp, [("Authorization", BENCH_TOKEN)]) if s.key in keep]
+        upstream = start_upstream(procs, nginx, tmp, load_cores)
+        if upstream.error:
+            return 2
+        cfg = tmp / "fastgw-functions.yaml"
+        cfg.write_text(functions_config(bench_config(upstream.port)))
+        fgw = start_fastgw(procs, "fastgw", cfg, 1, tmp, proxy_cores)
+        targets = [
+            Target(FN_PROXY, fgw, "/prod", load_cores),
+            Target(FN_FUNCTION, fgw, "/prod/fn", load_cores),
+            Target(FN_AUTH, fgw, "/prod/auth", load_cores),
+        ]
+        checks = []
+        for tg in targets:
+            status, body = http_get(fgw.port, tg.prefix + "/small", {"Authorization": BENCH_TOKEN})
+            checks.append(f"- {tg.key}: `GET {tg.prefix}/small` -> {status or body}")
+        status, _ = http_get(fgw.port, "/prod/auth/small")
+        checks.append(f"- {FN_AUTH} without the token -> {status} (expected 401)")
+        log("bench: checks before the load:\n" + "\n".join(checks))
+        log_plan(scenarios, targets, args)
+        res = measure(wrk, scenarios, targets, args.repeat, args.duration, args.warmup, upstream)
+        info = report.machine_info(nginx, wrk)
+    table = results_table(scenarios, targets, res)
+    ratios = functions_ratio_table(scenarios, res)
+    fails = print_results(table, ratios, targets)
+    print()
+    print("\n".join(checks))
+    if args.no_write:
+        return 0
+    pin_txt = (
+        f"fastgw (1 worker) pinned to core {proxy_cores}; wrk and the upstream nginx pinned to "
+        f"cores {load_cores}"
+        if proxy_cores
+        else "no pinning (single core)"
+    )
+    body = "\n\n".join(
+        filter(
+            None,
+            [
+                "## Functions: an in-process Lambda handler vs the same reply proxied; a cached authorizer",
+                report.machine_md(info),
+                f"Command: `{report.command_line()}`  \n"
+                f"{args.repeat} runs of {args.duration:g} s per cell (interleaved, median shown), "
+                f"{args.warmup:g} s warm-up; {pin_txt}. `wrk -t1`, `--latency`; one fastgw serves the three "
+                "routes; every request carries `Authorization`.",
+                f"Targets: **{FN_PROXY}** = `ANY /{{proxy+}}` proxied to nginx's `/small` (100 bytes); "
+                f"**{FN_FUNCTION}** = `GET /fn/{{x}}`, `AWS_PROXY` to `bench.functions:small`, an "
+                "`async def` handler returning the same 100-byte JSON body (payload 1.0 event built, "
+                "response parsed); "
+                f"**{FN_AUTH}** = `GET /auth/{{x}}`, the same function behind a TOKEN authorizer with "
+                "the default 300 s cache (one call, then hits).",
+                table,
+                "Budgets from the issue: the function serves at least 1.5x the proxied route's req/s; "
+                "a cached authorizer decision costs at most 10 % of the route's req/s:",
+                ratios,
+                "Checks before the load:\n\n" + "\n".join(checks),
+                "`(!)`: at least one run had errors (non-2xx or socket errors); see the errors column.",
+                fails,
+            ],
+        )
+    )
+    report.update_results("functions", body)
+    return 0
+
+
 # --------------------------------------------------------------------------- user mode
 
 
@@ -918,6 +1036,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(a redis-server started on the load core); ratios against plain, section 'traffic' of RESULTS.md "
         "(~2 min; --quick ~20 s)",
     )
+    p.add_argument(
+        "--functions",
+        action="store_true",
+        help="an in-process async function vs the same reply proxied to nginx, and a cached TOKEN "
+        "authorizer's cost: small GET @64 (or --scenarios) on one fastgw, 1 worker; section 'functions' "
+        "of RESULTS.md",
+    )
     g = p.add_argument_group("user mode (size your own deployment; no nginx, no upstream started)")
     g.add_argument("--config", help="your fastgw config; listen and workers are overridden per run")
     g.add_argument(
@@ -945,8 +1070,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--repeat and --duration must be >= 1")
     if args.config is None and (args.requests or args.workers or args.connections):
         p.error("--request/--workers/--connections belong to user mode: add --config YOUR.yaml")
-    if sum(map(bool, (args.config, args.workers_compare, args.traffic))) > 1:
-        p.error("--config, --workers-compare and --traffic are separate modes: pick one")
+    if sum(map(bool, (args.config, args.workers_compare, args.traffic, args.functions))) > 1:
+        p.error("--config, --workers-compare, --traffic and --functions are separate modes: pick one")
     if args.scenarios:
         unknown = set(args.scenarios.split(",")) - {"small@64", "small@256", "16k@64", "post1m@16"}
         if unknown:
@@ -965,6 +1090,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return mode_workers(args)
             if args.traffic:
                 return mode_traffic(args)
+            if args.functions:
+                return mode_functions(args)
             return mode_standard(args)
     except KeyboardInterrupt:
         log("bench: interrupted; servers stopped")

@@ -207,23 +207,55 @@ def _log_task_done(plugin: str, task: asyncio.Future[Any]) -> None:
         log.error("plugin failed", exc_info=task.exception(), extra={"plugin": plugin, "phase": "log"})
 
 
+# (name, value) -> its encoded header line (b"" for framing headers), and whether it is a
+# Content-Type. PERF: functions answer with the same few headers again and again.
+_LINES: dict[tuple[str, str], tuple[bytes, bool]] = {}
+_CT_JSON = b"content-type: application/json\r\n"
+
+
+def _header_line(name: str, value: str) -> tuple[bytes, bool]:
+    lname = name.lower()
+    if lname in _FRAMING:
+        return b"", False
+    if not name or any(c not in _TOKEN for c in name) or "\r" in value or "\n" in value or "\0" in value:
+        raise ValueError(f"invalid response header {name!r}: {value!r}")
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode()
+    return b"%s: %s\r\n" % (name.encode("latin-1"), raw), lname == "content-type"
+
+
 def to_reply(res: Response | LocalReply) -> LocalReply:
-    """A Response as the gateway writes it (framing headers are the gateway's own)."""
+    """A Response as the gateway writes it (framing headers are the gateway's own); as
+    ``LocalReply`` does, a body without a Content-Type is sent as application/json."""
     if type(res) is LocalReply:
         return res  # type: ignore[return-value]
     if not isinstance(res, Response):
         raise TypeError(f"a phase returned {type(res).__name__}, expected Response or None")
-    headers = []
-    for name, value in res.headers:
-        if name.lower() in _FRAMING:
-            continue
-        if not name or any(c not in _TOKEN for c in name) or "\r" in value or "\n" in value:
-            raise ValueError(f"invalid response header {name!r}: {value!r}")
-        headers.append((name, value))
+    status = res.status
+    parts = [replies.status_line(status)]
+    typed = False
+    lines = _LINES
+    for pair in res.headers:
+        got = lines.get(pair)  # type: ignore[call-overload]
+        if got is None:
+            got = _header_line(pair[0], pair[1])
+            if len(lines) < 4096:
+                lines[pair] = got  # type: ignore[index]
+        if got[1]:
+            typed = True
+        parts.append(got[0])
     body = res.body
     if type(body) is not bytes:
         body = bytes(body) if not isinstance(body, str) else body.encode()
-    return LocalReply(res.status, headers, body)
+    if status in (204, 304) or status < 200:
+        body = b""
+    else:
+        if body and not typed:
+            parts.append(_CT_JSON)
+        parts.append(b"content-length: %d\r\n" % len(body))
+    return LocalReply.raw(status, b"".join(parts), body)
 
 
 # ---------------------------------------------------------------------------- the bridge

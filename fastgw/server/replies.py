@@ -35,6 +35,15 @@ class LocalReply:
 
     __slots__ = ("body", "head", "status")
 
+    @classmethod
+    def raw(cls, status: int, head: bytes, body: bytes) -> LocalReply:
+        """A reply from a head already built (status line and headers, framing included)."""
+        reply = cls.__new__(cls)
+        reply.status = status
+        reply.head = head
+        reply.body = body
+        return reply
+
     def __init__(self, status: int, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
         self.status = status
         self.body = body
