@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.helpers import GatewayFactory, RawConn
+from helpers import GatewayFactory, RawConn
 
 H = "tests.pipeline.handlers"
 USAGE_KEY = "usage-key-from-authorizer-0123456789"

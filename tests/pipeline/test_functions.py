@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.helpers import GatewayFactory, RawConn
+from helpers import GatewayFactory, RawConn
 
 H = "tests.pipeline.handlers"
 

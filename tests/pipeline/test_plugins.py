@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.helpers import REPO, EchoServer, GatewayFactory, RawConn, echo_header_values, wait_for
+from helpers import REPO, EchoServer, GatewayFactory, RawConn, echo_header_values, wait_for
 
 H = "tests.pipeline.handlers"
 

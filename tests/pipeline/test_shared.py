@@ -1,0 +1,139 @@
+"""Pieces that cross process and node boundaries: remote functions behind the Lambda Invoke API,
+authorizer decisions shared by two nodes through Redis, plugins found through entry points."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from functions.rie import RieServer
+from helpers import REPO, GatewayFactory, RawConn
+
+H = "tests.pipeline.handlers"
+
+
+def remote_handler(event: dict[str, Any], context: Any) -> Any:
+    if event["path"] == "/raise":
+        raise KeyError("missing")
+    if event["path"] == "/sleep":
+        time.sleep(1.5)
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"path": event["path"], "rid": context.aws_request_id}),
+    }
+
+
+def get(port: int, target: str, headers: list[tuple[str, str]] | None = None) -> Any:
+    with RawConn(port) as c:
+        return c.request("GET", target, headers=headers or [])
+
+
+def test_remote_function_through_the_invoke_api(gateway_factory: GatewayFactory) -> None:
+    with RieServer(remote_handler, timeout=1.0) as url:
+        gw = gateway_factory(
+            {
+                "functions": {"remote": {"url": url, "timeout_ms": 3000}},
+                "apis": [
+                    {
+                        "name": "r",
+                        "routes": [
+                            {"route": "ANY /{proxy+}", "integration": {"type": "AWS_PROXY", "uri": "remote"}}
+                        ],
+                        "stages": [{"name": "prod"}],
+                    }
+                ],
+            }
+        )
+        r = get(gw.port, "/prod/hello")
+        assert r.status == 200
+        body = r.json()
+        assert body["path"] == "/hello"
+        # The gateway's request id is the invocation id (RIE reads X-Amzn-RequestId).
+        assert body["rid"] == r.header("x-amzn-RequestId")
+        r = get(gw.port, "/prod/raise")
+        assert r.status == 502 and r.body == b'{"message": "Internal server error"}'
+        t0 = time.monotonic()
+        r = get(gw.port, "/prod/sleep")  # RIE's own 1 s timeout answers first
+        assert r.status == 504 and time.monotonic() - t0 < 2.5
+    # The endpoint gone: 502, never a hang.
+    r = get(gw.port, "/prod/hello")
+    assert r.status == 502
+
+
+def _nodes_config(url: str) -> dict[str, Any]:
+    return {
+        "gateway": {"state": {"backend": "redis", "redis": {"url": url}}},
+        "functions": {"authz": {"handler": f"{H}:token_authorizer"}},
+        "apis": [
+            {
+                "name": "n",
+                "authorizers": [
+                    {
+                        "name": "tok",
+                        "type": "TOKEN",
+                        "authorizerUri": "authz",
+                        "identitySource": "method.request.header.Authorization",
+                    }
+                ],
+                "routes": [
+                    {"route": "GET /x", "integration": {"type": "MOCK", "body": "{}"}, "authorizer": "tok"}
+                ],
+                "stages": [{"name": "prod"}],
+            }
+        ],
+    }
+
+
+@pytest.mark.timeout(120)
+def test_authorizer_decisions_shared_by_nodes_through_redis(
+    gateway_factory: GatewayFactory, redis_url: str, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls.log"
+    env = {"FASTGW_TEST_CALLS": str(calls)}
+    a = gateway_factory(_nodes_config(redis_url), extra_env=env, state_path=tmp_path / "a.db")
+    b = gateway_factory(_nodes_config(redis_url), extra_env=env, state_path=tmp_path / "b.db")
+    assert get(a.port, "/prod/x", [("Authorization", "allow-nodes")]).status == 200
+    for gw in (b, a, b):
+        assert get(gw.port, "/prod/x", [("Authorization", "allow-nodes")]).status == 200
+    assert calls.read_text().count("token allow-nodes") == 1
+    # A decision for another token is its own, and a deny is shared as well.
+    for gw in (a, b):
+        assert get(gw.port, "/prod/x", [("Authorization", "deny")]).status == 403
+    assert calls.read_text().count("token deny") == 1
+
+
+def test_plugin_from_an_entry_point(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "fastgw_ep_demo-1.0.dist-info").mkdir(parents=True)
+    (site / "fastgw_ep_demo-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fastgw-ep-demo\nVersion: 1.0\n"
+    )
+    (site / "fastgw_ep_demo-1.0.dist-info" / "entry_points.txt").write_text(
+        "[fastgw.plugins]\nstamp = fastgw_ep_demo:Stamp\n"
+    )
+    (site / "fastgw_ep_demo.py").write_text(
+        "from fastgw.plugins import Plugin\n\n"
+        "class Stamp(Plugin):\n"
+        "    name = 'ep-stamp'\n\n"
+        "    def response(self, req, resp):\n"
+        "        resp.set_header('x-stamp', 'from-entry-point')\n"
+    )
+    gw = gateway_factory(
+        {
+            "plugins": [{"name": "ep-stamp"}],
+            "apis": [
+                {
+                    "name": "e",
+                    "routes": [{"route": "GET /x", "integration": {"type": "MOCK", "body": "{}"}}],
+                    "stages": [{"name": "prod"}],
+                }
+            ],
+        },
+        extra_env={"PYTHONPATH": f"{REPO}:{site}"},
+    )
+    r = get(gw.port, "/prod/x")
+    assert r.status == 200 and r.header("x-stamp") == "from-entry-point"
