@@ -425,14 +425,26 @@ def method_arn(req: Request) -> str:
     stage.
     """
     route = req.route
+    memo_key = (route, req.method, req.resource_path)
+    arn = _ARNS.get(memo_key)
+    if arn is not None:
+        return arn
     api = route.api
     path = req.resource_path or "/"
     if not path.startswith("/"):
         path = "/" + path
-    return (
+    arn = (
         f"arn:{_partition(api.region)}:execute-api:{api.region}:{api.account_id}:"
         f"{api.id}/{route.stage.name}/{req.method}{path}"
     )
+    if len(_ARNS) >= 4096:
+        _ARNS.clear()
+    _ARNS[memo_key] = arn
+    return arn
+
+
+# (route, method, path) -> ARN. PERF: clients repeat the same paths; bounded, cleared when full.
+_ARNS: dict[tuple[Any, str, str], str] = {}
 
 
 # ---------------------------------------------------------------------------- policy documents

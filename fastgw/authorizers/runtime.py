@@ -44,7 +44,17 @@ LOCAL_ENTRIES = 10000
 class Decision:
     """A cached authorizer answer."""
 
-    __slots__ = ("arns", "authorized", "compiled", "context", "policy", "principal_id", "simple", "usage_key")
+    __slots__ = (
+        "arns",
+        "auth",
+        "authorized",
+        "compiled",
+        "context",
+        "policy",
+        "principal_id",
+        "simple",
+        "usage_key",
+    )
 
     def __init__(
         self,
@@ -64,6 +74,8 @@ class Decision:
         # method ARN -> evaluation result (memoised: the policy does not change)
         self.arns: dict[str, str] = {}
         self.compiled: la.CompiledPolicy | None = None
+        # requestContext.authorizer of a cache hit, built once (the events copy it).
+        self.auth: dict[str, Any] | None = None
 
     def dump(self) -> bytes:
         return orjson.dumps(
@@ -165,7 +177,7 @@ class DecisionCache:
         self.shared_hits = 0
         self.shared_errors = 0
 
-    def get_local(self, key: str, now: float) -> Decision | None:
+    def get_local(self, key: Any, now: float) -> Decision | None:
         entry = self.local.get(key)
         if entry is not None:
             if entry[0] > now:
@@ -174,7 +186,7 @@ class DecisionCache:
             del self.local[key]
         return None
 
-    def _remember(self, key: str, exp: float, decision: Decision) -> None:
+    def _remember(self, key: Any, exp: float, decision: Decision) -> None:
         local = self.local
         if len(local) >= LOCAL_ENTRIES:
             # Drop the oldest eighth (insertion order) rather than one entry per insert.
@@ -182,7 +194,7 @@ class DecisionCache:
                 del local[k]
         local[key] = (exp, decision)
 
-    async def get_shared(self, key: str) -> Decision | None:
+    async def get_shared(self, key: str, local_key: Any) -> Decision | None:
         shared = self.shared
         if shared is None:
             return None
@@ -196,12 +208,12 @@ class DecisionCache:
             return None
         self.shared_hits += 1
         decision = Decision.load(got[1])
-        self._remember(key, got[0], decision)
+        self._remember(local_key, got[0], decision)
         return decision
 
-    async def put(self, key: str, ttl: int, decision: Decision) -> None:
+    async def put(self, key: str, local_key: Any, ttl: int, decision: Decision) -> None:
         exp = time.time() + ttl
-        self._remember(key, exp, decision)
+        self._remember(local_key, exp, decision)
         if self.shared is not None:
             try:
                 await self.shared.put(key, exp, decision.dump())
@@ -254,6 +266,14 @@ class AuthorizerRuntime:
 
     async def authorize(self, req: Request, svc: Services) -> LocalReply | None:
         """None to go on (``req.authorizer`` set), else the reply that ends the request."""
+        got = self.check_cached(req, svc)
+        if type(got) is tuple:
+            return await self.authorize_miss(req, svc, *got)
+        return got  # type: ignore[return-value]
+
+    def check_cached(self, req: Request, svc: Services) -> LocalReply | tuple[list[str], Any] | None:
+        """Without waiting: the answer (identity missing, or a decision in this worker's
+        memory), else ``(values, local_key)`` for ``authorize_miss``."""
         values = la.identity_values(self.sources, req) if self.sources else []
         if values is None:
             if self.type == "TOKEN" or self.ttl > 0 or self.api_kind == "http":
@@ -265,15 +285,28 @@ class AuthorizerRuntime:
             and not la.token_valid(values[0], self.validation)
         ):
             return la.unauthorized_reply(self.api_kind)
+        local_key: Any = None
+        cache = svc.decisions
+        if self.ttl > 0 and cache is not None:
+            # PERF: this worker's memory is keyed by the identity values themselves (no hash
+            # per hit); the shared store only ever sees their SHA-256 (la.cache_key).
+            local_key = (self, req.route.key if self.per_route else None, *values)
+            decision = cache.get_local(local_key, time.time())
+            if decision is not None:
+                return self._apply(decision, req, 0)
+        return values, local_key
+
+    async def authorize_miss(
+        self, req: Request, svc: Services, values: list[str], local_key: Any
+    ) -> LocalReply | None:
+        """Not in this worker's memory: the shared store, else the function."""
         key = None
         decision = None
         latency = 0
         cache = svc.decisions
-        if self.ttl > 0 and cache is not None:
+        if local_key is not None and cache is not None:
             key = self.namespace + la.cache_key(values, req.route.key if self.per_route else None)
-            decision = cache.get_local(key, time.time())
-            if decision is None:
-                decision = await cache.get_shared(key)
+            decision = await cache.get_shared(key, local_key)
         if decision is None:
             if cache is not None:
                 cache.misses += 1
@@ -284,7 +317,7 @@ class AuthorizerRuntime:
                 return got  # type: ignore[return-value]
             decision = got  # type: ignore[assignment]
             if key is not None and cache is not None:
-                await cache.put(key, self.ttl, decision)
+                await cache.put(key, local_key, self.ttl, decision)
         return self._apply(decision, req, latency)
 
     async def _call(self, req: Request, values: list[str], svc: Services) -> Decision | LocalReply:
@@ -356,15 +389,19 @@ class AuthorizerRuntime:
                 decision.arns[arn] = verdict
         if verdict != la.ALLOW:
             return la.deny_reply(self.api_kind, verdict == la.EXPLICIT_DENY)
-        if self.api_kind == "rest":
-            # REST: context values reach the integration as strings (principalId and
-            # integrationLatency beside them), as in AWS's requestContext.authorizer.
-            auth: dict[str, Any] = {k: _as_string(v) for k, v in decision.context.items()}
-            auth["principalId"] = decision.principal_id
-            auth["integrationLatency"] = latency
-        else:
-            auth = dict(decision.context)
-            auth["principalId"] = decision.principal_id
+        auth = decision.auth
+        if auth is None or latency:
+            if self.api_kind == "rest":
+                # REST: context values reach the integration as strings (principalId and
+                # integrationLatency beside them), as in AWS's requestContext.authorizer.
+                auth = {k: _as_string(v) for k, v in decision.context.items()}
+                auth["principalId"] = decision.principal_id
+                auth["integrationLatency"] = latency
+            else:
+                auth = dict(decision.context)
+                auth["principalId"] = decision.principal_id
+            if not latency:
+                decision.auth = auth
         req.authorizer = auth
         req.usage_key = decision.usage_key
         return None

@@ -100,11 +100,14 @@ class Request:
         """A header's value, case-insensitively; repeated headers are joined with ','."""
         lower = self._lower
         if lower is None:
-            lower = {}
-            for k, v in self.headers:
-                lk = k.lower()
-                old = lower.get(lk)
-                lower[lk] = v if old is None else old + "," + v
+            headers = self.headers
+            lower = {k.lower(): v for k, v in headers}
+            if len(lower) != len(headers):  # a repeated name: join its values
+                lower = {}
+                for k, v in headers:
+                    lk = k.lower()
+                    old = lower.get(lk)
+                    lower[lk] = v if old is None else old + "," + v
             self._lower = lower
         return lower.get(name.lower(), default)
 
