@@ -32,7 +32,7 @@ from fastgw.config.model import (
 from fastgw.functions.errors import FunctionError, FunctionTimeout, InvokeError
 from fastgw.functions.registry import LocalFunction, apply_environment, load_handler
 from fastgw.pipeline.request import Request, Response
-from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step
+from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step, fast_reply_v1
 from fastgw.plugins.base import Plugin, is_async, phases_of, registry
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
@@ -421,7 +421,9 @@ HTTP_API_ERROR = replies.LocalReply(
 )
 
 
-def function_integration(fn: FunctionRef, version: str, timeout: float, api_kind: str) -> Integration:
+def function_integration(
+    fn: FunctionRef, version: str, timeout: float, api_kind: str, raw_ok: bool = False
+) -> Integration:
     """AWS_PROXY: the Lambda proxy event in, the Lambda proxy response out (as AWS)."""
     from fastgw.functions import events
 
@@ -432,12 +434,17 @@ def function_integration(fn: FunctionRef, version: str, timeout: float, api_kind
     else:
         build, parse = events.build_event_v1, events.parse_response_v1
     local = fn if type(fn) is LocalFunction else None
+    # Without response-phase plugins, the common payload 1.0 response goes straight to bytes.
+    fast = raw_ok and version == "1.0"
+    rest = api_kind == "rest"
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
         event = build(req)
         try:
             if local is not None:
-                result = await local.invoke(event, svc.executor, timeout)
+                done, result = local.start(event, svc.executor, timeout)
+                if not done:
+                    result = await result
             else:
                 result = await fn.invoke(event, svc, timeout, req.request_id)  # type: ignore[union-attr]
         except FunctionTimeout:
@@ -457,6 +464,10 @@ def function_integration(fn: FunctionRef, version: str, timeout: float, api_kind
         except InvokeError as ex:
             log.error("function unreachable", extra={"function": fn.name, "error": str(ex)})
             return failure
+        if fast:
+            reply = fast_reply_v1(result, rest)
+            if reply is not None:
+                return reply
         try:
             return parse(result, req)
         except events.BadResponse as ex:
@@ -516,7 +527,8 @@ def build_pipeline(
         if fn is None:
             return False
         timeout = integ.timeout_ms / 1000.0
-        run = function_integration(fn, version, timeout, api.kind)
+        raw_ok = not any(s.phase == "response" for s in steps)
+        run = function_integration(fn, version, timeout, api.kind, raw_ok)
         name = f"AWS_PROXY function {fn.name!r} (payload {version})"
         deadline += timeout
     elif isinstance(integ, MockIntegration):

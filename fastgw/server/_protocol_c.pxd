@@ -47,7 +47,7 @@ cdef class Exchange:
     cdef public UpstreamConnection conn
     cdef public UpstreamPool pool
     cdef public object buf, integration, local_error, route, snapshot, params, gate
-    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_api_key
+    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_api_key, p_key_id
     cdef public str p_path, p_inner
     cdef public str method
     cdef public list out
@@ -63,6 +63,7 @@ cdef class Exchange:
     cpdef start(self)
     cpdef dispatch(self)
     cpdef start_pipeline(self)
+    cpdef build_request(self)
     cpdef pipeline_done(self, reply)
     cpdef request_body(self, bytes data)
     cpdef request_complete(self)

@@ -34,11 +34,13 @@ import collections
 import ipaddress
 import logging
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import httptools
 
 from fastgw.config.compile import MockRuntime as _MockRuntime
+from fastgw.pipeline.request import Request
 from fastgw.pipeline.runtime import launch as _launch_pipeline
 from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
@@ -686,6 +688,25 @@ class HttpProtocol:
             self.transport.close()
 
 
+# Host header value -> (its text, the domain: no port, lower-case). Bounded.
+_HOSTS: dict[bytes, tuple[str, str]] = {}
+
+
+def _host(host: bytes) -> tuple[str, str]:
+    got = _HOSTS.get(host)
+    if got is None:
+        text = host.decode("latin-1")
+        h = text.lower()
+        if h.startswith("["):
+            domain = h[: h.find("]") + 1]
+        else:
+            domain = h.rpartition(":")[0] if ":" in h else h
+        got = (text, domain)
+        if len(_HOSTS) < 1024:
+            _HOSTS[host] = got
+    return got
+
+
 class Exchange:
     """One request and its response, from head to last byte."""
 
@@ -708,6 +729,7 @@ class Exchange:
         "p_fwd",
         "p_host",
         "p_inner",
+        "p_key_id",
         "p_path",
         "p_xff",
         "params",
@@ -765,6 +787,7 @@ class Exchange:
         self.p_api_key: bytes | None = None
         self.p_path = ""
         self.p_inner = ""
+        self.p_key_id: str | None = None
         worker = proto.worker
         worker.rid += 1
         self.request_id = request_id(worker.rid_prefix, worker.rid)
@@ -802,9 +825,9 @@ class Exchange:
             return
         route: RouteRuntime = match.value
         self.route = route
-        if route.pipeline is not None:
-            # The pipeline runs the traffic gate itself (after the authorizer, as AWS does).
-            self.pipeline = route.pipeline
+        pipeline = route.pipeline
+        if pipeline is not None:
+            self.pipeline = pipeline
             self.params = match.params
             self.p_fwd = proto.fwd
             self.p_host = host
@@ -812,7 +835,8 @@ class Exchange:
             self.p_api_key = proto.api_key
             self.p_path = path
             self.p_inner = inner
-            return
+            if not pipeline.early_gate:  # type: ignore[attr-defined]
+                return  # the pipeline runs the gate itself (after its authorizer, as AWS does)
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
         verdict = proto.worker.gate.admit(route, proto, proto.loop.time())
         if verdict is not None:
@@ -820,6 +844,10 @@ class Exchange:
                 self.local_error = verdict  # type: ignore[assignment]
                 return
             self.gate = verdict  # type: ignore[assignment]
+        if pipeline is not None:
+            if route.api_key_required and proto.key_rt is not None:
+                self.p_key_id = proto.key_rt.id  # type: ignore[attr-defined]
+            return
         integ = route.integration
         if type(integ) is not _MockRuntime:
             self.integration = integ  # type: ignore[assignment]
@@ -921,6 +949,63 @@ class Exchange:
         self.proto.worker.waiting.discard(self)
         if self.proto.active is self and not self.response_started:
             self.respond_local(reply)
+
+    def build_request(self) -> Request:
+        """The request pipeline's view of this exchange (see ``Request`` for its headers)."""
+        headers: list[tuple[str, str]] = []
+        host = self.p_host
+        domain = ""
+        if host is not None:
+            text, domain = _host(host)
+            headers.append(("Host", text))
+        fwd = self.p_fwd
+        if fwd:
+            # Both head parsers emit each forwarded header as b"name: value\r\n" (leading
+            # whitespace of the value dropped): one decode, one split.
+            blob = fwd[0] if len(fwd) == 1 else b"".join(fwd)
+            for line in blob.decode("latin-1").split("\r\n"):
+                if line:
+                    name, _, value = line.partition(": ")
+                    if value[-1:] in (" ", "\t"):
+                        value = value.rstrip(" \t")
+                    headers.append((name, value))
+        buf = self.buf
+        body = b"".join(buf) if buf else b""
+        if body or self.body_mode:
+            headers.append(("Content-Length", str(len(body))))
+        peer = self.proto.peer
+        xff = self.p_xff
+        source_ip = peer
+        if xff:
+            xff_s = xff.decode("latin-1")
+            if self.proto.peer_trusted:
+                source_ip = xff_s.split(",")[0].strip() or peer
+            headers.append(("X-Forwarded-For", f"{xff_s}, {peer}"))
+        else:
+            headers.append(("X-Forwarded-For", peer))
+        headers.append(("X-Forwarded-Proto", "http"))
+        port = self.proto.local_port
+        if port:
+            headers.append(("X-Forwarded-Port", port))
+        api_key = self.p_api_key
+        req = Request(
+            self.route,
+            self.method,
+            self.p_path,
+            self.p_inner,
+            self.query.decode("latin-1"),
+            headers,
+            body,
+            source_ip,
+            self.request_id.decode(),
+            int(time.time() * 1000),
+            self.params,
+            domain,
+            "HTTP/1.0" if self.http10 else "HTTP/1.1",
+            api_key.decode("latin-1") if api_key else (None if api_key is None else ""),
+        )
+        req.api_key_id = self.p_key_id
+        return req
 
     def dispatch(self) -> None:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
