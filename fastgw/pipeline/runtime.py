@@ -85,6 +85,8 @@ class KeyHolder:
         self.key_gen = -1
 
 
+_NO_KEY = KeyHolder(None)
+
 Integration = Callable[[Request, Services], Awaitable["Response | LocalReply"]]
 
 
@@ -158,11 +160,14 @@ class RoutePipeline:
                     return denied  # type: ignore[return-value]
             route = self.route
             if not self.early_gate:
-                if self.key_from_authorizer:
-                    key = req.usage_key.encode() if req.usage_key is not None else None
+                if route.api_key_required:
+                    if self.key_from_authorizer:
+                        key = req.usage_key.encode() if req.usage_key is not None else None
+                    else:
+                        key = req.api_key.encode("latin-1") if req.api_key is not None else None
+                    holder = KeyHolder(key)
                 else:
-                    key = req.api_key.encode("latin-1") if req.api_key is not None else None
-                holder = KeyHolder(key)
+                    holder = _NO_KEY  # the gate reads no key for this route
                 verdict = svc.gate.admit(route, holder, svc.loop.time())  # type: ignore[arg-type]
                 if verdict is not None:
                     if type(verdict) is not LocalReply:
