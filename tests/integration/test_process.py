@@ -302,6 +302,12 @@ def test_demo_served_without_config(gateway_factory: GatewayFactory, tmp_path: P
     with RawConn(gw.port) as c:
         r = c.request("GET", "/prod/private", headers=[("x-api-key", "demo-key-0123456789abcdef")])
     assert (r.status, r.body) == (200, b'{"message":"hello, key holder"}')
+    # The demo's Lambda handler, run in-process with a payload 1.0 event.
+    r = get(gw.port, "/prod/lambda/ada?x=1")
+    assert r.status == 200
+    assert r.json()["message"] == "hello ada, from a Lambda handler in fastgw"
+    assert r.json()["resource"] == "/lambda/{name}" and r.json()["query"] == {"x": "1"}
+    assert r.json()["requestId"] == r.header("x-amzn-RequestId")
     assert "serving the demo" in gw.stderr_text()
     assert list(empty.iterdir()) == []
     assert gw.stop() == 0
