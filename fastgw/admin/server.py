@@ -79,6 +79,7 @@ T = TypeVar("T")
 
 # ---------------------------------------------------------------------- limits
 MAX_BODY_BYTES = 1 << 20  # request body (CSV imports included)
+LINGER_SECONDS = 2.0  # after an error reply: how long a client's unread upload is drained
 MAX_URL_BYTES = 8192
 MAX_HEADER_BYTES = 16384  # request line + header fields
 MAX_HEADERS = 100
@@ -1085,6 +1086,9 @@ class AdminProtocol(asyncio.Protocol):
             self._fail(status, message)
 
     def eof_received(self) -> bool | None:
+        if self.failed:
+            # The error reply is out (lingering): close; else it closes after writing it.
+            return None if self.task is None and not self.pending else True
         if self.task is None and not self.pending:
             return None  # idle: close
         self.closing = True  # answer what was received, then close
@@ -1231,7 +1235,18 @@ class AdminProtocol(asyncio.Protocol):
             lines.append("connection: close")
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else payload))
         if close:
-            transport.close()
+            if self.failed and transport.can_write_eof():
+                # Lingering close (nginx's lingering_close): closing on a client that is still
+                # sending a refused body resets the connection, and a reset can destroy the
+                # error response in flight. Send FIN, discard what still arrives
+                # (data_received ignores it once failed), close at EOF or after LINGER_SECONDS.
+                transport.write_eof()
+                if self.paused:
+                    self.paused = False
+                    transport.resume_reading()
+                self.loop.call_later(LINGER_SECONDS, transport.close)
+            else:
+                transport.close()
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
