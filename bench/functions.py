@@ -32,8 +32,13 @@ def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def functions_config(upstream_config: str) -> str:
-    """The bench config plus two function routes: ``/fn/{x}`` and ``/auth/{x}`` (cached authorizer)."""
-    routes = (
+    """The bench config plus ``/mock/{x}`` (the same body, no integration: the floor of a local
+    reply), and two function routes: ``/fn/{x}`` and ``/auth/{x}`` (cached authorizer)."""
+    mock = (
+        '      - route: "GET /mock/{x}"\n'
+        f"        integration: {{type: MOCK, headers: {{content-type: application/json}}, body: '{BODY}'}}\n"
+    )
+    routes = mock + (
         '      - route: "GET /fn/{x}"\n'
         "        integration: {type: AWS_PROXY, uri: small}\n"
         '      - route: "GET /auth/{x}"\n'

@@ -749,6 +749,7 @@ def mode_traffic(args: argparse.Namespace) -> int:
 FN_PROXY = "HTTP_PROXY to nginx"
 FN_FUNCTION = "AWS_PROXY async function"
 FN_AUTH = "function + cached TOKEN authorizer"
+FN_MOCK = "MOCK (same body, no integration)"
 
 
 def functions_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
@@ -808,6 +809,7 @@ def mode_functions(args: argparse.Namespace) -> int:
             Target(FN_PROXY, fgw, "/prod", load_cores),
             Target(FN_FUNCTION, fgw, "/prod/fn", load_cores),
             Target(FN_AUTH, fgw, "/prod/auth", load_cores),
+            Target(FN_MOCK, fgw, "/prod/mock", load_cores),
         ]
         checks = []
         for tg in targets:
@@ -847,7 +849,9 @@ def mode_functions(args: argparse.Namespace) -> int:
                 "`async def` handler returning the same 100-byte JSON body (payload 1.0 event built, "
                 "response parsed); "
                 f"**{FN_AUTH}** = `GET /auth/{{x}}`, the same function behind a TOKEN authorizer with "
-                "the default 300 s cache (one call, then hits).",
+                "the default 300 s cache (one call, then hits); "
+                f"**{FN_MOCK}** = `GET /mock/{{x}}`, a MOCK answering the same 100 bytes: the cost of any "
+                "local reply on this machine, the floor under the function rows.",
                 table,
                 "Budgets from the issue: the function serves at least 1.5x the proxied route's req/s; "
                 "a cached authorizer decision costs at most 10 % of the route's req/s:",
