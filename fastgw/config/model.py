@@ -210,6 +210,9 @@ class GatewaySettings(_Model):
     state: StateSettings = field(default_factory=StateSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
     functions: FunctionSettings = field(default_factory=FunctionSettings)
+    tls: Annotated[
+        TlsSettings | None, Meta(description="An HTTPS listener beside the HTTP one (off when absent).")
+    ] = None
 
 
 class MockIntegration(_Model, tag="MOCK", tag_field="type"):
@@ -279,19 +282,78 @@ class PluginRef(_Model):
     ] = True
 
 
+class JwtConfiguration(_Model):
+    """How a JWT (or Cognito) authorizer checks tokens."""
+
+    issuer: Annotated[
+        str | None,
+        Meta(
+            description="Expected `iss`; also where OIDC discovery looks "
+            "(ISSUER/.well-known/openid-configuration)."
+        ),
+    ] = None
+    audience: Annotated[
+        list[str],
+        Meta(description="Accepted `aud` values (or `client_id` for access tokens without `aud`, as AWS)."),
+    ] = field(default_factory=list)
+    jwks_uri: Annotated[
+        str | None, Meta(description="JWKS URL; without it, taken from the issuer's OIDC discovery document.")
+    ] = None
+    algorithms: Annotated[
+        list[
+            Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+        ],
+        Meta(description="Signature algorithms accepted (never taken from the token alone). AWS: RS256."),
+    ] = field(default_factory=lambda: ["RS256"])
+    clock_skew_seconds: Annotated[
+        int, Meta(ge=0, le=300, description="Leeway for exp, nbf and iat, seconds.")
+    ] = 60
+    jwks_cache_seconds: Annotated[
+        int, Meta(ge=1, description="Seconds the key set is kept before it is fetched again.")
+    ] = 3600
+    jwks_min_refresh_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="At most one fetch per this many seconds on an unknown `kid` (a flood of bad "
+            "tokens cannot hammer the provider).",
+        ),
+    ] = 10.0
+    fetch_timeout_ms: Annotated[int, Meta(ge=50, description="Deadline of a JWKS / discovery fetch, ms.")] = (
+        3000
+    )
+    max_jwks_bytes: Annotated[int, Meta(ge=1024, description="Size cap of a JWKS / discovery document.")] = (
+        256 * 1024
+    )
+
+
 class AuthorizerConfig(_Model):
     """A Lambda (custom) authorizer of an API."""
 
     name: Annotated[str, Meta(min_length=1, description="Authorizer name, used by routes' `authorizer`.")]
-    authorizerUri: Annotated[
-        str, Meta(min_length=1, description="The authorizer function: same forms as an AWS_PROXY `uri`.")
-    ]
     type: Annotated[
-        Literal["TOKEN", "REQUEST"],
+        Literal["TOKEN", "REQUEST", "JWT", "COGNITO_USER_POOLS"],
         Meta(
-            description="TOKEN: one header carries a bearer token (REST); REQUEST: several identity sources."
+            description="TOKEN: a Lambda authorizer reading one header (REST); REQUEST: a Lambda "
+            "authorizer with several identity sources; JWT: tokens of an OIDC issuer checked by the "
+            "gateway (HTTP API semantics, REST routes too); COGNITO_USER_POOLS: the same with "
+            "Cognito's issuer and token-use rules."
         ),
     ] = "REQUEST"
+    authorizerUri: Annotated[
+        str | None,
+        Meta(description="TOKEN / REQUEST: the authorizer function, same forms as an AWS_PROXY `uri`."),
+    ] = None
+    jwtConfiguration: Annotated[
+        JwtConfiguration | None, Meta(description="JWT: issuer, audiences and keys (AWS's JwtConfiguration).")
+    ] = None
+    providerARNs: Annotated[
+        list[str],
+        Meta(
+            description="COGNITO_USER_POOLS: user pool ARNs (arn:aws:cognito-idp:REGION:ACCOUNT:userpool/"
+            "POOL_ID); tokens of any of them are accepted."
+        ),
+    ] = field(default_factory=list)
     identitySource: Annotated[
         str | list[str],
         Meta(
@@ -406,6 +468,20 @@ class Route(_Model):
     authorizer: Annotated[
         str | None, Meta(description="Name of one of the API's `authorizers` guarding the route.")
     ] = None
+    authorizationScopes: Annotated[
+        list[str],
+        Meta(
+            description="JWT / Cognito authorizers: the token needs one of these scopes "
+            "(`scope`/`scp`), else 403."
+        ),
+    ] = field(default_factory=list)
+    authorizationType: Annotated[
+        Literal["NONE", "AWS_IAM"],
+        Meta(
+            description="AWS_IAM: requests must be SigV4-signed with credentials in `iam.users` "
+            "(and allowed by their policy)."
+        ),
+    ] = "NONE"
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on this route.")] = field(
         default_factory=list
     )
@@ -475,9 +551,16 @@ class Api(_Model):
     ] = field(default_factory=list)
     routes: Annotated[list[Route], Meta(description="Routes of the API.")] = field(default_factory=list)
     stages: Annotated[list[Stage], Meta(description="Stages; at least one.")] = field(default_factory=list)
-    authorizers: Annotated[list[AuthorizerConfig], Meta(description="Lambda authorizers routes may use.")] = (
-        field(default_factory=list)
-    )
+    authorizers: Annotated[
+        list[AuthorizerConfig], Meta(description="Authorizers (Lambda, JWT, Cognito) routes may use.")
+    ] = field(default_factory=list)
+    policy: Annotated[
+        dict[str, Any] | None,
+        Meta(
+            description="Resource policy (IAM JSON, as AWS): Allow/Deny on execute-api:Invoke with "
+            "aws:SourceIp (IpAddress / NotIpAddress) and principal conditions; explicit deny wins."
+        ),
+    ] = None
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on every route of the API.")] = (
         field(default_factory=list)
     )
@@ -504,6 +587,13 @@ class Domain(_Model):
     mappings: Annotated[list[BasePathMapping], Meta(description="Base-path mappings.")] = field(
         default_factory=list
     )
+    certificate: Annotated[
+        TlsCertificate | None, Meta(description="This domain's certificate on the HTTPS listener (by SNI).")
+    ] = None
+    mutualTls: Annotated[
+        MutualTls | None,
+        Meta(description="Require client certificates from this truststore on the HTTPS listener."),
+    ] = None
 
 
 class ApiKeyConfig(_Model):
@@ -578,6 +668,67 @@ class UsagePlanConfig(_Model):
     )
 
 
+class IamUser(_Model):
+    """Credentials that SigV4-signed requests (authorizationType AWS_IAM) may use."""
+
+    accessKeyId: Annotated[str, Meta(pattern=r"^[A-Z0-9]{16,128}$", description="The access key id.")]
+    arn: Annotated[
+        str,
+        Meta(
+            description="The principal's ARN (arn:aws:iam::ACCOUNT:user/NAME), in $context.identity.userArn."
+        ),
+    ]
+    secretAccessKey: Annotated[str | None, Meta(description="The secret key (or `secret_env`).")] = None
+    secret_env: Annotated[str | None, Meta(description="Environment variable holding the secret key.")] = None
+    policy: Annotated[
+        dict[str, Any] | None,
+        Meta(description="Identity policy (IAM JSON): execute-api:Invoke on method ARNs, wildcards allowed."),
+    ] = None
+
+
+class IamSettings(_Model):
+    """AWS_IAM authorization: the credentials the gateway verifies signatures against."""
+
+    users: Annotated[list[IamUser], Meta(description="Principals and their keys.")] = field(
+        default_factory=list
+    )
+    clock_skew_seconds: Annotated[
+        int, Meta(ge=0, le=3600, description="Accepted difference between X-Amz-Date and now (AWS: 300).")
+    ] = 300
+
+
+class TlsCertificate(_Model):
+    """A certificate chain and its key (PEM files)."""
+
+    certificate: Annotated[str, Meta(description="PEM file: the certificate and its chain.")]
+    key: Annotated[str, Meta(description="PEM file: the private key.")]
+
+
+class MutualTls(_Model):
+    """Client certificates required on a custom domain."""
+
+    truststore: Annotated[
+        str, Meta(description="PEM file of the CA certificates client certificates must chain to.")
+    ]
+
+
+class TlsSettings(_Model):
+    """HTTPS listener: a default certificate, one per custom domain by SNI."""
+
+    default: Annotated[TlsCertificate, Meta(description="Certificate for names without one of their own.")]
+    listen: Annotated[str, Meta(description="HOST:PORT of the HTTPS listener.")] = "127.0.0.1:8443"
+    min_version: Annotated[
+        Literal["TLSv1.2", "TLSv1.3"], Meta(description="Oldest protocol accepted (AWS's TLS_1_2 policy).")
+    ] = "TLSv1.2"
+    ciphers: Annotated[
+        str,
+        Meta(
+            description="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's): forward-secret "
+            "AEAD suites only by default."
+        ),
+    ] = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 class GatewayConfig(_Model):
     """The whole configuration file."""
 
@@ -603,6 +754,9 @@ class GatewayConfig(_Model):
     ] = field(default_factory=list)
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on every route.")] = field(
         default_factory=list
+    )
+    iam: Annotated[IamSettings, Meta(description="AWS_IAM (SigV4) credentials and policies.")] = field(
+        default_factory=IamSettings
     )
 
 

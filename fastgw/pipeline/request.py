@@ -30,10 +30,12 @@ class Request:
         "api_key_id",
         "authorizer",
         "body",
+        "client_cert",
         "ctx",
         "domain",
         "headers",
         "http_version",
+        "iam",
         "method",
         "params",
         "path",
@@ -92,6 +94,11 @@ class Request:
         self.api_key_id: str | None = None
         #: A Lambda authorizer's usageIdentifierKey (apiKeySource AUTHORIZER).
         self.usage_key: str | None = None
+        #: AWS_IAM: the verified caller {"accessKey", "accountId", "caller", "user", "userArn"}.
+        self.iam: dict[str, Any] | None = None
+        #: Mutual TLS: the client certificate as $context.identity.clientCert ({"clientCertPem",
+        #: "subjectDN", "issuerDN", "serialNumber", "validity": {"notBefore", "notAfter"}}).
+        self.client_cert: dict[str, Any] | None = None
         #: Free space for plugins, shared by all phases of this request.
         self.ctx: dict[str, Any] = {}
         self._lower: dict[str, str] | None = None
