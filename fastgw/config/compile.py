@@ -455,6 +455,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             default_site.not_found = default_site.root.api.not_found
 
     _check_traffic(config, by_name, issues)
+    _check_unbuilt(config, issues)
     hosts: dict[str, Site] = {}
     for d_i, domain in enumerate(config.domains):
         d_path = f"$.domains[{d_i}]"
@@ -508,6 +509,33 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         trusted_proxies=tuple(proxies),
         targets=targets,
     )
+
+
+def _check_unbuilt(config: GatewayConfig, issues: list[ConfigIssue]) -> None:
+    """Fields of the model whose features are not built yet: refused, never silently ignored."""
+    if config.gateway.tls is not None:
+        issues.append(ConfigIssue("$.gateway.tls", "the HTTPS listener is not supported yet"))
+    for i, domain in enumerate(config.domains):
+        if domain.certificate is not None:
+            issues.append(ConfigIssue(f"$.domains[{i}].certificate", "TLS is not supported yet"))
+        if domain.mutualTls is not None:
+            issues.append(ConfigIssue(f"$.domains[{i}].mutualTls", "mutual TLS is not supported yet"))
+    for a_i, api in enumerate(config.apis):
+        if api.policy is not None:
+            issues.append(ConfigIssue(f"$.apis[{a_i}].policy", "resource policies are not supported yet"))
+        for r_i, route in enumerate(api.routes):
+            if route.authorizationType == "AWS_IAM":
+                issues.append(
+                    ConfigIssue(
+                        f"$.apis[{a_i}].routes[{r_i}].authorizationType", "AWS_IAM is not supported yet"
+                    )
+                )
+            if route.authorizationScopes:
+                issues.append(
+                    ConfigIssue(
+                        f"$.apis[{a_i}].routes[{r_i}].authorizationScopes", "JWT scopes are not supported yet"
+                    )
+                )
 
 
 def _check_traffic(

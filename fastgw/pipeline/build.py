@@ -287,6 +287,12 @@ def compile_authorizers(
         if auth.name in out:
             sink.append(ConfigIssue(f"{a_path}.name", f"duplicate authorizer {auth.name!r}"))
             continue
+        if auth.type in ("JWT", "COGNITO_USER_POOLS"):
+            sink.append(ConfigIssue(f"{a_path}.type", f"{auth.type} authorizers are not supported yet"))
+            continue
+        if auth.authorizerUri is None:
+            sink.append(ConfigIssue(f"{a_path}.authorizerUri", f"{auth.type} authorizers need a function"))
+            continue
         version = _auth_version(api, auth, a_path, sink)
         if auth.type == "TOKEN" and api.kind != "rest":
             sink.append(
