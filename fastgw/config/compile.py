@@ -116,6 +116,8 @@ class RouteRuntime:
     pipeline: Any = None
     # Per-route constants of the Lambda events (built on first use by fastgw.functions.events).
     event_static: Any = None
+    # JWT / Cognito authorizers: scopes the token needs one of (Route.authorizationScopes).
+    auth_scopes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, eq=False)
@@ -328,6 +330,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
     from fastgw.pipeline import build as pb
 
     functions = pb.compile_functions(config, issues)
+    access = pb.AccessControl(config, issues)
     binder = pb.PluginBinder(pb.load_plugins(config, issues), issues)
     global_plugins = binder.bind(config.plugins, "$.plugins", "gateway")
 
@@ -376,7 +379,9 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             trie = RouteTrie()
             rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
             stage_plugins = binder.bind(stage.plugins, f"{s_path}.plugins", f"stage {stage.name}")
-            authorizers = pb.compile_authorizers(api, api_id, stage, functions, a_path, issues, True)
+            authorizers = pb.compile_authorizers(
+                api, api_id, stage, functions, a_path, issues, True, config.gateway.aws.region
+            )
             stage_map[stage.name] = rt_stage
             stages.append(rt_stage)
             for r_i, route in enumerate(api.routes):
@@ -409,6 +414,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     resource_method=f"{template}/{method}" if method != "$default" else "$default",
                     method=method,
                     template=template,
+                    auth_scopes=tuple(route.authorizationScopes),
                 )
                 merged = {
                     **global_plugins,
@@ -417,7 +423,17 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     **binder.bind(route.plugins, f"{r_path}.plugins", "route"),
                 }
                 pipe = pb.build_pipeline(
-                    rt_route, route, api, compiled, functions, authorizers, merged, stage, r_path, issues
+                    rt_route,
+                    route,
+                    api,
+                    compiled,
+                    functions,
+                    authorizers,
+                    merged,
+                    stage,
+                    r_path,
+                    issues,
+                    access.for_route(api, a_path, route, r_path),
                 )
                 if pipe is False:
                     continue
@@ -455,7 +471,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             default_site.not_found = default_site.root.api.not_found
 
     _check_traffic(config, by_name, issues)
-    _check_unbuilt(config, issues)
+    _check_tls(config, issues)
     hosts: dict[str, Site] = {}
     for d_i, domain in enumerate(config.domains):
         d_path = f"$.domains[{d_i}]"
@@ -511,31 +527,12 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
     )
 
 
-def _check_unbuilt(config: GatewayConfig, issues: list[ConfigIssue]) -> None:
-    """Fields of the model whose features are not built yet: refused, never silently ignored."""
-    if config.gateway.tls is not None:
-        issues.append(ConfigIssue("$.gateway.tls", "the HTTPS listener is not supported yet"))
-    for i, domain in enumerate(config.domains):
-        if domain.certificate is not None:
-            issues.append(ConfigIssue(f"$.domains[{i}].certificate", "TLS is not supported yet"))
-        if domain.mutualTls is not None:
-            issues.append(ConfigIssue(f"$.domains[{i}].mutualTls", "mutual TLS is not supported yet"))
-    for a_i, api in enumerate(config.apis):
-        if api.policy is not None:
-            issues.append(ConfigIssue(f"$.apis[{a_i}].policy", "resource policies are not supported yet"))
-        for r_i, route in enumerate(api.routes):
-            if route.authorizationType == "AWS_IAM":
-                issues.append(
-                    ConfigIssue(
-                        f"$.apis[{a_i}].routes[{r_i}].authorizationType", "AWS_IAM is not supported yet"
-                    )
-                )
-            if route.authorizationScopes:
-                issues.append(
-                    ConfigIssue(
-                        f"$.apis[{a_i}].routes[{r_i}].authorizationScopes", "JWT scopes are not supported yet"
-                    )
-                )
+def _check_tls(config: GatewayConfig, issues: list[ConfigIssue]) -> None:
+    """Checks of the HTTPS settings (files exist, are PEM, load) before any worker starts."""
+    # TLS: certificate, key and truststore files exist, are PEM and load (fastgw.server.tls).
+    from fastgw.server.tls import check_tls
+
+    check_tls(config, issues)
 
 
 def _check_traffic(

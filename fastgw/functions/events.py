@@ -395,16 +395,25 @@ def _identity(req: Request, st: _Static, ua: str | None, for_authorizer: bool) -
         identity = _IDENTITY_REST.copy()
         identity["sourceIp"] = req.source_ip
         identity["userAgent"] = ua
+        if req.client_cert is not None:  # mutual TLS: $context.identity.clientCert
+            identity["clientCert"] = req.client_cert
         # $context.identity.apiKey / apiKeyId: set for methods that require an API key.
         if req.api_key_id is not None:
             identity["apiKey"] = req.api_key if req.api_key is not None else req.usage_key
             identity["apiKeyId"] = req.api_key_id
         elif for_authorizer and st.key_required:
             identity["apiKey"] = req.api_key
+        # AWS_IAM: the verified caller's accessKey, accountId, caller, user, userArn.
+        if req.iam is not None:
+            identity.update(req.iam)
         return identity
     identity = _IDENTITY_HTTP.copy()
     identity["sourceIp"] = req.source_ip
     identity["userAgent"] = ua
+    if req.client_cert is not None:  # mutual TLS: $context.identity.clientCert
+        identity["clientCert"] = req.client_cert
+    if req.iam is not None:
+        identity.update(req.iam)
     return identity
 
 

@@ -276,6 +276,7 @@ def compile_authorizers(
     path: str,
     issues: list[ConfigIssue],
     report: bool,
+    region: str = "us-east-1",
 ) -> dict[str, AuthorizerRuntime]:
     from fastgw.authorizers import lambda_auth as la
     from fastgw.authorizers.runtime import AuthorizerRuntime
@@ -288,7 +289,14 @@ def compile_authorizers(
             sink.append(ConfigIssue(f"{a_path}.name", f"duplicate authorizer {auth.name!r}"))
             continue
         if auth.type in ("JWT", "COGNITO_USER_POOLS"):
-            sink.append(ConfigIssue(f"{a_path}.type", f"{auth.type} authorizers are not supported yet"))
+            from fastgw.authorizers.jwt_auth import JwtAuthorizerRuntime
+
+            try:
+                out[auth.name] = JwtAuthorizerRuntime(  # type: ignore[assignment]
+                    auth.name, api.kind, auth, region
+                )
+            except ValueError as ex:
+                sink.append(ConfigIssue(a_path, str(ex)))
             continue
         if auth.authorizerUri is None:
             sink.append(ConfigIssue(f"{a_path}.authorizerUri", f"{auth.type} authorizers need a function"))
@@ -351,6 +359,68 @@ def _digest(obj: Any) -> str:
     import hashlib
 
     return hashlib.sha256(msgspec.json.encode(obj)).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------- access control
+class AccessControl:
+    """The config's IAM verifier (built once, if a route uses AWS_IAM) and each API's compiled
+    resource policy; problems become config issues at their paths."""
+
+    def __init__(self, config: GatewayConfig, issues: list[ConfigIssue]) -> None:
+        self.config = config
+        self.issues = issues
+        self._iam: Any = None
+        self._iam_failed = False
+        self._policies: dict[int, Any] = {}
+
+    def iam(self) -> Any:
+        if self._iam is None and not self._iam_failed:
+            from fastgw.authorizers.sigv4 import IamVerifier
+
+            aws = self.config.gateway.aws
+            try:
+                self._iam = IamVerifier(self.config.iam, aws.region, aws.account_id)
+            except ValueError as ex:
+                self._iam_failed = True
+                self.issues.append(ConfigIssue("$.iam", str(ex)))
+        return self._iam
+
+    def policy(self, api: Api, path: str) -> Any:
+        if api.policy is None:
+            return None
+        key = id(api)
+        if key not in self._policies:
+            from fastgw.authorizers.resource_policy import ResourcePolicy
+
+            try:
+                self._policies[key] = ResourcePolicy(api.policy)
+            except ValueError as ex:
+                self._policies[key] = None
+                self.issues.append(ConfigIssue(f"{path}.policy", str(ex)))
+        return self._policies[key]
+
+    def for_route(self, api: Api, a_path: str, route: Route, r_path: str) -> tuple[Any, Any, bool]:
+        """(IAM verifier or None, resource policy or None, failed)."""
+        iam = None
+        failed = False
+        if route.authorizationType == "AWS_IAM":
+            if route.authorizer is not None:
+                self.issues.append(
+                    ConfigIssue(
+                        f"{r_path}.authorizer", "a route is either AWS_IAM or has an authorizer, not both"
+                    )
+                )
+                failed = True
+            if not self.config.iam.users:
+                self.issues.append(
+                    ConfigIssue(f"{r_path}.authorizationType", "AWS_IAM needs users in `iam.users`")
+                )
+                failed = True
+            iam = self.iam()
+            failed = failed or iam is None
+        policy = self.policy(api, a_path)
+        failed = failed or (api.policy is not None and policy is None)
+        return iam, policy, failed
 
 
 # ---------------------------------------------------------------------------- integrations
@@ -500,13 +570,32 @@ def build_pipeline(
     stage: Stage,
     path: str,
     issues: list[ConfigIssue],
+    access: tuple[Any, Any, bool] = (None, None, False),
 ) -> RoutePipeline | bool | None:
     """The route's pipeline; None when the fast path serves it; False after an issue."""
     integ = route.integration
     steps, plugins = plugin_steps(merged_plugins)
-    if not isinstance(integ, AwsProxyIntegration) and route.authorizer is None and not steps:
+    iam, policy, access_failed = access
+    if access_failed:
+        return False
+    if (
+        not isinstance(integ, AwsProxyIntegration)
+        and route.authorizer is None
+        and not steps
+        and iam is None
+        and policy is None
+    ):
         return None
     auth = None
+    if route.authorizationScopes and not any(
+        a.name == route.authorizer and a.type in ("JWT", "COGNITO_USER_POOLS") for a in api.authorizers
+    ):
+        issues.append(
+            ConfigIssue(
+                f"{path}.authorizationScopes", "scopes need a JWT or COGNITO_USER_POOLS authorizer (AWS)"
+            )
+        )
+        return False
     if route.authorizer is not None:
         auth = authorizers.get(route.authorizer)
         if auth is None:
@@ -544,6 +633,8 @@ def build_pipeline(
         run = proxy_integration(compiled)
         name = "HTTP_PROXY (buffered: the route has a pipeline)"
         deadline += compiled.timeout
-    return RoutePipeline(
+    pipe = RoutePipeline(
         route_rt, run, name, deadline, auth, steps, plugins, key_from_auth and auth is not None
     )
+    pipe.set_access(iam, policy)
+    return pipe

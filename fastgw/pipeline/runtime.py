@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -99,11 +100,13 @@ class RoutePipeline:
         "deadline",
         "direct",
         "early_gate",
+        "iam",
         "integration",
         "integration_name",
         "key_from_authorizer",
         "logs",
         "plugins",
+        "policy",
         "response",
         "rewrite",
         "route",
@@ -139,6 +142,56 @@ class RoutePipeline:
         self.early_gate = authorizer is None and not self.rewrite
         #: Nothing but the integration: ``launch`` runs it directly (one coroutine less).
         self.direct = integration if self.early_gate and not steps else None
+        #: AWS_IAM (SigV4) verifier and the API's resource policy (fastgw.authorizers).
+        self.iam: Any = None
+        self.policy: Any = None
+
+    def set_access(self, iam: Any, policy: Any) -> None:
+        self.iam = iam
+        self.policy = policy
+        if iam is not None or policy is not None:
+            self.early_gate = False
+            self.direct = None
+
+    def check_access(self, req: Request) -> LocalReply | str | None:
+        """IAM signature and the resource policy, before any authorizer (AWS's first phase).
+
+        A reply ends the request; else the resource policy's result (None without one) for
+        ``combine`` once the authorizer has answered."""
+        from fastgw.authorizers import lambda_auth as la
+        from fastgw.authorizers import resource_policy as rp
+
+        policy = self.policy
+        iam = self.iam
+        if iam is not None:
+            got = iam.verify(req, time.time(), authorize=policy is None)
+            if type(got) is LocalReply:
+                return got  # type: ignore[no-any-return]
+            req.iam = got
+            if policy is None:
+                return None
+            arn = la.method_arn(req)
+            result = policy.evaluate(arn, req.source_ip, got["userArn"])
+            allowed = iam.authorize(got, arn)
+            same = got["accountId"] == self.route.api.account_id
+            if rp.combine("AWS_IAM", result, allowed, same_account=same):
+                return None
+            if allowed is False:
+                from fastgw.authorizers.sigv4 import access_denied_reply
+
+                return access_denied_reply(got["userArn"], arn, True)
+            return rp.resource_policy_deny_reply(arn, result == la.EXPLICIT_DENY, got["userArn"])
+        if policy is None:
+            return None
+        arn = la.method_arn(req)
+        result = policy.evaluate(arn, req.source_ip, None)
+        if self.authorizer is None:
+            if rp.combine("NONE", result, None):
+                return None
+            return rp.resource_policy_deny_reply(arn, result == la.EXPLICIT_DENY)
+        if result == la.EXPLICIT_DENY:
+            return rp.resource_policy_deny_reply(arn, True)
+        return result  # type: ignore[no-any-return]
 
     async def run(self, req: Request, svc: Services) -> LocalReply:
         step: Step | None = None
@@ -150,6 +203,12 @@ class RoutePipeline:
                 if res is not None:
                     return to_reply(res)
             step = None
+            policy_result = None
+            if self.iam is not None or self.policy is not None:
+                checked = self.check_access(req)
+                if type(checked) is LocalReply:
+                    return checked  # type: ignore[return-value]
+                policy_result = checked
             auth = self.authorizer
             if auth is not None:
                 # PERF: a decision this worker holds is applied without a coroutine.
@@ -158,6 +217,14 @@ class RoutePipeline:
                     denied = await auth.authorize_miss(req, svc, *denied)
                 if denied is not None:
                     return denied  # type: ignore[return-value]
+                if policy_result is not None:
+                    from fastgw.authorizers import lambda_auth as la
+                    from fastgw.authorizers import resource_policy as rp
+
+                    kind = "JWT" if auth.type in ("JWT", "COGNITO_USER_POOLS") else "CUSTOM"
+                    if not rp.combine(kind, policy_result, True):
+                        arn = la.method_arn(req)
+                        return rp.resource_policy_deny_reply(arn, policy_result == la.EXPLICIT_DENY)
             route = self.route
             if not self.early_gate:
                 if route.api_key_required:

@@ -6,7 +6,7 @@ one ``ClientResponse``. It is built on a raw asyncio ``Protocol`` and ``httptool
 HTTP client) and creates no task of its own: the caller's task awaits a future that the protocol
 callbacks resolve.
 
-Connections are pooled per (host, port): an idle list used LIFO (the warmest connection first),
+Connections are pooled per (host, port, TLS context): an idle list used LIFO (the warmest connection first),
 capped at ``max_idle`` per pool, and expired after ``idle_timeout`` (checked when a connection is
 taken, and by one timer per client while anything is idle). A connection goes back to the pool only
 after a clean, complete exchange that both sides agree to keep alive; any anomaly closes it
@@ -19,6 +19,11 @@ response), ``connect_timeout`` the TCP connect alone (either raises ``HttpClient
 response body is bounded by ``max_response_bytes``, the response head by ``MAX_HEAD_BYTES`` and
 ``MAX_HEADERS`` (``HttpClientError``).
 
+HTTPS: ``request(..., ssl=context)`` speaks TLS with that ``ssl.SSLContext`` (``server_hostname``
+is the host, so the certificate is checked against it when the context checks host names, as
+``ssl.create_default_context()`` does); TLS and plain connections, and connections made with
+different contexts, never share a pool. ``max_response_bytes`` can be lowered per request.
+
 One retry, and only one: when a reused idle connection fails before any byte of the response
 arrived (the server closed it while we were picking it: the classic keep-alive race), the request
 is sent again on a new connection. Nothing else is retried.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl as _ssl
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -68,6 +74,10 @@ _TARGET = re.compile(r"[\x21-\x7e]+")
 # Header names already checked (names repeat from request to request); bounded.
 _GOOD_NAMES: set[str] = set()
 _GOOD_NAMES_MAX = 4096
+
+
+# (host, port, TLS context or None): connections are reused only under the same key.
+_PoolKey = tuple[str, int, "_ssl.SSLContext | None"]
 
 
 class HttpClientError(Exception):
@@ -131,7 +141,7 @@ class _Connection(asyncio.Protocol):
         "waiter",
     )
 
-    def __init__(self, client: HttpClient, key: tuple[str, int]) -> None:
+    def __init__(self, client: HttpClient, key: _PoolKey) -> None:
         self.client = client
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -324,7 +334,7 @@ class HttpClient:
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.max_response_bytes = max_response_bytes
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle: dict[_PoolKey, list[_Connection]] = {}
         self._conns: set[_Connection] = set()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._closed = False
@@ -337,9 +347,9 @@ class HttpClient:
     ) -> None:
         await self.aclose()
 
-    def idle_connections(self, host: str, port: int) -> int:
-        """How many idle connections the pool for (host, port) holds."""
-        return len(self._idle.get((host, port), ()))
+    def idle_connections(self, host: str, port: int, ssl: _ssl.SSLContext | None = None) -> int:
+        """How many idle connections the pool for (host, port[, TLS context]) holds."""
+        return len(self._idle.get((host, port, ssl), ()))
 
     async def request(
         self,
@@ -351,8 +361,14 @@ class HttpClient:
         body: bytes,
         timeout: float,
         host_header: str | None = None,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        max_response_bytes: int | None = None,
     ) -> ClientResponse:
         """Send one request and return the whole response.
+
+        ``ssl``: speak TLS with this context (``server_hostname`` = ``host``); ``max_response_bytes``:
+        a lower body cap than the client's for this request.
 
         Raises ``HttpClientTimeout`` when ``timeout`` (the whole exchange) passes,
         ``HttpClientError`` on any other failure, ``ValueError`` for a request that cannot be
@@ -360,10 +376,13 @@ class HttpClient:
         """
         if self._closed:
             raise HttpClientError("the client is closed")
-        head = _build_head(method, target, headers, body, host, port, host_header)
+        head = _build_head(method, target, headers, body, host, port, host_header, ssl is not None)
+        limit = self.max_response_bytes
+        if max_response_bytes is not None:
+            limit = min(limit, max_response_bytes)
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange((host, port), head, body, method == "HEAD")
+                return await self._exchange((host, port, ssl), head, body, method == "HEAD", limit)
         except TimeoutError:
             raise HttpClientTimeout(
                 f"{method} to {host}:{port}: no whole response within {timeout:g}s"
@@ -383,30 +402,35 @@ class HttpClient:
 
     # -- internals
     async def _exchange(
-        self, key: tuple[str, int], head: bytes, body: bytes, skip_body: bool
+        self, key: _PoolKey, head: bytes, body: bytes, skip_body: bool, max_body: int
     ) -> ClientResponse:
         conn = self._take_idle(key)
         if conn is not None:
             try:
-                return await self._send(conn, head, body, skip_body)
+                return await self._send(conn, head, body, skip_body, max_body)
             except _ConnectionLost as ex:
                 if ex.got_bytes:
                     raise
                 # The keep-alive race: the upstream closed the idle connection as we reused it.
                 # Once, on a new connection.
         conn = await self._connect(key)
-        return await self._send(conn, head, body, skip_body)
+        return await self._send(conn, head, body, skip_body, max_body)
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
-        host, port = key
+    async def _connect(self, key: _PoolKey) -> _Connection:
+        host, port, context = key
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await self.loop.create_connection(lambda: _Connection(self, key), host, port)
+                if context is None:
+                    _, conn = await self.loop.create_connection(lambda: _Connection(self, key), host, port)
+                else:
+                    _, conn = await self.loop.create_connection(
+                        lambda: _Connection(self, key), host, port, ssl=context, server_hostname=host
+                    )
         except TimeoutError:
             raise HttpClientTimeout(
                 f"connect to {host}:{port}: no answer within {self.connect_timeout:g}s"
             ) from None
-        except OSError as ex:
+        except (OSError, _ssl.SSLError, _ssl.CertificateError) as ex:
             raise HttpClientError(f"connect to {host}:{port} failed: {ex}") from None
         if self._closed:
             conn.abort()
@@ -414,9 +438,11 @@ class HttpClient:
         self._conns.add(conn)
         return conn
 
-    async def _send(self, conn: _Connection, head: bytes, body: bytes, skip_body: bool) -> ClientResponse:
+    async def _send(
+        self, conn: _Connection, head: bytes, body: bytes, skip_body: bool, max_body: int
+    ) -> ClientResponse:
         waiter: asyncio.Future[None] = self.loop.create_future()
-        conn.start(waiter, skip_body, self.max_response_bytes)
+        conn.start(waiter, skip_body, max_body)
         transport = conn.transport
         if transport is None or transport.is_closing() or not conn.clean:
             conn.abort()
@@ -445,7 +471,7 @@ class HttpClient:
             conn.abort()
         return response
 
-    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+    def _take_idle(self, key: _PoolKey) -> _Connection | None:
         idle = self._idle.get(key)
         if not idle:
             return None
@@ -524,6 +550,7 @@ def _build_head(
     host: str,
     port: int,
     host_header: str | None,
+    tls: bool = False,
 ) -> bytes:
     """The request head: request line, Host, the caller's end-to-end headers, Content-Length."""
     if _TOKEN.fullmatch(method) is None:
@@ -532,7 +559,7 @@ def _build_head(
         raise ValueError(f"bad request target {target!r}")
     if host_header is None:
         name = f"[{host}]" if ":" in host else host
-        host_header = name if port == 80 else f"{name}:{port}"
+        host_header = name if port == (443 if tls else 80) else f"{name}:{port}"
     parts = [f"{method} {target} HTTP/1.1\r\nhost: {host_header}\r\n"]
     good = _GOOD_NAMES
     for name, value in headers:
