@@ -101,6 +101,8 @@ def _make_loader(
             gw = msgspec.structs.replace(gw, listen=args.listen)
         if args.workers is not None:
             gw = msgspec.structs.replace(gw, workers=args.workers)
+        if getattr(args, "tls_listen", None) and gw.tls is not None:
+            gw = msgspec.structs.replace(gw, tls=msgspec.structs.replace(gw.tls, listen=args.tls_listen))
         if args.admin_listen or args.no_admin:
             admin = gw.admin
             if args.admin_listen:
@@ -142,6 +144,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     sup = Supervisor(load, workers, pid_file=args.pid_file, helpers=helpers)  # type: ignore[arg-type]
     listen = config.gateway.listen  # type: ignore[attr-defined]
     print(f"fastgw: listening on http://{listen} with {workers} worker(s)", file=sys.stderr)
+    tls = config.gateway.tls  # type: ignore[attr-defined]
+    if tls is not None:
+        print(f"fastgw: listening on https://{tls.listen}", file=sys.stderr)
+    elif args.tls_listen:
+        print("fastgw: --tls-listen ignored: the config has no gateway.tls", file=sys.stderr)
     return sup.run()
 
 
@@ -252,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--config", help="config file (default: ./fastgw.yaml, $FASTGW_CONFIG, else the demo)"
     )
     run.add_argument("--listen", help="HOST:PORT (overrides gateway.listen)")
+    run.add_argument("--tls-listen", help="HOST:PORT of the HTTPS listener (overrides gateway.tls.listen)")
     run.add_argument("--workers", type=int, help="worker processes (default: gateway.workers, 0 = CPU count)")
     run.add_argument("--admin-listen", help="HOST:PORT of the admin API (overrides gateway.admin.listen)")
     run.add_argument("--no-admin", action="store_true", help="do not serve the admin API")

@@ -35,7 +35,7 @@ import ipaddress
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
@@ -44,6 +44,8 @@ from fastgw.pipeline.request import Request
 from fastgw.pipeline.runtime import launch as _launch_pipeline
 from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
+from fastgw.server.tls import FORBIDDEN as TLS_FORBIDDEN
+from fastgw.server.tls import client_cert_of, mtls_guard
 from fastgw_core.errors import HeadError, InvalidPathError
 from fastgw_core.headers import (
     IN_CLOSE,
@@ -229,6 +231,8 @@ class HttpProtocol:
         "t_header",
         "t_keepalive",
         "te",
+        "tls_cert",
+        "tls_name",
         "transport",
         "upgrade",
         "url",
@@ -275,6 +279,11 @@ class HttpProtocol:
         self.xfwd_lines = b""
         self.xfwd_host_key: bytes | None = None
         self.xfwd_host_line = b""
+        # HTTPS (fastgw.server.tls): the SNI name the connection's context was chosen by (""
+        # without SNI; None on plain HTTP), set by the listener before connection_made, and the
+        # verified client certificate as AWS's clientCert dict (mutual TLS), read once here.
+        self.tls_name: str | None = None
+        self.tls_cert: dict[str, Any] | None = None
         # The traffic gate's cached API key lookup for this client (see Gate.admit).
         self.key_value: bytes | None = None
         self.key_rt: object = None
@@ -311,7 +320,14 @@ class HttpProtocol:
         sockname = transport.get_extra_info("sockname")
         if sockname and len(sockname) >= 2:
             self.local_port = str(sockname[1])
-        self.xfwd_lines = b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % self.peer.encode()
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            if self.tls_name is None:
+                self.tls_name = ""
+            self.tls_cert = client_cert_of(ssl_object)
+            self.xfwd_lines = b"x-forwarded-for: %s\r\nx-forwarded-proto: https\r\n" % self.peer.encode()
+        else:
+            self.xfwd_lines = b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % self.peer.encode()
         if worker.snapshot.trusted_proxies and self.peer:
             try:
                 ip = ipaddress.ip_address(self.peer)
@@ -815,6 +831,12 @@ class Exchange:
         site = snapshot.host_cache.get(host)
         if site is None:
             site = snapshot.site_for_header(host)
+        # Mutual TLS (fastgw.server.tls): a request for an mTLS domain only on a connection
+        # verified for that very name (SNI), never on plain HTTP or under another SNI.
+        guard = mtls_guard(snapshot)
+        if guard and guard.get(id(site), proto.tls_name) != proto.tls_name:
+            self.local_error = TLS_FORBIDDEN
+            return
         stage, inner = resolve_stage(site, path)
         if stage is None:
             self.local_error = site.not_found
@@ -871,7 +893,7 @@ class Exchange:
             peer = proto.peer.encode()
             xff = proto.xff + b", " + peer if proto.xff else peer
             parts.append(b"x-forwarded-for: %s\r\n" % xff)
-            proto_v = b"http"
+            proto_v = b"http" if proto.tls_name is None else b"https"
             fwd_host = host or b""
             for name, value in proto.xfwd or ():
                 if name == b"x-forwarded-proto":
@@ -983,7 +1005,7 @@ class Exchange:
             headers.append(("X-Forwarded-For", f"{xff_s}, {peer}"))
         else:
             headers.append(("X-Forwarded-For", peer))
-        headers.append(("X-Forwarded-Proto", "http"))
+        headers.append(("X-Forwarded-Proto", "http" if self.proto.tls_name is None else "https"))
         port = self.proto.local_port
         if port:
             headers.append(("X-Forwarded-Port", port))
@@ -1005,6 +1027,7 @@ class Exchange:
             api_key.decode("latin-1") if api_key else (None if api_key is None else ""),
         )
         req.api_key_id = self.p_key_id
+        req.client_cert = self.proto.tls_cert
         return req
 
     def dispatch(self) -> None:

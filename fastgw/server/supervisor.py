@@ -1,6 +1,7 @@
 """The supervisor: forks workers, restarts crashed ones, reloads and drains them.
 
-It binds one ``SO_REUSEPORT`` socket per worker slot and keeps it, so a restarted worker
+It binds one ``SO_REUSEPORT`` socket per worker slot (and one for HTTPS when ``gateway.tls`` is
+set) and keeps it, so a restarted worker
 inherits the accept queue of the one that died. Reloads (SIGHUP) are validated here, once; only
 a valid config is sent to the workers, as msgspec JSON on a pipe each, and every worker swaps
 to it atomically. SIGTERM/SIGINT drain the workers and wait for them (bounded).
@@ -37,6 +38,7 @@ log = logging.getLogger("fastgw.supervisor")
 class _Slot:
     index: int
     sock: socket.socket
+    tls_sock: socket.socket | None = None
     pid: int = 0
     pipe_w: int = -1
     started: float = 0.0
@@ -94,8 +96,15 @@ class Supervisor:
                 _Helper("admin", self._admin_target(self.config, admin_sock), keep=admin_sock)
             )
         raise_nofile_limit()
+        tls = self.config.gateway.tls
         for i in range(self.workers):
-            self.slots.append(_Slot(i, make_listen_socket(self.config.gateway.listen)))
+            slot = _Slot(i, make_listen_socket(self.config.gateway.listen))
+            self.slots.append(slot)
+            if tls is not None:
+                try:
+                    slot.tls_sock = make_listen_socket(tls.listen)
+                except OSError as ex:
+                    raise OSError(f"HTTPS listener {tls.listen}: {ex.strerror}") from None
         for helper in self.helpers:
             self._spawn_helper(helper)
         for slot in self.slots:
@@ -107,6 +116,7 @@ class Supervisor:
             "fastgw started",
             extra={
                 "listen": self.config.gateway.listen,
+                "tls_listen": tls.listen if tls is not None else None,
                 "workers": self.workers,
                 "config": self.snapshot.digest,
                 "apis": [f"{a.name} ({a.kind}, id {a.id})" for a in self.snapshot.apis],
@@ -166,6 +176,8 @@ class Supervisor:
                 for other in self.slots:
                     if other is not slot:
                         other.sock.close()
+                        if other.tls_sock is not None:
+                            other.tls_sock.close()
                         if other.pipe_w >= 0:
                             os.close(other.pipe_w)
                 for helper in self.helpers:
@@ -175,7 +187,15 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 set_process_name(f"fastgw-w{slot.index}")
-                run_worker(snapshot, slot.sock, slot.index, r, self.table, self.state)  # type: ignore[arg-type]
+                run_worker(
+                    snapshot,  # type: ignore[arg-type]
+                    slot.sock,
+                    slot.index,
+                    r,
+                    self.table,
+                    self.state,
+                    tls_sock=slot.tls_sock,
+                )
             except BaseException:
                 log.exception("worker crashed", extra={"worker": slot.index})
                 code = 1
@@ -196,6 +216,8 @@ class Supervisor:
             try:
                 for slot in self.slots:
                     slot.sock.close()
+                    if slot.tls_sock is not None:
+                        slot.tls_sock.close()
                 for other in self.helpers:
                     if other is not helper and other.keep is not None:
                         other.keep.close()
@@ -304,6 +326,10 @@ class Supervisor:
             config.gateway.listen != old.gateway.listen or config.gateway.workers != old.gateway.workers
         ):
             log.warning("gateway.listen and gateway.workers change only on restart")
+        old_tls = old.gateway.tls.listen if old is not None and old.gateway.tls is not None else None
+        new_tls = config.gateway.tls.listen if config.gateway.tls is not None else None
+        if old is not None and old_tls != new_tls:
+            log.warning("the HTTPS listener (gateway.tls.listen) changes only on restart")
         try:
             self.state = self._prepare_state(config, seed=False)
         except ConfigError as ex:
@@ -332,6 +358,8 @@ class Supervisor:
         # that no worker will ever serve: close them before the workers close theirs.
         for slot in self.slots:
             slot.sock.close()
+            if slot.tls_sock is not None:
+                slot.tls_sock.close()
         for helper in self.helpers:
             if helper.keep is not None:
                 helper.keep.close()

@@ -3,6 +3,10 @@
 A worker serves until it is told to drain (SIGTERM, or its supervisor going away). New
 configs reach it as validated YAML bytes on a pipe from the supervisor; the worker compiles
 them and swaps ``snapshot`` in one assignment, so a request keeps the snapshot it started with.
+
+With ``gateway.tls`` the worker also serves HTTPS (``fastgw.server.tls.TlsListener``) with the
+same protocol; a swap rebuilds the TLS contexts, so new connections get the new certificates
+and truststores while open ones keep theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import struct
 import time
 import uuid
@@ -23,6 +28,7 @@ from fastgw.config.compile import RuntimeSnapshot, compile_config
 from fastgw.config.load import ConfigError, load_config_text
 from fastgw.pipeline.runtime import Services
 from fastgw.server.protocol import Exchange, HttpProtocol, Pools
+from fastgw.server.tls import TlsContexts, TlsListener, build_contexts
 from fastgw.state.model import StateData
 from fastgw.traffic.node import StatePoller, create_table, make_gate, make_limiter, make_store
 from fastgw_core.limits import SharedTable
@@ -88,6 +94,8 @@ class Worker:
         self.waiting: set[Exchange] = set()
         self.draining = False
         self.server: asyncio.base_events.Server | None = None
+        #: The HTTPS listener (``gateway.tls``), None without one.
+        self.tls: TlsListener | None = None
         self.stopped = loop.create_future()
         # Request ids: a random UUID-shaped prefix per worker and a counter (Exchange builds them).
         self.rid_prefix = str(uuid.uuid4())[:24].encode()
@@ -97,8 +105,18 @@ class Worker:
         self._ticker: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    async def serve(self, sock: socket.socket) -> None:
+    async def serve(self, sock: socket.socket, tls_sock: socket.socket | None = None) -> None:
         self.server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=4096)
+        tls = self.snapshot.config.gateway.tls
+        if tls is not None:
+            contexts = build_contexts(self.snapshot.config)
+            assert contexts is not None
+            if tls_sock is None:
+                tls_sock = make_listen_socket(tls.listen)
+            self.tls = TlsListener(
+                self.loop, tls_sock, contexts, self._tls_protocol, self.limits.header_timeout
+            )
+            self.tls.start()
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
         self.poller = StatePoller(self.gate, make_store(self.snapshot.config.gateway.state), self.loop)
         self.poller.start()
@@ -127,7 +145,31 @@ class Worker:
             return
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
 
+    def _tls_protocol(self, server_name: str) -> HttpProtocol:
+        proto = HttpProtocol(self)
+        proto.tls_name = server_name
+        return proto
+
+    def _swap_tls(self, snapshot: RuntimeSnapshot) -> None:
+        """New certificates and truststores for new HTTPS connections; open ones keep theirs."""
+        if self.tls is None:
+            if snapshot.config.gateway.tls is not None:
+                log.warning("gateway.tls was added: the HTTPS listener starts only on restart")
+            return
+        if snapshot.config.gateway.tls is None:
+            log.warning("gateway.tls was removed: the HTTPS listener stops only on restart")
+            return
+        try:
+            contexts: TlsContexts | None = build_contexts(snapshot.config)
+        except (OSError, ssl.SSLError) as ex:
+            log.error("TLS reload failed; the old certificates keep serving", extra={"error": str(ex)})
+            return
+        if contexts is not None:
+            self.tls.contexts = contexts
+            self.tls.handshake_timeout = snapshot.config.gateway.limits.header_timeout
+
     def swap(self, snapshot: RuntimeSnapshot) -> None:
+        self._swap_tls(snapshot)
         self.gate.bind(snapshot)
         self.snapshot = snapshot
         self.limits = snapshot.config.gateway.limits
@@ -150,6 +192,8 @@ class Worker:
         log.info("worker draining", extra={"worker": self.index, "connections": len(self.connections)})
         if self.server is not None:
             self.server.close()
+        if self.tls is not None:
+            self.tls.close()
         for proto in list(self.connections):
             proto.shutdown()
         self.loop.call_later(self.limits.drain_timeout, self._finish)
@@ -193,8 +237,12 @@ def run_worker(
     config_fd: int | None = None,
     table: SharedTable | None = None,
     state: StateData | None = None,
+    tls_sock: socket.socket | None = None,
 ) -> None:
-    """Entry point of a worker process (after fork): serve until drained."""
+    """Entry point of a worker process (after fork): serve until drained.
+
+    ``tls_sock`` is the HTTPS listening socket (``gateway.tls``) when the supervisor bound one.
+    """
     import uvloop
 
     raise_nofile_limit()
@@ -211,7 +259,7 @@ def run_worker(
         loop.add_reader(config_fd, _read_config_pipe, worker, config_fd, bytearray())
     started = time.monotonic()
     try:
-        loop.run_until_complete(worker.serve(sock))
+        loop.run_until_complete(worker.serve(sock, tls_sock))
         if worker.poller is not None:
             loop.run_until_complete(worker.poller.stop())
         loop.run_until_complete(asyncio.wait_for(worker.limiter.aclose(), 2.0))
