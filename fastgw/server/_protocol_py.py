@@ -723,6 +723,22 @@ def _host(host: bytes) -> tuple[str, str]:
     return got
 
 
+def _client_of(xff: str, peer: str, trusted: tuple[object, ...]) -> str:
+    """The client behind trusted proxies: X-Forwarded-For read from the right, skipping the
+    trusted proxies' own addresses (the left part is whatever the client claimed)."""
+    client = peer
+    for part in reversed(xff.split(",")):
+        text = part.strip()
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            break
+        client = text
+        if not any(addr in net for net in trusted):  # type: ignore[operator]
+            break
+    return client
+
+
 class Exchange:
     """One request and its response, from head to last byte."""
 
@@ -1001,7 +1017,7 @@ class Exchange:
         if xff:
             xff_s = xff.decode("latin-1")
             if self.proto.peer_trusted:
-                source_ip = xff_s.split(",")[0].strip() or peer
+                source_ip = _client_of(xff_s, peer, self.snapshot.trusted_proxies)
             headers.append(("X-Forwarded-For", f"{xff_s}, {peer}"))
         else:
             headers.append(("X-Forwarded-For", peer))

@@ -4,10 +4,6 @@ The JWKS server (a trustme CA's certificate for "localhost") runs in this test p
 gateway trusts the CA through OpenSSL's ``SSL_CERT_FILE``, which the JWT authorizer's default TLS
 context honours. An HTTP API route with a JWT authorizer and authorizationScopes integrates with
 ``tests.pipeline.handlers:echo``, which shows ``requestContext.authorizer.jwt``.
-
-The gateway refuses JWT authorizers until the compiler wires ``JwtAuthorizerRuntime`` in
-(``fastgw/pipeline/build.py``, ``fastgw/config/compile.py``): while it does, and only for that
-reason, the module is skipped ("needs compiler wiring").
 """
 
 from __future__ import annotations
@@ -120,16 +116,7 @@ def config(issuer: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def gw(module_gateway_factory: GatewayFactory, jwks: tuple[_Jwks, Path]) -> Any:
     server, ca_file = jwks
-    try:
-        return module_gateway_factory(
-            config(server.url), workers=2, extra_env={"SSL_CERT_FILE": str(ca_file)}
-        )
-    except RuntimeError as ex:
-        # Skipped only while the compiler refuses JWT authorizers / scopes; any other failure fails.
-        text = str(ex)
-        if "not supported yet" in text and ("JWT" in text or "scopes" in text):
-            pytest.skip("needs compiler wiring (JWT authorizers are refused by the compiler)")
-        raise
+    return module_gateway_factory(config(server.url), workers=2, extra_env={"SSL_CERT_FILE": str(ca_file)})
 
 
 def token(iss: str, **extra: Any) -> str:

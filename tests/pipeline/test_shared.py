@@ -137,3 +137,24 @@ def test_plugin_from_an_entry_point(gateway_factory: GatewayFactory, tmp_path: P
     )
     r = get(gw.port, "/prod/x")
     assert r.status == 200 and r.header("x-stamp") == "from-entry-point"
+
+
+def test_source_ip_behind_trusted_proxies(gateway_factory: GatewayFactory) -> None:
+    """The client is the rightmost X-Forwarded-For address that is not a trusted proxy."""
+    gw = gateway_factory(
+        {
+            "gateway": {"trusted_proxies": ["127.0.0.1/32", "10.9.0.0/16"]},
+            "functions": {"echo": {"handler": f"{H}:echo"}},
+            "apis": [
+                {
+                    "name": "t",
+                    "routes": [{"route": "GET /x", "integration": {"type": "AWS_PROXY", "uri": "echo"}}],
+                    "stages": [{"name": "prod"}],
+                }
+            ],
+        }
+    )
+    r = get(gw.port, "/prod/x", [("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.9.1.1")])
+    assert r.json()["event"]["requestContext"]["identity"]["sourceIp"] == "203.0.113.7"
+    r = get(gw.port, "/prod/x")
+    assert r.json()["event"]["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
