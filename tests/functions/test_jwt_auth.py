@@ -473,6 +473,29 @@ def test_concurrent_misses_share_one_fetch(srv: JwksServer) -> None:
     assert srv.jwks_hits() == 1
 
 
+def test_verified_tokens_are_cached_and_scopes_checked_per_route(srv: JwksServer) -> None:
+    rt = make_rt(srv)
+
+    async def go(svc: Any) -> None:
+        token = sign(RSA_KEY, "k1", claims(srv.url, scope="orders/read"))
+        for _ in range(3):
+            req = FakeReq(token)
+            assert await authorize(rt, req, svc) is None
+            assert req.authorizer is not None and req.authorizer["jwt"]["scopes"] == ["orders/read"]
+        assert (rt.verified, rt.token_hits) == (1, 2)
+        # A cached token is still refused on a route needing another scope.
+        reply = await authorize(rt, FakeReq(token, ("admin",)), svc)
+        assert reply is not None and reply.status == 403
+        # An expired token is not served from the cache.
+        short = sign(RSA_KEY, "k1", {**claims(srv.url), "exp": int(time.time()) + 1})
+        rt.leeway = 0
+        assert await authorize(rt, FakeReq(short), svc) is None
+        await asyncio.sleep(1.3)
+        assert_401(await authorize(rt, FakeReq(short), svc))
+
+    run(go)
+
+
 def test_key_rotation(srv: JwksServer) -> None:
     rt = make_rt(srv, jwks_cache_seconds=1, jwks_min_refresh_seconds=0.2)
 
