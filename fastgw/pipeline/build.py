@@ -449,17 +449,52 @@ _HOP = frozenset(
 )
 
 
-def proxy_integration(integ: ProxyIntegration) -> Integration:
-    """HTTP_PROXY for pipeline routes: the whole request and response, through HttpClient."""
+# Request headers never forwarded as given: the gateway frames the upstream request itself.
+_NOT_FORWARDED = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+    }
+)
+
+
+def _upstream_head(req: Request) -> bytes:
+    """The request's headers as the upstream head's tail (after the Host line)."""
+    out = []
+    for name, value in req.headers:
+        if name.lower() in _NOT_FORWARDED:
+            continue
+        if "\r" in value or "\n" in value or "\0" in value or not name or ":" in name or " " in name:
+            raise ValueError(f"invalid request header {name!r}: {value!r}")
+        try:
+            out.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            out.append(b"%s: %s\r\n" % (name.encode(), value.encode()))
+    if req.body or req.method in ("POST", "PUT", "PATCH"):
+        out.append(b"content-length: %d\r\n" % len(req.body))
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def proxy_integration(integ: ProxyIntegration, stream: bool = False) -> Integration:
+    """HTTP_PROXY for pipeline routes. ``stream`` (no response-phase plugin needs the whole
+    response): the exchange sends the request on its own upstream pools and streams the
+    response back, as on the fast path (``Handoff``); else the whole request and response go
+    through HttpClient."""
+    from fastgw.pipeline.runtime import Handoff
     from fastgw.server.protocol import render_path
 
     targets = integ.targets
     timeout = integ.timeout
 
-    async def run(req: Request, svc: Services) -> Response | LocalReply:
-        from fastgw.upstream.client import HttpClientError, HttpClientTimeout
-
-        target = targets[next(integ.rr) % len(targets)] if len(targets) > 1 else targets[0]
+    def target_of(req: Request) -> str:
         path = render_path(integ, req.params).decode("latin-1")
         query = req.query
         uq = integ.uri_query.decode("latin-1")
@@ -467,8 +502,20 @@ def proxy_integration(integ: ProxyIntegration) -> Integration:
             query = f"{uq}&{query}" if query and integ.pass_query else uq
         elif not integ.pass_query:
             query = ""
-        if query:
-            path = f"{path}?{query}"
+        return f"{path}?{query}" if query else path
+
+    if stream:
+
+        async def handoff(req: Request, svc: Services) -> Handoff:
+            return Handoff(integ, target_of(req).encode("latin-1"), _upstream_head(req), req.body)
+
+        return handoff  # type: ignore[return-value]
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        from fastgw.upstream.client import HttpClientError, HttpClientTimeout
+
+        target = targets[next(integ.rr) % len(targets)] if len(targets) > 1 else targets[0]
+        path = target_of(req)
         headers = [(k, v) for k, v in req.headers if k.lower() not in ("host", "content-length")]
         try:
             got = await svc.client.request(
@@ -630,7 +677,7 @@ def build_pipeline(
         run = mock_integration(integ)
         name = "MOCK"
     else:
-        run = proxy_integration(compiled)
+        run = proxy_integration(compiled, stream=not any(s.phase in ("response", "log") for s in steps))
         name = "HTTP_PROXY (buffered: the route has a pipeline)"
         deadline += compiled.timeout
     pipe = RoutePipeline(

@@ -251,6 +251,8 @@ class RoutePipeline:
                     return to_reply(res)
             step = None
             result = await self.integration(req, svc)
+            if type(result) is Handoff:
+                return result  # type: ignore[return-value]
             if type(result) is LocalReply or not self.response:
                 return to_reply(result)
             for step in self.response:
@@ -401,6 +403,19 @@ def to_reply(res: Response | LocalReply) -> LocalReply:
 
 
 # ---------------------------------------------------------------------------- the bridge
+class Handoff:
+    """An HTTP_PROXY pipeline's answer: the exchange proxies the (possibly edited) request on
+    its own upstream pools and streams the response back."""
+
+    __slots__ = ("body", "head", "integration", "target")
+
+    def __init__(self, integration: Any, target: bytes, head: bytes, body: bytes) -> None:
+        self.integration = integration
+        self.target = target
+        self.head = head
+        self.body = body
+
+
 def launch(ex: Exchange, svc: Services) -> None:
     """Build the request of a finished exchange and run its route's pipeline in a Task."""
     pipeline: RoutePipeline = ex.route.pipeline
@@ -417,6 +432,10 @@ async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Servi
     direct = pipeline.direct
     try:
         result = await (direct(req, svc) if direct is not None else pipeline.run(req, svc))
+        if type(result) is Handoff:
+            ex.task = None
+            ex.pipeline_proxy(result.integration, result.target, result.head, result.body)
+            return
         reply = to_reply(result)
     except asyncio.CancelledError:
         ex.task = None

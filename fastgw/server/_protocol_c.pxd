@@ -66,6 +66,7 @@ cdef class Exchange:
     cpdef start_pipeline(self)
     cpdef build_request(self)
     cpdef pipeline_done(self, reply)
+    cpdef pipeline_proxy(self, integ, bytes target, bytes head, bytes body)
     cpdef request_body(self, bytes data)
     cpdef request_complete(self)
     cpdef upstream_ready(self, UpstreamConnection conn)

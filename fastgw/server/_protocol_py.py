@@ -982,6 +982,21 @@ class Exchange:
         worker.waiting.add(self)
         _launch_pipeline(self, worker.services)
 
+    def pipeline_proxy(self, integ: object, target: bytes, head: bytes, body: bytes) -> None:
+        """The pipeline admitted the request: proxy it (as edited) on this worker's pools and
+        stream the response back, as the fast path does. The body is whole by now."""
+        self.proto.worker.waiting.discard(self)
+        if self.proto.active is not self or self.response_started:
+            return
+        self.integration = integ
+        self.target_path = target
+        self.req_head = head
+        self.buf = [body] if body else None
+        self.buf_bytes = len(body)
+        self.body_mode = 1 if body else 0
+        self.body_len = len(body)
+        self.dispatch()
+
     def pipeline_done(self, reply: LocalReply) -> None:
         """The pipeline's answer (its Task is done)."""
         self.proto.worker.waiting.discard(self)

@@ -158,3 +158,59 @@ def test_source_ip_behind_trusted_proxies(gateway_factory: GatewayFactory) -> No
     assert r.json()["event"]["requestContext"]["identity"]["sourceIp"] == "203.0.113.7"
     r = get(gw.port, "/prod/x")
     assert r.json()["event"]["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
+
+
+def test_authorized_proxy_route_streams_through_the_pools(
+    gateway_factory: GatewayFactory, echo_server: Any
+) -> None:
+    """An HTTP_PROXY route behind an authorizer (no response plugin): once admitted, the request
+    goes out on the worker's upstream pools like any proxied request."""
+    gw = gateway_factory(
+        {
+            "plugin_modules": [H],
+            "functions": {"authz": {"handler": f"{H}:token_authorizer"}},
+            "apis": [
+                {
+                    "name": "p",
+                    "authorizers": [
+                        {
+                            "name": "tok",
+                            "type": "TOKEN",
+                            "authorizerUri": "authz",
+                            "identitySource": "method.request.header.Authorization",
+                        }
+                    ],
+                    "routes": [
+                        {
+                            "route": "ANY /up/{proxy+}",
+                            "integration": {
+                                "type": "HTTP_PROXY",
+                                "uri": f"http://127.0.0.1:{echo_server.port}/{{proxy}}?fixed=1",
+                            },
+                            "authorizer": "tok",
+                            "plugins": [{"name": "test-early"}],
+                        }
+                    ],
+                    "stages": [{"name": "prod"}],
+                }
+            ],
+        }
+    )
+    assert get(gw.port, "/prod/up/a").status == 401
+    with RawConn(gw.port) as c:
+        for i in range(3):
+            r = c.request(
+                "POST",
+                f"/prod/up/x/{i}?q=2",
+                headers=[("Authorization", "allow-me"), ("X-Keep", "k")],
+                body=b"payload-%d" % i,
+            )
+            assert r.status == 200, r.body
+            seen = r.json()
+            assert seen["method"] == "POST" and seen["path"] == f"/x/{i}"
+            assert seen["query"] == "fixed=1&q=2"
+            assert seen["body"] == f"payload-{i}"
+            names = {k.lower(): v for k, v in seen["headers"]}
+            assert names["authorization"] == "allow-me" and names["x-keep"] == "k"
+            assert names["x-forwarded-for"] == "127.0.0.1"
+            assert names["host"] == f"127.0.0.1:{echo_server.port}"
