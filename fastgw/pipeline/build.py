@@ -483,7 +483,7 @@ def _upstream_head(req: Request) -> bytes:
     return b"".join(out)
 
 
-def proxy_integration(integ: ProxyIntegration, stream: bool = False) -> Integration:
+def proxy_integration(integ: ProxyIntegration, stream: bool = False, edits: bool = True) -> Integration:
     """HTTP_PROXY for pipeline routes. ``stream`` (no response-phase plugin needs the whole
     response): the exchange sends the request on its own upstream pools and streams the
     response back, as on the fast path (``Handoff``); else the whole request and response go
@@ -507,7 +507,10 @@ def proxy_integration(integ: ProxyIntegration, stream: bool = False) -> Integrat
     if stream:
 
         async def handoff(req: Request, svc: Services) -> Handoff:
-            return Handoff(integ, target_of(req).encode("latin-1"), _upstream_head(req), req.body)
+            # Without plugins nothing can have edited the request: the exchange builds the
+            # upstream head from what it captured, as on the fast path (head None).
+            head = _upstream_head(req) if edits else None
+            return Handoff(integ, target_of(req).encode("latin-1"), head, req.body)
 
         return handoff  # type: ignore[return-value]
 
@@ -677,7 +680,9 @@ def build_pipeline(
         run = mock_integration(integ)
         name = "MOCK"
     else:
-        run = proxy_integration(compiled, stream=not any(s.phase in ("response", "log") for s in steps))
+        run = proxy_integration(
+            compiled, stream=not any(s.phase in ("response", "log") for s in steps), edits=bool(steps)
+        )
         name = "HTTP_PROXY (buffered: the route has a pipeline)"
         deadline += compiled.timeout
     pipe = RoutePipeline(

@@ -48,7 +48,7 @@ cdef class Exchange:
     cdef public UpstreamConnection conn
     cdef public UpstreamPool pool
     cdef public object buf, integration, local_error, route, snapshot, params, gate
-    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_api_key, p_key_id
+    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_xfwd, p_api_key, p_key_id
     cdef public str p_path, p_inner
     cdef public str method
     cdef public list out
@@ -66,7 +66,8 @@ cdef class Exchange:
     cpdef start_pipeline(self)
     cpdef build_request(self)
     cpdef pipeline_done(self, reply)
-    cpdef pipeline_proxy(self, integ, bytes target, bytes head, bytes body)
+    cpdef pipeline_proxy(self, integ, bytes target, head, bytes body)
+    cpdef _build_pipeline_head(self, bytes target)
     cpdef request_body(self, bytes data)
     cpdef request_complete(self)
     cpdef upstream_ready(self, UpstreamConnection conn)

@@ -764,6 +764,7 @@ class Exchange:
         "p_key_id",
         "p_path",
         "p_xff",
+        "p_xfwd",
         "params",
         "pipeline",
         "pool",
@@ -816,6 +817,7 @@ class Exchange:
         self.p_fwd: list[bytes] | None = None
         self.p_host: bytes | None = None
         self.p_xff: bytes | None = None
+        self.p_xfwd: list[tuple[bytes, bytes]] | None = None
         self.p_api_key: bytes | None = None
         self.p_path = ""
         self.p_inner = ""
@@ -870,6 +872,7 @@ class Exchange:
             self.p_fwd = proto.fwd
             self.p_host = host
             self.p_xff = proto.xff
+            self.p_xfwd = proto.xfwd
             self.p_api_key = proto.api_key
             self.p_path = path
             self.p_inner = inner
@@ -982,20 +985,55 @@ class Exchange:
         worker.waiting.add(self)
         _launch_pipeline(self, worker.services)
 
-    def pipeline_proxy(self, integ: object, target: bytes, head: bytes, body: bytes) -> None:
+    def pipeline_proxy(self, integ: object, target: bytes, head: bytes | None, body: bytes) -> None:
         """The pipeline admitted the request: proxy it (as edited) on this worker's pools and
-        stream the response back, as the fast path does. The body is whole by now."""
+        stream the response back, as the fast path does. The body is whole by now. ``head``
+        None: the request is as received; its upstream head is built from the captured head."""
         self.proto.worker.waiting.discard(self)
         if self.proto.active is not self or self.response_started:
             return
         self.integration = integ
-        self.target_path = target
-        self.req_head = head
         self.buf = [body] if body else None
         self.buf_bytes = len(body)
         self.body_mode = 1 if body else 0
         self.body_len = len(body)
+        if head is None:
+            self.params = None
+            self._build_pipeline_head(target)
+        else:
+            self.target_path = target
+            self.req_head = head
         self.dispatch()
+
+    def _build_pipeline_head(self, target: bytes) -> None:
+        """The upstream head of an unedited pipeline request, from the captured header lines."""
+        proto = self.proto
+        parts = list(self.p_fwd) if self.p_fwd else []
+        host = self.p_host
+        if proto.peer_trusted and (self.p_xff or self.p_xfwd):
+            # As _build_upstream_head: a trusted proxy's X-Forwarded-* are extended, not replaced.
+            peer = proto.peer.encode()
+            xff = self.p_xff + b", " + peer if self.p_xff else peer
+            parts.append(b"x-forwarded-for: %s\r\n" % xff)
+            proto_v = b"https" if proto.tls_name is not None else b"http"
+            fwd_host = host or b""
+            for name, value in self.p_xfwd or ():
+                if name == b"x-forwarded-proto":
+                    proto_v = value
+                elif name == b"x-forwarded-host":
+                    fwd_host = value
+            parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
+            if fwd_host:
+                parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
+        else:
+            parts.append(proto.xfwd_lines)
+            if host:
+                parts.append(b"x-forwarded-host: %s\r\n" % host)
+        if self.body_mode == 1:
+            parts.append(b"content-length: %d\r\n" % self.body_len)
+        parts.append(b"\r\n")
+        self.target_path = target
+        self.req_head = b"".join(parts)
 
     def pipeline_done(self, reply: LocalReply) -> None:
         """The pipeline's answer (its Task is done)."""
