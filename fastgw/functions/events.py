@@ -581,6 +581,23 @@ def _parts_v2(
         auth = req.authorizer
         if auth is not None:
             ctx["authorizer"] = _authorizer_v2(auth)
+        elif req.iam is not None:
+            iam = req.iam
+            # AWS_IAM on payload 2.0: requestContext.authorizer.iam (AWS's example event).
+            ctx["authorizer"] = {
+                "iam": {
+                    "accessKey": iam.get("accessKey"),
+                    "accountId": iam.get("accountId"),
+                    "callerId": iam.get("caller"),
+                    "cognitoIdentity": None,
+                    "principalOrgId": None,
+                    "userArn": iam.get("userArn"),
+                    "userId": iam.get("user"),
+                }
+            }
+    if req.client_cert is not None:
+        # Mutual TLS on payload 2.0: requestContext.authentication.clientCert.
+        ctx["authentication"] = {"clientCert": req.client_cert}
     return headers, cookies, ctx
 
 

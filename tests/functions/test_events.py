@@ -535,6 +535,38 @@ def test_v2_lambda_authorizer_context() -> None:
     assert simple["requestContext"]["authorizer"] == {"lambda": {"exampleKey2": "exampleValue2"}}
 
 
+def test_v2_iam_caller_and_client_certificate() -> None:
+    req = doc_v2_request(None)
+    req.iam = {
+        "accessKey": "AKIAIOSFODNN7EXAMPLE",
+        "accountId": "123456789012",
+        "caller": "AIDACKCEVSQ6C2EXAMPLE",
+        "user": "AIDACKCEVSQ6C2EXAMPLE",
+        "userArn": "arn:aws:iam::123456789012:user/alice",
+    }
+    cert = {
+        "clientCertPem": "-----BEGIN CERTIFICATE-----",
+        "subjectDN": "CN=client",
+        "issuerDN": "CN=ca",
+        "serialNumber": "a1",
+        "validity": {"notBefore": "x", "notAfter": "y"},
+    }
+    req.client_cert = cert
+    ctx = build_event_v2(req)["requestContext"]
+    assert ctx["authorizer"] == {
+        "iam": {
+            "accessKey": "AKIAIOSFODNN7EXAMPLE",
+            "accountId": "123456789012",
+            "callerId": "AIDACKCEVSQ6C2EXAMPLE",
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": "arn:aws:iam::123456789012:user/alice",
+            "userId": "AIDACKCEVSQ6C2EXAMPLE",
+        }
+    }
+    assert ctx["authentication"] == {"clientCert": cert}
+
+
 def test_v2_minimal_event_leaves_out_empty_fields() -> None:
     route = make_route("http", "$default", stage="$default", api_id="xxx")
     req = make_req(
