@@ -28,6 +28,7 @@ class Server:
     managed: Managed | None
     error: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
 
     @property
     def ok(self) -> bool:
@@ -39,7 +40,7 @@ class Server:
         return self.managed.proc.pid
 
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def check_alive(self) -> bool:
         """False (and ``error`` set) once the process died."""
