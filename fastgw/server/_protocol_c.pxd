@@ -10,6 +10,7 @@ cdef class Pools
 
 cpdef tuple resolve_stage(site, str path)
 cpdef bytes render_path(integ, params)
+cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes host)
 
 
 cdef class HttpProtocol:

@@ -723,6 +723,42 @@ def _host(host: bytes) -> tuple[str, str]:
     return got
 
 
+def _forwarded(
+    parts: list[bytes],
+    proto: HttpProtocol,
+    xff: bytes | None,
+    xfwd: list[tuple[bytes, bytes]] | None,
+    host: bytes | None,
+) -> None:
+    """Append the X-Forwarded-* lines of an upstream request head.
+
+    From a trusted proxy, its X-Forwarded-For is extended with the peer and its
+    X-Forwarded-Proto / -Host are kept; otherwise the client's are replaced by what the socket
+    says."""
+    if proto.peer_trusted and (xff or xfwd):
+        peer = proto.peer.encode()
+        parts.append(b"x-forwarded-for: %s\r\n" % (xff + b", " + peer if xff else peer))
+        proto_v = b"http" if proto.tls_name is None else b"https"
+        fwd_host = host or b""
+        for name, value in xfwd or ():
+            if name == b"x-forwarded-proto":
+                proto_v = value
+            elif name == b"x-forwarded-host":
+                fwd_host = value
+        parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
+        if fwd_host:
+            parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
+        return
+    # PERF: the peer never changes on a connection and the Host rarely does: the
+    # X-Forwarded-* lines are built once per connection (and per Host value).
+    parts.append(proto.xfwd_lines)
+    if host:
+        if host is not proto.xfwd_host_key and host != proto.xfwd_host_key:
+            proto.xfwd_host_key = host
+            proto.xfwd_host_line = b"x-forwarded-host: %s\r\n" % host
+        parts.append(proto.xfwd_host_line)
+
+
 def _client_of(xff: str, peer: str, trusted: tuple[object, ...]) -> str:
     """The client behind trusted proxies: X-Forwarded-For read from the right, skipping the
     trusted proxies' own addresses (the left part is whatever the client claimed)."""
@@ -908,29 +944,7 @@ class Exchange:
             target = target + b"?" + query
         self.target_path = target
         parts = proto.fwd
-        if proto.peer_trusted and (proto.xff or proto.xfwd):
-            peer = proto.peer.encode()
-            xff = proto.xff + b", " + peer if proto.xff else peer
-            parts.append(b"x-forwarded-for: %s\r\n" % xff)
-            proto_v = b"http" if proto.tls_name is None else b"https"
-            fwd_host = host or b""
-            for name, value in proto.xfwd or ():
-                if name == b"x-forwarded-proto":
-                    proto_v = value
-                elif name == b"x-forwarded-host":
-                    fwd_host = value
-            parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
-            if fwd_host:
-                parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
-        else:
-            # PERF: the peer never changes on a connection and the Host rarely does: the
-            # X-Forwarded-* lines are built once per connection (and per Host value).
-            parts.append(proto.xfwd_lines)
-            if host:
-                if host is not proto.xfwd_host_key and host != proto.xfwd_host_key:
-                    proto.xfwd_host_key = host
-                    proto.xfwd_host_line = b"x-forwarded-host: %s\r\n" % host
-                parts.append(proto.xfwd_host_line)
+        _forwarded(parts, proto, proto.xff, proto.xfwd, host)
         if self.body_mode == 1:
             parts.append(b"content-length: %d\r\n" % self.body_len)
         elif self.body_mode == 2:
@@ -1009,26 +1023,7 @@ class Exchange:
         """The upstream head of an unedited pipeline request, from the captured header lines."""
         proto = self.proto
         parts = list(self.p_fwd) if self.p_fwd else []
-        host = self.p_host
-        if proto.peer_trusted and (self.p_xff or self.p_xfwd):
-            # As _build_upstream_head: a trusted proxy's X-Forwarded-* are extended, not replaced.
-            peer = proto.peer.encode()
-            xff = self.p_xff + b", " + peer if self.p_xff else peer
-            parts.append(b"x-forwarded-for: %s\r\n" % xff)
-            proto_v = b"https" if proto.tls_name is not None else b"http"
-            fwd_host = host or b""
-            for name, value in self.p_xfwd or ():
-                if name == b"x-forwarded-proto":
-                    proto_v = value
-                elif name == b"x-forwarded-host":
-                    fwd_host = value
-            parts.append(b"x-forwarded-proto: %s\r\n" % proto_v)
-            if fwd_host:
-                parts.append(b"x-forwarded-host: %s\r\n" % fwd_host)
-        else:
-            parts.append(proto.xfwd_lines)
-            if host:
-                parts.append(b"x-forwarded-host: %s\r\n" % host)
+        _forwarded(parts, proto, self.p_xff, self.p_xfwd, self.p_host)
         if self.body_mode == 1:
             parts.append(b"content-length: %d\r\n" % self.body_len)
         parts.append(b"\r\n")
