@@ -149,6 +149,9 @@ class Site:
     long_prefixes: list[tuple[str, StageRuntime]] = field(default_factory=list)
     root: StageRuntime | None = None
     not_found: replies.LocalReply = replies.MISSING_AUTH_TOKEN
+    # A mutual-TLS custom domain's name: requests for it are served only on connections whose
+    # TLS handshake was verified for that name (SNI); None: any connection.
+    mtls: str | None = None
 
     def resolve(self, path: str) -> tuple[StageRuntime | None, str]:
         """Map a normalised path to (stage, path inside the stage)."""
@@ -480,6 +483,8 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             issues.append(ConfigIssue(f"{d_path}.name", f"duplicate domain {domain.name!r}"))
             continue
         site = Site()
+        if domain.mutualTls is not None:
+            site.mtls = name[:-1] if name.endswith(".") else name
         for m_i, mapping in enumerate(domain.mappings):
             m_path = f"{d_path}.mappings[{m_i}]"
             entry = by_name.get(mapping.api)

@@ -45,7 +45,7 @@ from fastgw.pipeline.runtime import launch as _launch_pipeline
 from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
 from fastgw.server.tls import FORBIDDEN as TLS_FORBIDDEN
-from fastgw.server.tls import client_cert_of, mtls_guard
+from fastgw.server.tls import client_cert_of
 from fastgw_core.errors import HeadError, InvalidPathError
 from fastgw_core.headers import (
     IN_CLOSE,
@@ -887,8 +887,8 @@ class Exchange:
             site = snapshot.site_for_header(host)
         # Mutual TLS (fastgw.server.tls): a request for an mTLS domain only on a connection
         # verified for that very name (SNI), never on plain HTTP or under another SNI.
-        guard = mtls_guard(snapshot)
-        if guard and guard.get(id(site), proto.tls_name) != proto.tls_name:
+        mtls = site.mtls
+        if mtls is not None and mtls != proto.tls_name:
             self.local_error = TLS_FORBIDDEN
             return
         stage, inner = resolve_stage(site, path)

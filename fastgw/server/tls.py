@@ -221,28 +221,6 @@ def _check_truststore(file: str, path: str, issues: list[ConfigIssue]) -> None:
         issues.append(ConfigIssue(path, f"{file} holds no CA certificate"))
 
 
-# ---------------------------------------------------------------------- Host vs SNI
-_GUARDS: dict[int, tuple[object, dict[int, str]]] = {}
-
-
-def mtls_guard(snapshot: Any) -> dict[int, str]:
-    """``{id(site): domain name}`` of a snapshot's mutual-TLS domains (memoised, last 8)."""
-    got = _GUARDS.get(id(snapshot))
-    if got is not None and got[0] is snapshot:
-        return got[1]
-    guard: dict[int, str] = {}
-    for domain in snapshot.config.domains:
-        name = normalize_name(domain.name)
-        if domain.mutualTls is not None and name is not None:
-            site = snapshot.hosts.get(name)
-            if site is not None:
-                guard[id(site)] = name
-    if len(_GUARDS) >= 8:
-        _GUARDS.pop(next(iter(_GUARDS)))
-    _GUARDS[id(snapshot)] = (snapshot, guard)
-    return guard
-
-
 # ---------------------------------------------------------------------- client certificate
 _DN_NAMES = {
     "commonName": "CN",
@@ -500,7 +478,6 @@ __all__ = [
     "check_tls",
     "client_cert_of",
     "format_dn",
-    "mtls_guard",
     "normalize_name",
     "parse_client_hello",
     "peek_server_name",
