@@ -436,7 +436,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     stage,
                     r_path,
                     issues,
-                    access.for_route(api, a_path, route, r_path),
+                    (*access.for_route(api, a_path, route, r_path), access.last_validation),
                 )
                 if pipe is False:
                     continue

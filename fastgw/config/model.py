@@ -475,6 +475,24 @@ class Route(_Model):
             "(`scope`/`scp`), else 403."
         ),
     ] = field(default_factory=list)
+    requestParameters: Annotated[
+        dict[str, bool],
+        Meta(
+            description="Method request parameters, AWS syntax: 'method.request.header.NAME', "
+            "'method.request.querystring.NAME', 'method.request.path.NAME' -> required (checked by a "
+            "validator with validateRequestParameters)."
+        ),
+    ] = field(default_factory=dict)
+    requestModels: Annotated[
+        dict[str, str],
+        Meta(
+            description="Content-Type -> model name, for body validation ('$default' for any other "
+            "type; a request without Content-Type is application/json)."
+        ),
+    ] = field(default_factory=dict)
+    requestValidator: Annotated[
+        str | None, Meta(description="Name of one of the API's requestValidators (else the API's default).")
+    ] = None
     authorizationType: Annotated[
         Literal["NONE", "AWS_IAM"],
         Meta(
@@ -485,6 +503,17 @@ class Route(_Model):
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on this route.")] = field(
         default_factory=list
     )
+
+
+class RequestValidatorConfig(_Model):
+    """What a request validator checks (AWS's RequestValidator)."""
+
+    validateRequestBody: Annotated[
+        bool, Meta(description="Check the body against the route's model for its Content-Type.")
+    ] = False
+    validateRequestParameters: Annotated[
+        bool, Meta(description="Check that the route's required request parameters are present.")
+    ] = False
 
 
 class Stage(_Model):
@@ -554,6 +583,23 @@ class Api(_Model):
     authorizers: Annotated[
         list[AuthorizerConfig], Meta(description="Authorizers (Lambda, JWT, Cognito) routes may use.")
     ] = field(default_factory=list)
+    models: Annotated[
+        dict[str, dict[str, Any]],
+        Meta(
+            description="Models by name: JSON Schema draft 4 documents (AWS's models); a model may "
+            "$ref another as https://apigateway.amazonaws.com/restapis/API_ID/models/NAME."
+        ),
+    ] = field(default_factory=dict)
+    requestValidators: Annotated[
+        dict[str, RequestValidatorConfig], Meta(description="Request validators by name.")
+    ] = field(default_factory=dict)
+    requestValidator: Annotated[
+        str | None,
+        Meta(
+            description="The validator of every route that names none "
+            "(x-amazon-apigateway-request-validator)."
+        ),
+    ] = None
     policy: Annotated[
         dict[str, Any] | None,
         Meta(

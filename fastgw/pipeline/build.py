@@ -372,6 +372,7 @@ class AccessControl:
         self._iam: Any = None
         self._iam_failed = False
         self._policies: dict[int, Any] = {}
+        self._models: dict[int, dict[str, Any]] = {}
 
     def iam(self) -> Any:
         if self._iam is None and not self._iam_failed:
@@ -399,10 +400,58 @@ class AccessControl:
                 self.issues.append(ConfigIssue(f"{path}.policy", str(ex)))
         return self._policies[key]
 
+    def models(self, api: Api, path: str) -> dict[str, Any]:
+        """The API's compiled models (each compiled once per config)."""
+        key = id(api)
+        got = self._models.get(key)
+        if got is None:
+            from fastgw.pipeline.validation import compile_models
+
+            got, errors = compile_models(api.models)
+            for name, message in errors:
+                self.issues.append(ConfigIssue(f"{path}.models.{name}", message))
+            self._models[key] = got
+        return got
+
+    def validation(self, api: Api, a_path: str, route: Route, r_path: str) -> Any:
+        """The route's RequestValidation, None without checks, False after an issue."""
+        from fastgw.pipeline.validation import RequestValidation, parse_parameters
+
+        required, errors = parse_parameters(route.requestParameters)
+        for key, message in errors:
+            self.issues.append(ConfigIssue(f"{r_path}.requestParameters.{key}", message))
+        models = self.models(api, a_path)
+        for ctype, name in route.requestModels.items():
+            if name not in api.models:
+                self.issues.append(
+                    ConfigIssue(f"{r_path}.requestModels.{ctype}", f"no model {name!r} in the API")
+                )
+                errors.append((ctype, name))
+        name = route.requestValidator or api.requestValidator
+        if name is None:
+            return False if errors else None
+        validator = api.requestValidators.get(name)
+        if validator is None:
+            where = f"{r_path}.requestValidator" if route.requestValidator else f"{a_path}.requestValidator"
+            self.issues.append(ConfigIssue(where, f"no request validator {name!r} in the API"))
+            return False
+        if errors:
+            return False
+        params = required if validator.validateRequestParameters else None
+        body = None
+        if validator.validateRequestBody:
+            body = {ctype.lower(): models[m] for ctype, m in route.requestModels.items() if m in models}
+        if not params and not body:
+            return None
+        return RequestValidation(params, body)
+
     def for_route(self, api: Api, a_path: str, route: Route, r_path: str) -> tuple[Any, Any, bool]:
-        """(IAM verifier or None, resource policy or None, failed)."""
+        """(IAM verifier or None, resource policy or None, failed); the route's request
+        validation is left in ``self.last_validation``."""
         iam = None
-        failed = False
+        validation = self.validation(api, a_path, route, r_path)
+        failed = validation is False
+        self.last_validation = validation or None
         if route.authorizationType == "AWS_IAM":
             if route.authorizer is not None:
                 self.issues.append(
@@ -620,12 +669,13 @@ def build_pipeline(
     stage: Stage,
     path: str,
     issues: list[ConfigIssue],
-    access: tuple[Any, Any, bool] = (None, None, False),
+    access: tuple[Any, ...] = (None, None, False),
 ) -> RoutePipeline | bool | None:
     """The route's pipeline; None when the fast path serves it; False after an issue."""
     integ = route.integration
     steps, plugins = plugin_steps(merged_plugins)
-    iam, policy, access_failed = access
+    iam, policy, access_failed = access[:3]
+    validation = access[3] if len(access) > 3 else None
     if access_failed:
         return False
     if (
@@ -634,6 +684,7 @@ def build_pipeline(
         and not steps
         and iam is None
         and policy is None
+        and validation is None
     ):
         return None
     auth = None
@@ -689,4 +740,7 @@ def build_pipeline(
         route_rt, run, name, deadline, auth, steps, plugins, key_from_auth and auth is not None
     )
     pipe.set_access(iam, policy)
+    if validation is not None:
+        pipe.validation = validation
+        pipe.direct = None
     return pipe

@@ -27,7 +27,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("api_key", "built-in", "API key and usage plan (apiKeyRequired), quota"),
     Phase("throttle", "built-in", "token buckets: usage-plan key, stage/route, gateway"),
     Phase("access", "plugins", "plugins' access(): may edit the request or answer it"),
-    Phase("validation", "built-in", "request validation (models, required parameters): not built yet"),
+    Phase("validation", "built-in", "request validators: required parameters, JSON Schema body models"),
     Phase("cache", "built-in", "response cache lookup: not built yet"),
     Phase("integration", "built-in", "MOCK, HTTP_PROXY or AWS_PROXY (a function)"),
     Phase("response_mapping", "built-in", "integration response mapping: not built yet"),
@@ -74,6 +74,17 @@ def describe(route: Any) -> list[str]:
             state = (
                 f"route {t.rateLimit:g} rps / burst {t.burstLimit}, then gateway" if t else "gateway limit"
             )
+        elif phase.name == "validation":
+            v = pipe.validation if pipe is not None else None
+            if v is None:
+                state = "off"
+            else:
+                parts = []
+                if v.params:
+                    parts.append("parameters " + ", ".join(f"{k}.{n}" for k, n in v.params))
+                if v.models:
+                    parts.append("body models for " + ", ".join(sorted(v.models)))
+                state = "; ".join(parts)
         elif phase.name == "integration":
             state = pipe.integration_name if pipe is not None else _fast_integration(route)
         else:

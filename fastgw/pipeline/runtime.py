@@ -110,6 +110,7 @@ class RoutePipeline:
         "response",
         "rewrite",
         "route",
+        "validation",
     )
 
     def __init__(
@@ -145,6 +146,8 @@ class RoutePipeline:
         #: AWS_IAM (SigV4) verifier and the API's resource policy (fastgw.authorizers).
         self.iam: Any = None
         self.policy: Any = None
+        #: Request validation (fastgw.pipeline.validation), after the access plugins.
+        self.validation: Any = None
 
     def set_access(self, iam: Any, policy: Any) -> None:
         self.iam = iam
@@ -250,6 +253,11 @@ class RoutePipeline:
                 if res is not None:
                     return to_reply(res)
             step = None
+            validation = self.validation
+            if validation is not None:
+                invalid = validation.check(req)
+                if invalid is not None:
+                    return invalid
             result = await self.integration(req, svc)
             if type(result) is Handoff:
                 return result  # type: ignore[return-value]
