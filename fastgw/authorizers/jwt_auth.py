@@ -517,28 +517,40 @@ class JwtAuthorizerRuntime:
         return self._verify(req, issuer, key, alg, token, kid)
 
     async def _refresh(self, issuer: _Issuer, svc: Services) -> None:
-        inflight = issuer.inflight
-        if inflight is not None:
+        while True:
+            inflight = issuer.inflight
+            if inflight is None:
+                break
             await asyncio.shield(inflight)
-            return
+            if issuer.last_fetch != 0.0:
+                return
+            # The fetch waited for was abandoned (its request went away): fetch here instead.
         if time.monotonic() - issuer.last_fetch < self.min_refresh:
             return  # rate limited: the keys held (if any) stay
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         issuer.inflight = fut
         issuer.last_fetch = time.monotonic()
         issuer.fetches += 1
+        cancelled = False
         try:
             async with asyncio.timeout(self.timeout):
                 keys = await self._fetch_keys(issuer, svc)
             issuer.keys = keys
             issuer.expires = time.monotonic() + self.cache_seconds
+        except asyncio.CancelledError:
+            # The request that fetched went away: that is no verdict on the provider, so the
+            # next request may fetch again at once (else one disconnect could lock out every
+            # token until the refresh period ends).
+            cancelled = True
+            raise
         except Exception as ex:  # fail closed: the old keys stay until they expire, no longer
             log.warning(
                 "JWKS fetch failed",
                 extra={"authorizer": self.name, "issuer": issuer.issuer, "error": repr(ex)},
             )
         finally:
-            issuer.last_fetch = time.monotonic()  # the period counts from the end of the attempt
+            # The period counts from the end of the attempt.
+            issuer.last_fetch = 0.0 if cancelled else time.monotonic()
             issuer.inflight = None
             fut.set_result(None)
 

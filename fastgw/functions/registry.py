@@ -248,14 +248,21 @@ class LocalFunction:
     async def _wait_slot(self, limit: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
+        got = False
         try:
             async with asyncio.timeout(limit):
                 await fut
+            got = True
         except TimeoutError:
             raise FunctionTimeout(self.name) from None
         finally:
-            if not fut.done():
-                fut.cancel()
+            if not got:
+                if fut.done() and not fut.cancelled():
+                    # The slot was handed over just as this waiter gave up (timeout, or the
+                    # client went away): pass it on, or it would be lost for good.
+                    self._release()
+                elif not fut.done():
+                    fut.cancel()
             try:
                 self.waiters.remove(fut)
             except ValueError:

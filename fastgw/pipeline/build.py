@@ -328,7 +328,8 @@ def compile_authorizers(
         fn = resolve_function(auth.authorizerUri, functions, stage, f"{a_path}.authorizerUri", sink)
         if fn is None:
             continue
-        namespace = f"{api_id}:{auth.name}:{_digest(auth)}:"
+        # Decisions belong to one stage (AWS) and one function: the shared store keys say so.
+        namespace = f"{api_id}:{stage.name}:{auth.name}:{fn.name}:{_digest(auth)}:"
         out[auth.name] = AuthorizerRuntime(
             auth.name,
             api.kind,

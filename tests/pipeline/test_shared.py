@@ -214,3 +214,27 @@ def test_authorized_proxy_route_streams_through_the_pools(
             assert names["authorization"] == "allow-me" and names["x-keep"] == "k"
             assert names["x-forwarded-for"] == "127.0.0.1"
             assert names["host"] == f"127.0.0.1:{echo_server.port}"
+
+
+def test_a_slow_answer_after_a_body_gets_no_stray_408(gateway_factory: GatewayFactory) -> None:
+    """The body's read deadline ends with the body: a function slower than body_timeout answers
+    once, and the connection stays usable."""
+    gw = gateway_factory(
+        {
+            "gateway": {"limits": {"body_timeout": 0.5}},
+            "functions": {"slow": {"handler": f"{H}:slow_async", "timeout_ms": 5000}},
+            "apis": [
+                {
+                    "name": "s",
+                    "routes": [{"route": "POST /s", "integration": {"type": "AWS_PROXY", "uri": "slow"}}],
+                    "stages": [{"name": "prod"}],
+                }
+            ],
+        }
+    )
+    with RawConn(gw.port, timeout=5.0) as c:
+        r = c.request("POST", "/prod/s?s=1.2", body=b"{}")
+        assert r.status == 200 and r.body == b"slow async"
+        assert not c.is_closed(0.5)  # no 408, no close
+        r = c.request("POST", "/prod/s?s=0", body=b"{}")
+        assert r.status == 200
