@@ -59,9 +59,17 @@ def describe(route: Any) -> list[str]:
             state = ", ".join(names) if names else "-"
         elif phase.name == "authorizer":
             auth = pipe.authorizer if pipe is not None else None
-            state = (
-                f"{auth.type} authorizer {auth.name!r} (cache {auth.ttl}s)" if auth is not None else "none"
-            )
+            parts = []
+            if pipe is not None and pipe.iam is not None:
+                parts.append("AWS_IAM (SigV4 + identity policy)")
+            if pipe is not None and pipe.policy is not None:
+                parts.append("resource policy")
+            if auth is not None:
+                if auth.type in ("JWT", "COGNITO_USER_POOLS"):
+                    parts.append(f"{auth.type} authorizer {auth.name!r} (keys and verified tokens cached)")
+                else:
+                    parts.append(f"{auth.type} authorizer {auth.name!r} (cache {auth.ttl}s)")
+            state = ", then ".join(parts) if parts else "none"
         elif phase.name == "api_key":
             source = (
                 "authorizer's usageIdentifierKey"
