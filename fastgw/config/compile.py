@@ -130,6 +130,8 @@ class ApiRuntime:
     account_id: str = "123456789012"
     # REST binaryMediaTypes, lower-case ("image/png", "image/*", "*/*").
     binary_types: tuple[str, ...] = ()
+    # HTTP API CORS (fastgw.pipeline.cors.CorsRuntime), or None.
+    cors: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -366,6 +368,21 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             binary_types=tuple(t.lower() for t in api.binaryMediaTypes),
         )
         apis.append(rt_api)
+        if api.cors is not None:
+            from fastgw.pipeline.cors import CorsRuntime
+
+            if api.kind != "http":
+                issues.append(
+                    ConfigIssue(
+                        f"{a_path}.cors", "CORS configuration is for HTTP APIs (REST: OPTIONS MOCK routes)"
+                    )
+                )
+            elif api.cors.allowCredentials and "*" in api.cors.allowOrigins:
+                issues.append(
+                    ConfigIssue(f"{a_path}.cors.allowCredentials", "credentials cannot go with origin '*'")
+                )
+            else:
+                rt_api.cors = CorsRuntime(api.cors)
         if not api.stages:
             issues.append(ConfigIssue(f"{a_path}.stages", "an API needs at least one stage"))
         site = Site(not_found=not_found)

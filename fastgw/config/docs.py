@@ -39,6 +39,7 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct]]] = [
     ("apis[].routes[].integration (type: AWS_PROXY)", model.AwsProxyIntegration),
     ("apis[].authorizers[]", model.AuthorizerConfig),
     ("apis[].requestValidators.NAME", model.RequestValidatorConfig),
+    ("apis[].cors", model.CorsConfiguration),
     ("apis[].authorizers[].jwtConfiguration", model.JwtConfiguration),
     ("iam", model.IamSettings),
     ("iam.users[]", model.IamUser),

@@ -505,6 +505,30 @@ class Route(_Model):
     )
 
 
+class CorsConfiguration(_Model):
+    """HTTP API CORS (AWS's Cors object): preflights answered by the gateway, headers added."""
+
+    allowOrigins: Annotated[
+        list[str], Meta(description="Origins allowed ('https://app.example.com', or '*').")
+    ] = field(default_factory=list)
+    allowMethods: Annotated[list[str], Meta(description="Methods allowed ('GET', ..., or '*').")] = field(
+        default_factory=list
+    )
+    allowHeaders: Annotated[list[str], Meta(description="Request headers allowed ('*' for any).")] = field(
+        default_factory=list
+    )
+    exposeHeaders: Annotated[list[str], Meta(description="Response headers exposed to the page.")] = field(
+        default_factory=list
+    )
+    maxAge: Annotated[
+        Annotated[int, Meta(ge=0, le=86400)] | None,
+        Meta(description="Seconds a browser may cache a preflight answer (0-86400)."),
+    ] = None
+    allowCredentials: Annotated[
+        bool, Meta(description="Send Access-Control-Allow-Credentials: true (not with origin '*').")
+    ] = False
+
+
 class RequestValidatorConfig(_Model):
     """What a request validator checks (AWS's RequestValidator)."""
 
@@ -583,6 +607,13 @@ class Api(_Model):
     authorizers: Annotated[
         list[AuthorizerConfig], Meta(description="Authorizers (Lambda, JWT, Cognito) routes may use.")
     ] = field(default_factory=list)
+    cors: Annotated[
+        CorsConfiguration | None,
+        Meta(
+            description="HTTP APIs: CORS handled by the gateway (preflights answered, headers added to "
+            "every response of the API, the integration's own CORS headers replaced)."
+        ),
+    ] = None
     models: Annotated[
         dict[str, dict[str, Any]],
         Meta(

@@ -686,6 +686,7 @@ def build_pipeline(
         and iam is None
         and policy is None
         and validation is None
+        and api.cors is None
     ):
         return None
     auth = None
@@ -733,7 +734,9 @@ def build_pipeline(
         name = "MOCK"
     else:
         run = proxy_integration(
-            compiled, stream=not any(s.phase in ("response", "log") for s in steps), edits=bool(steps)
+            compiled,
+            stream=api.cors is None and not any(s.phase in ("response", "log") for s in steps),
+            edits=bool(steps),
         )
         name = "HTTP_PROXY (buffered: the route has a pipeline)"
         deadline += compiled.timeout
@@ -744,4 +747,5 @@ def build_pipeline(
     if validation is not None:
         pipe.validation = validation
         pipe.direct = None
+    pipe.cors = route_rt.api.cors
     return pipe

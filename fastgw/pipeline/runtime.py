@@ -97,6 +97,7 @@ class RoutePipeline:
     __slots__ = (
         "access",
         "authorizer",
+        "cors",
         "deadline",
         "direct",
         "early_gate",
@@ -148,6 +149,8 @@ class RoutePipeline:
         self.policy: Any = None
         #: Request validation (fastgw.pipeline.validation), after the access plugins.
         self.validation: Any = None
+        #: HTTP API CORS (fastgw.pipeline.cors): every reply of the route is decorated.
+        self.cors: Any = None
 
     def set_access(self, iam: Any, policy: Any) -> None:
         self.iam = iam
@@ -451,6 +454,8 @@ async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Servi
     except Exception:
         log.exception("request pipeline failed", extra={"route": pipeline.route.key})
         reply = replies.INTERNAL_ERROR
+    if pipeline.cors is not None:
+        reply = pipeline.cors.decorate(reply, req)
     ex.task = None
     ex.pipeline_done(reply)
     if pipeline.logs:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fastgw.config.compile import MockRuntime as _MockRuntime
+from fastgw.pipeline.cors import preflight_headers as _preflight_headers
 from fastgw.pipeline.request import Request
 from fastgw.pipeline.runtime import launch as _launch_pipeline
 from fastgw.server import replies
@@ -899,6 +900,14 @@ class Exchange:
         if stage is None:
             self.local_error = site.not_found
             return
+        if self.method == "OPTIONS":
+            cors = stage.api.cors
+            if cors is not None:
+                # HTTP API CORS: the gateway answers preflights itself, OPTIONS route or not.
+                origin, wanted, wanted_headers = _preflight_headers(proto.fwd)
+                if origin is not None and wanted is not None:
+                    self.local_error = cors.preflight(origin, wanted, wanted_headers)
+                    return
         match = stage.trie.match(self.method, inner)
         if match is None:
             self.local_error = stage.api.not_found
