@@ -603,7 +603,7 @@ class HttpProtocol:
         self.in_head = True
         self.head_bytes = 0
         self._reset_request()
-        if self.active is not None and self.deadline_reply is replies.REQUEST_TIMEOUT:
+        if self.deadline and self.active is not None and self.deadline_reply is replies.REQUEST_TIMEOUT:
             # The body is in: its read deadline is over. The exchange's own deadlines (integration,
             # pipeline) take it from here; when it ends, exchange_done sets the next one.
             self.deadline = 0.0
