@@ -533,8 +533,9 @@ class JwtAuthorizerRuntime:
         issuer.fetches += 1
         cancelled = False
         try:
-            async with asyncio.timeout(self.timeout):
-                keys = await self._fetch_keys(issuer, svc)
+            # wait_for (not asyncio.timeout): it also works when the request's pipeline was
+            # started eagerly, outside any Task (fastgw.pipeline.runtime.launch).
+            keys = await asyncio.wait_for(self._fetch_keys(issuer, svc), self.timeout)
             issuer.keys = keys
             issuer.expires = time.monotonic() + self.cache_seconds
         except asyncio.CancelledError:

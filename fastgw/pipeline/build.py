@@ -748,4 +748,11 @@ def build_pipeline(
         pipe.validation = validation
         pipe.direct = None
     pipe.cors = route_rt.api.cors
+    # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
+    # everything else may start outside a Task (see runtime.launch).
+    pipe.eager = (
+        not steps
+        and (auth is None or auth.type in ("JWT", "COGNITO_USER_POOLS"))
+        and not isinstance(integ, AwsProxyIntegration)
+    )
     return pipe

@@ -100,6 +100,7 @@ class RoutePipeline:
         "cors",
         "deadline",
         "direct",
+        "eager",
         "early_gate",
         "iam",
         "integration",
@@ -151,6 +152,9 @@ class RoutePipeline:
         self.validation: Any = None
         #: HTTP API CORS (fastgw.pipeline.cors): every reply of the route is decorated.
         self.cors: Any = None
+        #: No user code runs in this pipeline: ``launch`` may start it outside a Task (set by
+        #: the compiler, fastgw.pipeline.build).
+        self.eager = False
 
     def set_access(self, iam: Any, policy: Any) -> None:
         self.iam = iam
@@ -431,8 +435,26 @@ def launch(ex: Exchange, svc: Services) -> None:
     """Build the request of a finished exchange and run its route's pipeline in a Task."""
     pipeline: RoutePipeline = ex.route.pipeline
     req = ex.build_request()
-    task = svc.loop.create_task(_serve(ex, pipeline, req, svc))
+    coro = _serve(ex, pipeline, req, svc)
+    if pipeline.eager:
+        # PERF: a pipeline with no user code in it (no plugins, no Lambda function or Lambda
+        # authorizer: a JWT check, IAM, policies, validation, a proxy or MOCK) runs at once;
+        # most finish without waiting (keys and tokens cached) and need no Task at all. One
+        # that must wait (a JWKS fetch, a Redis lease) continues in a Task from where it is.
+        try:
+            fut = coro.send(None)
+        except StopIteration:
+            return
+        task = svc.loop.create_task(_continue(coro, fut))
+    else:
+        task = svc.loop.create_task(coro)
     ex.task = task  # the exchange holds the Task (and cancels it if the client goes)
+
+
+async def _continue(coro: Any, fut: Any) -> Any:
+    from fastgw.functions.registry import _Resume
+
+    return await _Resume(coro, fut)
 
 
 async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Services) -> None:
