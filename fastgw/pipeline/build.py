@@ -748,6 +748,11 @@ def build_pipeline(
         pipe.validation = validation
         pipe.direct = None
     pipe.cors = route_rt.api.cors
+    if pipe.cors is not None:
+        # Every reply of the route, the traffic gate's 429s included, gets the CORS headers:
+        # the gate runs inside the pipeline.
+        pipe.early_gate = False
+        pipe.direct = None
     # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
     # everything else may start outside a Task (see runtime.launch).
     pipe.eager = (

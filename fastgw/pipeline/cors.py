@@ -80,11 +80,14 @@ class CorsRuntime:
 
     def decorate(self, reply: LocalReply, req: Request) -> LocalReply:
         """``reply`` with the backend's CORS headers replaced by the API's, for ``req``'s Origin."""
+        return self.decorate_origin(reply, req.header("origin"))
+
+    def decorate_origin(self, reply: LocalReply, origin: str | None) -> LocalReply:
         lines = reply.head.split(b"\r\n")
         kept = [lines[0]] + [
             line for line in lines[1:] if line and not line.lower().startswith(b"access-control-")
         ]
-        allowed = self.allow_origin(req.header("origin"))
+        allowed = self.allow_origin(origin)
         if allowed is not None:
             kept.append(b"access-control-allow-origin: " + allowed.encode("latin-1"))
             if self.credentials:

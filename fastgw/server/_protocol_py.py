@@ -911,6 +911,9 @@ class Exchange:
         match = stage.trie.match(self.method, inner)
         if match is None:
             self.local_error = stage.api.not_found
+            cors = stage.api.cors
+            if cors is not None:
+                self.local_error = cors.decorate_origin(self.local_error, _preflight_headers(proto.fwd)[0])
             return
         route: RouteRuntime = match.value
         self.route = route

@@ -52,8 +52,11 @@ CONFIG: dict[str, Any] = {
                     "integration": {"type": "MOCK", "body": "{}"},
                     "authorizer": "simple",
                 },
+                {"route": "GET /closed", "integration": {"type": "MOCK", "body": "{}"}},
             ],
-            "stages": [{"name": "$default"}],
+            "stages": [
+                {"name": "$default", "route_throttle": {"GET /closed": {"rateLimit": 0, "burstLimit": 0}}}
+            ],
         }
     ],
 }
@@ -121,6 +124,12 @@ def test_responses_get_the_headers_and_backend_ones_are_replaced(gw: Any) -> Non
 def test_gateway_errors_get_the_headers_too(gw: Any) -> None:
     r = call(gw, "GET", "/private", [("Origin", APP)])
     assert r.status == 401 and r.header("access-control-allow-origin") == APP
+    r = call(gw, "GET", "/closed", [("Origin", APP)])
+    assert r.status == 429 and r.header("access-control-allow-origin") == APP
+    r = call(gw, "GET", "/no/such/route", [("Origin", APP)])
+    assert r.status == 404 and r.header("access-control-allow-origin") == APP
+    r = call(gw, "GET", "/no/such/route", [("Origin", "https://evil.example")])
+    assert r.status == 404 and r.header("access-control-allow-origin") is None
 
 
 def test_cors_config_errors(tmp_path: Path) -> None:
