@@ -90,12 +90,14 @@ class RemoteFunction:
     def __repr__(self) -> str:
         return f"RemoteFunction({self.name!r}, {self.url!r}, remote_name={self.remote_name!r})"
 
-    async def invoke(self, event: dict[str, Any], request_id: str) -> object:
+    async def invoke(self, event: dict[str, Any], request_id: str, timeout: float | None = None) -> object:
         """Run the function on ``event``; return its parsed JSON result.
 
         Raises ``FunctionError`` (the function failed), ``FunctionTimeout`` (no answer within
-        ``timeout``, ours or the function's own) or ``InvokeError`` (anything else).
+        ``timeout`` (this call's, else the function's), or the function's own) or ``InvokeError``
+        (anything else).
         """
+        limit = self.timeout if timeout is None else timeout
         try:
             payload = orjson.dumps(event)
         except TypeError as ex:
@@ -113,12 +115,12 @@ class RemoteFunction:
                 self._target,
                 headers,
                 payload,
-                self.timeout,
+                limit,
                 self._host_header,
             )
         except HttpClientTimeout:
             raise FunctionTimeout(
-                f"function {self.name} (request {request_id}): no answer within {self.timeout:g}s"
+                f"function {self.name} (request {request_id}): no answer within {limit:g}s"
             ) from None
         except HttpClientError as ex:
             raise InvokeError(f"function {self.name} (request {request_id}): {ex}") from None

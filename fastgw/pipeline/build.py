@@ -73,9 +73,8 @@ class RemoteRef:
 
             self._fn = RemoteFunction(self.name, self.url, client, self.timeout, self.remote_name)
             self._client = client
-        limit = min(timeout, self.timeout)
-        self._fn.timeout = limit
-        return await self._fn.invoke(event, request_id)
+        # The call's own limit: concurrent calls (from routes with other timeouts) share _fn.
+        return await self._fn.invoke(event, request_id, min(timeout, self.timeout))
 
 
 FunctionRef = LocalFunction | RemoteRef
