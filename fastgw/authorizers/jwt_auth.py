@@ -449,17 +449,8 @@ class JwtAuthorizerRuntime:
     def check_cached(self, req: Request, svc: Services) -> LocalReply | tuple[_Issuer, str, str, str] | None:
         """Without waiting: a refusal, or None (verified with a key this worker holds), else
         ``(issuer, kid, alg, token)`` for ``authorize_miss``."""
-        src = self.sources[0]
-        if src.kind == "header":
-            # PERF: one header to find; a scan beats building the request's header map.
-            lname = src.name.lower()
-            token = ""
-            for name, value in req.headers:
-                if len(name) == len(lname) and name.lower() == lname:
-                    token = value if not token else f"{token},{value}"
-        else:
-            values = la.identity_values(self.sources, req)
-            token = values[0] if values else ""
+        values = la.identity_values(self.sources, req)
+        token = values[0] if values else ""
         if not token:
             return self._unauthorized(None)
         token = token.strip()

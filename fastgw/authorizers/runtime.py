@@ -263,10 +263,6 @@ class AuthorizerRuntime:
         self.validation = validation
         self.namespace = namespace
         self.calls = 0
-        # The lower-case name when the only identity source is one header.
-        self.single_header = (
-            sources[0].name.lower() if len(sources) == 1 and sources[0].kind == "header" else None
-        )
 
     async def authorize(self, req: Request, svc: Services) -> LocalReply | None:
         """None to go on (``req.authorizer`` set), else the reply that ends the request."""
@@ -278,16 +274,7 @@ class AuthorizerRuntime:
     def check_cached(self, req: Request, svc: Services) -> LocalReply | tuple[list[str], Any] | None:
         """Without waiting: the answer (identity missing, or a decision in this worker's
         memory), else ``(values, local_key)`` for ``authorize_miss``."""
-        header = self.single_header
-        if header is not None:
-            # PERF: one header (a TOKEN authorizer's): a scan beats building the header map.
-            value = ""
-            for name, v in req.headers:
-                if len(name) == len(header) and name.lower() == header:
-                    value = v if not value else f"{value},{v}"
-            values: list[str] | None = [value] if value else None
-        else:
-            values = la.identity_values(self.sources, req) if self.sources else []
+        values = la.identity_values(self.sources, req) if self.sources else []
         if values is None:
             if self.type == "TOKEN" or self.ttl > 0 or self.api_kind == "http":
                 return la.unauthorized_reply(self.api_kind)
