@@ -27,6 +27,7 @@ UpstreamConnection = _impl.UpstreamConnection
 UpstreamPool = _impl.UpstreamPool
 render_path = _impl.render_path
 resolve_stage = _impl.resolve_stage
+set_nodelay = _impl.set_nodelay
 
 __all__ = [
     "COMPILED",
@@ -37,4 +38,5 @@ __all__ = [
     "UpstreamPool",
     "render_path",
     "resolve_stage",
+    "set_nodelay",
 ]

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import ssl as _ssl
 from dataclasses import dataclass
 from types import TracebackType
 
 import httptools
+
+from fastgw.server.protocol import set_nodelay
 
 __all__ = [
     "MAX_HEADERS",
@@ -183,12 +184,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover
-                pass
+        set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.clean = False
