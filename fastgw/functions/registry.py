@@ -177,8 +177,12 @@ class LocalFunction:
         if not self.is_async or self.running >= self.max_concurrency:
             return False, self.invoke(event, executor, timeout)
         limit = self.timeout if timeout > self.timeout else timeout
-        deadline = time.monotonic() + limit
         self.running += 1
+        return self._step(event, time.monotonic() + limit)
+
+    def _step(self, event: Any, deadline: float) -> tuple[bool, Any]:
+        """Run an async handler up to its first suspension (its slot already taken):
+        ``(True, result)``, or ``(False, awaitable of the rest)``, which frees the slot at the end."""
         try:
             coro = self.handler(event, LambdaContext(self, deadline))
             fut = coro.send(None)
@@ -207,25 +211,12 @@ class LocalFunction:
         if self.running >= self.max_concurrency:
             await self._wait_slot(limit)
         self.running += 1
-        context = LambdaContext(self, deadline)
         if self.is_async:
-            try:
-                coro = self.handler(event, context)
-                # PERF: a handler that completes without suspending (most that build a small
-                # reply) is finished by one send(), with no timer armed.
-                try:
-                    fut = coro.send(None)
-                except StopIteration as stop:
-                    return stop.value
-                return await _finish(coro, fut, max(0.0, deadline - time.monotonic()))
-            except FunctionTimeout:
-                raise
-            except TimeoutError:
-                raise FunctionTimeout(self.name) from None
-            except Exception as ex:
-                raise _error_of(ex) from ex
-            finally:
-                self._release()
+            # PERF: a handler that completes without suspending (most that build a small
+            # reply) is finished by one send(), with no timer armed.
+            done, got = self._step(event, deadline)
+            return got if done else await got
+        context = LambdaContext(self, deadline)
         if self.executor_kind == "inline" or executor is None:
             try:
                 return self.handler(event, context)
