@@ -501,7 +501,9 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             continue
         site = Site()
         if domain.mutualTls is not None:
-            site.mtls = name[:-1] if name.endswith(".") else name
+            from fastgw.server.tls import normalize_name
+
+            site.mtls = normalize_name(domain.name)
         for m_i, mapping in enumerate(domain.mappings):
             m_path = f"{d_path}.mappings[{m_i}]"
             entry = by_name.get(mapping.api)
