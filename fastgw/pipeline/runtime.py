@@ -43,7 +43,6 @@ class Services:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastgw-fn")
         self._client: HttpClient | None = None
         self.decisions: DecisionCache | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def client(self) -> HttpClient:
@@ -482,8 +481,3 @@ async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Servi
     ex.pipeline_done(reply)
     if pipeline.logs:
         pipeline.run_log(req, reply)
-
-
-def request_of(ex: Exchange) -> Request:
-    """The pipeline's view of an exchange (built by the compiled protocol: ``build_request``)."""
-    return ex.build_request()  # type: ignore[no-any-return]
