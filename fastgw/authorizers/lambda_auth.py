@@ -83,7 +83,7 @@ _JSON = ("content-type", "application/json")
 
 #: 401 UNAUTHORIZED (REST): a missing/empty identity source, a token failing
 #: identityValidationExpression, or the function failing with the message "Unauthorized".
-UNAUTHORIZED = aws_error(401, "Unauthorized", "UnauthorizedException")
+UNAUTHORIZED = aws_error(401, "Unauthorized", "UnauthorizedException", kind="UNAUTHORIZED")
 #: 401 (HTTP APIs): same cases; HTTP APIs send no x-amzn-ErrorType header.
 UNAUTHORIZED_HTTP = LocalReply(401, [_JSON], b'{"message":"Unauthorized"}')
 #: 403 ACCESS_DENIED (REST), a matching Deny statement. AWS sends this body with a capital "M".
@@ -91,12 +91,16 @@ ACCESS_DENIED_REST = LocalReply(
     403,
     [_JSON, ("x-amzn-ErrorType", "AccessDeniedException")],
     b'{"Message":"User is not authorized to access this resource with an explicit deny"}',
+    "ACCESS_DENIED",
+    "User is not authorized to access this resource with an explicit deny",
 )
 #: 403 ACCESS_DENIED (REST), no statement allows the method ARN (implicit deny).
 ACCESS_DENIED_REST_IMPLICIT = LocalReply(
     403,
     [_JSON, ("x-amzn-ErrorType", "AccessDeniedException")],
     b'{"Message":"User is not authorized to access this resource"}',
+    "ACCESS_DENIED",
+    "User is not authorized to access this resource",
 )
 #: 403 (HTTP APIs): isAuthorized false, or the returned policy does not allow the route ARN.
 FORBIDDEN_HTTP = LocalReply(403, [_JSON], b'{"message":"Forbidden"}')
@@ -104,12 +108,18 @@ FORBIDDEN_HTTP = LocalReply(403, [_JSON], b'{"message":"Forbidden"}')
 #: "Unauthorized"), timed out, or returned an invalid output. The default gateway-response
 #: template is {"message":$context.error.messageString}, and the message is null here.
 AUTHORIZER_CONFIGURATION_ERROR = LocalReply(
-    500, [_JSON, ("x-amzn-ErrorType", "AuthorizerConfigurationException")], b'{"message":null}'
+    500,
+    [_JSON, ("x-amzn-ErrorType", "AuthorizerConfigurationException")],
+    b'{"message":null}',
+    "AUTHORIZER_CONFIGURATION_ERROR",
 )
 #: 500 AUTHORIZER_FAILURE (REST): "a custom or Amazon Cognito authorizer failed to authenticate
 #: the caller". Same body as AUTHORIZER_CONFIGURATION_ERROR.
 AUTHORIZER_FAILURE = LocalReply(
-    500, [_JSON, ("x-amzn-ErrorType", "AuthorizerFailureException")], b'{"message":null}'
+    500,
+    [_JSON, ("x-amzn-ErrorType", "AuthorizerFailureException")],
+    b'{"message":null}',
+    "AUTHORIZER_FAILURE",
 )
 #: 500 (HTTP APIs): the authorizer could not be invoked or returned an invalid response.
 AUTHORIZER_ERROR_HTTP = LocalReply(500, [_JSON], b'{"message":"Internal Server Error"}')

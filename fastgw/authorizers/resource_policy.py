@@ -396,5 +396,9 @@ def resource_policy_deny_reply(arn: str, explicit: bool, user: str | None = None
     )
     body = json.dumps({"Message": message}, separators=(",", ":")).encode()
     return LocalReply(
-        403, [("content-type", "application/json"), ("x-amzn-ErrorType", "AccessDeniedException")], body
+        403,
+        [("content-type", "application/json"), ("x-amzn-ErrorType", "AccessDeniedException")],
+        body,
+        "ACCESS_DENIED",
+        message,
     )

@@ -65,9 +65,11 @@ _SAFE = "-_.~"
 # ----------------------------------------------------------------------------------- replies
 
 
-def _reply(message: str, error_type: str, key: str = "message") -> LocalReply:
+def _reply(
+    message: str, error_type: str, key: str = "message", kind: str = "INVALID_SIGNATURE"
+) -> LocalReply:
     body = json.dumps({key: message}, separators=(",", ":")).encode()
-    return LocalReply(403, [_JSON, ("x-amzn-ErrorType", error_type)], body)
+    return LocalReply(403, [_JSON, ("x-amzn-ErrorType", error_type)], body, kind, message)
 
 
 #: Unknown access key id (Knowledge Center "troubleshoot HTTP 403": "The security token included
@@ -118,7 +120,9 @@ def access_denied_reply(user_arn: str, resource_arn: str, explicit: bool) -> Loc
         if explicit
         else f" because no identity-based policy allows the {la.INVOKE_ACTION} action"
     )
-    return _reply(head + mask_account(resource_arn) + tail, "AccessDeniedException", key="Message")
+    return _reply(
+        head + mask_account(resource_arn) + tail, "AccessDeniedException", key="Message", kind="ACCESS_DENIED"
+    )
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 from fastgw.config.load import ConfigError, ConfigIssue
 from fastgw.config.model import (
     Api,
+    AwsIntegration,
     AwsProxyIntegration,
     GatewayConfig,
+    HttpIntegration,
     HttpProxyIntegration,
     MockIntegration,
     Stage,
@@ -141,6 +143,8 @@ class StageRuntime:
     variables: dict[str, str]
     trie: RouteTrie
     routes: list[RouteRuntime] = field(default_factory=list)
+    # REST gatewayResponses (fastgw.pipeline.gateway_responses.GatewayResponses), or None.
+    gateway_responses: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -383,6 +387,9 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 )
             else:
                 rt_api.cors = CorsRuntime(api.cors)
+        from fastgw.pipeline.gateway_responses import GatewayResponses, compile_gateway_responses
+
+        gw_customs = compile_gateway_responses(api, a_path, issues)
         if not api.stages:
             issues.append(ConfigIssue(f"{a_path}.stages", "an API needs at least one stage"))
         site = Site(not_found=not_found)
@@ -398,6 +405,8 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 continue
             trie = RouteTrie()
             rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
+            if gw_customs is not None:
+                rt_stage.gateway_responses = GatewayResponses(gw_customs, rt_stage.variables)
             stage_plugins = binder.bind(stage.plugins, f"{s_path}.plugins", f"stage {stage.name}")
             authorizers = pb.compile_authorizers(
                 api, api_id, stage, functions, a_path, issues, True, config.gateway.aws.region
@@ -417,7 +426,8 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     compiled = MockRuntime(
                         replies.LocalReply(integ.status, list(integ.headers.items()), integ.body.encode())
                     )
-                elif isinstance(integ, AwsProxyIntegration):
+                elif isinstance(integ, (AwsProxyIntegration, HttpIntegration, AwsIntegration)):
+                    # Served by the route's pipeline (fastgw.pipeline): functions and mapping.
                     compiled = FunctionRuntime(integ.uri)
                 else:
                     compiled = _compile_proxy(integ, stage, params, f"{r_path}.integration", issues, targets)

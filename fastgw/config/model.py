@@ -215,12 +215,62 @@ class GatewaySettings(_Model):
     ] = None
 
 
+ContentHandling = Literal["CONVERT_TO_TEXT", "CONVERT_TO_BINARY"]
+PassthroughBehavior = Literal["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"]
+
+
+class IntegrationResponse(_Model):
+    """How one integration outcome becomes the method response (AWS IntegrationResponse)."""
+
+    statusCode: Annotated[
+        Annotated[int, Meta(ge=100, le=599)] | Annotated[str, Meta(pattern=r"^[1-5][0-9][0-9]$")],
+        Meta(description="Status of the method response."),
+    ] = 200
+    responseParameters: Annotated[
+        dict[str, str],
+        Meta(
+            description="'method.response.header.NAME' -> 'integration.response.header.NAME' | "
+            "'integration.response.multivalueheader.NAME' | 'integration.response.body[.JSONPath]' | "
+            "'context.VAR' | 'stageVariables.NAME' | \"'static value'\"."
+        ),
+    ] = field(default_factory=dict)
+    responseTemplates: Annotated[
+        dict[str, str],
+        Meta(
+            description="Content-Type -> VTL mapping template of the response body; chosen by the "
+            "client's Accept (else application/json, else the first). Empty: the body passes through."
+        ),
+    ] = field(default_factory=dict)
+    contentHandling: Annotated[
+        ContentHandling | None,
+        Meta(description="Convert the integration body: CONVERT_TO_TEXT (base64) or CONVERT_TO_BINARY."),
+    ] = None
+
+
 class MockIntegration(_Model, tag="MOCK", tag_field="type"):
-    """Answers without a backend (AWS MOCK integration)."""
+    """Answers without a backend (AWS MOCK integration).
+
+    Simple form: `status`, `headers`, `body`. AWS form (with `responses`): the request template's
+    output `{"statusCode": N}` selects the integration response whose `selectionPattern` (the key)
+    matches N, which gives the status, headers and body (REST CORS preflights are built so)."""
 
     status: Annotated[int, Meta(ge=100, le=599, description="Response status code.")] = 200
     headers: Annotated[dict[str, str], Meta(description="Response headers.")] = field(default_factory=dict)
     body: Annotated[str, Meta(description="Response body (UTF-8 text).")] = ""
+    requestTemplates: Annotated[
+        dict[str, str],
+        Meta(description='Content-Type -> VTL template whose output is `{"statusCode": N}` (AWS form).'),
+    ] = field(default_factory=dict)
+    passthroughBehavior: Annotated[
+        PassthroughBehavior, Meta(description="When no request template matches the Content-Type.")
+    ] = "WHEN_NO_MATCH"
+    responses: Annotated[
+        dict[str, IntegrationResponse],
+        Meta(
+            description="Integration responses by selection pattern (a regex on the status code, "
+            "'default' for the rest): the AWS form."
+        ),
+    ] = field(default_factory=dict)
 
 
 class HttpProxyIntegration(_Model, tag="HTTP_PROXY", tag_field="type"):
@@ -244,6 +294,109 @@ class HttpProxyIntegration(_Model, tag="HTTP_PROXY", tag_field="type"):
         int, Meta(ge=50, description="Integration timeout, ms (AWS: 29000). Over it: 504.")
     ] = 29000
     pass_query: Annotated[bool, Meta(description="Forward the client's query string.")] = True
+    requestParameters: Annotated[
+        dict[str, str],
+        Meta(
+            description="REST: 'integration.request.header|querystring|path.NAME' -> "
+            "'method.request.header|querystring|path.NAME' | 'context.VAR' | 'stageVariables.NAME' | "
+            "\"'static'\" (AWS request parameter mapping)."
+        ),
+    ] = field(default_factory=dict)
+    parameterMapping: Annotated[
+        dict[str, str],
+        Meta(
+            description="HTTP APIs: 'append|overwrite|remove:header.NAME', "
+            "'append|overwrite|remove:querystring.NAME', 'overwrite:path' -> a value with "
+            "$request.header.NAME, $request.querystring.NAME, $request.path[.NAME], $context.VAR, "
+            "$stageVariables.NAME."
+        ),
+    ] = field(default_factory=dict)
+    responseParameters: Annotated[
+        dict[str, dict[str, str]],
+        Meta(
+            description="HTTP APIs: status code -> {'append|overwrite|remove:header.NAME' | "
+            "'overwrite:statuscode' -> value with $response.header.NAME, $response.body.JSONPath, "
+            "$context.VAR}."
+        ),
+    ] = field(default_factory=dict)
+
+
+class HttpIntegration(_Model, tag="HTTP", tag_field="type"):
+    """An HTTP endpoint with mapping (AWS HTTP, non-proxy): request templates and parameters in,
+    integration responses out."""
+
+    uri: Annotated[
+        str,
+        Meta(
+            description="Endpoint URI template: http(s)://host[:port]/path with {param} (filled from "
+            "integration.request.path.* mappings, else the route's path parameters) and "
+            "${stageVariables.NAME}."
+        ),
+    ]
+    httpMethod: Annotated[
+        str | None, Meta(description="Method sent to the endpoint (default: the client's).")
+    ] = None
+    requestParameters: Annotated[
+        dict[str, str],
+        Meta(
+            description="'integration.request.header|querystring|path.NAME' -> 'method.request.*' | "
+            "'context.VAR' | 'stageVariables.NAME' | \"'static'\". Only mapped query strings and "
+            "headers are sent (AWS)."
+        ),
+    ] = field(default_factory=dict)
+    requestTemplates: Annotated[
+        dict[str, str], Meta(description="Content-Type -> VTL template of the body sent to the endpoint.")
+    ] = field(default_factory=dict)
+    passthroughBehavior: Annotated[
+        PassthroughBehavior,
+        Meta(
+            description="No template for the request's Content-Type: WHEN_NO_MATCH passes the body "
+            "through; WHEN_NO_TEMPLATES only if no template is defined at all; NEVER answers 415."
+        ),
+    ] = "WHEN_NO_MATCH"
+    contentHandling: Annotated[
+        ContentHandling | None, Meta(description="Convert the request body before it is sent.")
+    ] = None
+    responses: Annotated[
+        dict[str, IntegrationResponse],
+        Meta(
+            description="Integration responses by selection pattern: a regex on the endpoint's status "
+            "code; 'default' for the rest. Without one, the status and body pass through."
+        ),
+    ] = field(default_factory=dict)
+    timeout_ms: Annotated[
+        int, Meta(ge=50, description="Integration timeout, ms (AWS: 29000). Over it: 504.")
+    ] = 29000
+
+
+class AwsIntegration(_Model, tag="AWS", tag_field="type"):
+    """A registered function invoked with a mapped payload (AWS's non-proxy Lambda integration)."""
+
+    uri: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            description="The function: a name in `functions`, a Lambda ARN or AWS's integration URI.",
+        ),
+    ]
+    requestTemplates: Annotated[
+        dict[str, str],
+        Meta(description="Content-Type -> VTL template whose output (JSON) is the function's event."),
+    ] = field(default_factory=dict)
+    passthroughBehavior: Annotated[
+        PassthroughBehavior,
+        Meta(description="No template for the Content-Type: as HTTP integrations (NEVER: 415)."),
+    ] = "WHEN_NO_MATCH"
+    responses: Annotated[
+        dict[str, IntegrationResponse],
+        Meta(
+            description="Integration responses by selection pattern: a regex on a failed function's "
+            "errorMessage ('default' for success and unmatched errors)."
+        ),
+    ] = field(default_factory=dict)
+    timeout_ms: Annotated[
+        int, Meta(ge=50, description="Integration timeout, ms (AWS: 29000). Over it: 504.")
+    ] = 29000
 
 
 class AwsProxyIntegration(_Model, tag="AWS_PROXY", tag_field="type"):
@@ -267,7 +420,7 @@ class AwsProxyIntegration(_Model, tag="AWS_PROXY", tag_field="type"):
     ] = 29000
 
 
-Integration = MockIntegration | HttpProxyIntegration | AwsProxyIntegration
+Integration = MockIntegration | HttpProxyIntegration | AwsProxyIntegration | HttpIntegration | AwsIntegration
 
 
 class PluginRef(_Model):
@@ -459,7 +612,8 @@ class Route(_Model):
         ),
     ]
     integration: Annotated[
-        Integration, Meta(description="What serves the route; `type` selects MOCK, HTTP_PROXY or AWS_PROXY.")
+        Integration,
+        Meta(description="What serves the route; `type` selects MOCK, HTTP_PROXY, HTTP, AWS_PROXY or AWS."),
     ]
     apiKeyRequired: Annotated[
         bool,
@@ -493,6 +647,13 @@ class Route(_Model):
     requestValidator: Annotated[
         str | None, Meta(description="Name of one of the API's requestValidators (else the API's default).")
     ] = None
+    cacheKeyParameters: Annotated[
+        list[str],
+        Meta(
+            description="Response cache key parameters besides method and resource: "
+            "'method.request.header|querystring|path.NAME' (AWS cacheKeyParameters)."
+        ),
+    ] = field(default_factory=list)
     authorizationType: Annotated[
         Literal["NONE", "AWS_IAM"],
         Meta(
@@ -540,6 +701,50 @@ class RequestValidatorConfig(_Model):
     ] = False
 
 
+class CacheSettings(_Model):
+    """A stage's response cache (AWS stage cache, with fastgw's additions)."""
+
+    enabled: Annotated[bool, Meta(description="Cache GET responses of the stage's routes.")] = True
+    ttl_seconds: Annotated[
+        int, Meta(ge=0, le=3600, description="Seconds an entry is served (AWS: 300, at most 3600; 0 = off).")
+    ] = 300
+    capacity_bytes: Annotated[
+        int, Meta(ge=4096, description="Memory backend: bytes per worker; least recently used go first.")
+    ] = 64 * 1024 * 1024
+    max_item_bytes: Annotated[
+        int, Meta(ge=1, description="Responses larger than this are not cached (AWS: 1 MB).")
+    ] = 1024 * 1024
+    backend: Annotated[
+        Literal["memory", "redis"],
+        Meta(
+            description="memory: per worker; redis: one cache shared by every node through "
+            "gateway.state.redis (a Redis failure is a miss)."
+        ),
+    ] = "memory"
+    requireAuthorizationForCacheControl: Annotated[
+        bool,
+        Meta(
+            description="A client's 'Cache-Control: max-age=0' refreshes the entry only if the caller "
+            "may (an IAM identity allowed execute-api:InvalidateCache)."
+        ),
+    ] = True
+    unauthorizedCacheControlHeaderStrategy: Annotated[
+        Literal["FAIL_WITH_403", "SUCCEED_WITH_RESPONSE_HEADER", "SUCCEED_WITHOUT_RESPONSE_HEADER"],
+        Meta(description="What an unauthorized invalidation gets (AWS's three policies)."),
+    ] = "SUCCEED_WITH_RESPONSE_HEADER"
+
+
+class MethodCacheSettings(_Model):
+    """Per-route cache overrides of a stage (AWS method settings)."""
+
+    enabled: Annotated[
+        bool, Meta(description="Cache this route (also non-GET routes, which are off by default).")
+    ] = True
+    ttl_seconds: Annotated[
+        Annotated[int, Meta(ge=0, le=3600)] | None, Meta(description="TTL for this route (else the stage's).")
+    ] = None
+
+
 class Stage(_Model):
     """A stage: the address prefix of an API and its stage variables."""
 
@@ -567,6 +772,61 @@ class Stage(_Model):
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on this stage.")] = field(
         default_factory=list
     )
+    cache: Annotated[
+        CacheSettings | None, Meta(description="Response cache of the stage (off when absent).")
+    ] = None
+    route_cache: Annotated[
+        dict[str, MethodCacheSettings],
+        Meta(description="Per-route cache settings, keyed by the route key as written in `routes`."),
+    ] = field(default_factory=dict)
+
+
+GatewayResponseType = Literal[
+    "ACCESS_DENIED",
+    "API_CONFIGURATION_ERROR",
+    "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE",
+    "BAD_REQUEST_PARAMETERS",
+    "BAD_REQUEST_BODY",
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "EXPIRED_TOKEN",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY",
+    "INVALID_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE",
+    "RESOURCE_NOT_FOUND",
+    "THROTTLED",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WAF_FILTERED",
+]
+
+
+class GatewayResponseConfig(_Model):
+    """A customised gateway response (AWS GatewayResponse)."""
+
+    statusCode: Annotated[
+        Annotated[int, Meta(ge=100, le=599)] | Annotated[str, Meta(pattern=r"^[1-5][0-9][0-9]$")] | None,
+        Meta(description="Status sent instead of the error's own."),
+    ] = None
+    responseParameters: Annotated[
+        dict[str, str],
+        Meta(
+            description="'gatewayresponse.header.NAME' -> 'method.request.header|querystring|path.NAME' "
+            "| 'stageVariables.NAME' | 'context.VAR' | \"'static value'\"."
+        ),
+    ] = field(default_factory=dict)
+    responseTemplates: Annotated[
+        dict[str, str],
+        Meta(
+            description="Content-Type -> VTL body template (default "
+            '{"message":$context.error.messageString}).'
+        ),
+    ] = field(default_factory=dict)
 
 
 class Api(_Model):
@@ -641,6 +901,21 @@ class Api(_Model):
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on every route of the API.")] = (
         field(default_factory=list)
     )
+    gatewayResponses: Annotated[
+        dict[GatewayResponseType, GatewayResponseConfig],
+        Meta(
+            description="REST APIs: the gateway's own error responses customised by type; DEFAULT_4XX "
+            "and DEFAULT_5XX apply to the types left unset."
+        ),
+    ] = field(default_factory=dict)
+    minimumCompressionSize: Annotated[
+        Annotated[int, Meta(ge=0, le=10485760)] | None,
+        Meta(
+            description="Compress responses of at least this many bytes (gzip or deflate, by the "
+            "client's Accept-Encoding); absent: never. Compressed request bodies are always inflated "
+            "before mapping."
+        ),
+    ] = None
 
 
 class BasePathMapping(_Model):

@@ -21,9 +21,11 @@ from fastgw.config.load import ConfigIssue
 from fastgw.config.model import (
     Api,
     AuthorizerConfig,
+    AwsIntegration,
     AwsProxyIntegration,
     FunctionConfig,
     GatewayConfig,
+    HttpIntegration,
     MockIntegration,
     PluginRef,
     Route,
@@ -678,8 +680,12 @@ def build_pipeline(
     validation = access[3] if len(access) > 3 else None
     if access_failed:
         return False
+    mapped = isinstance(integ, (HttpIntegration, AwsIntegration)) or (
+        isinstance(integ, MockIntegration) and bool(integ.responses or integ.requestTemplates)
+    )
     if (
         not isinstance(integ, AwsProxyIntegration)
+        and not mapped
         and route.authorizer is None
         and not steps
         and iam is None
@@ -728,6 +734,36 @@ def build_pipeline(
         run = function_integration(fn, version, timeout, api.kind, raw_ok)
         name = f"AWS_PROXY function {fn.name!r} (payload {version})"
         deadline += timeout
+    elif isinstance(integ, AwsIntegration):
+        from fastgw.pipeline.mapped import aws_mapped
+
+        fn = resolve_function(integ.uri, functions, stage, f"{path}.integration.uri", issues)
+        if fn is None:
+            return False
+        before = len(issues)
+        run = aws_mapped(integ, fn, stage, f"{path}.integration", issues)
+        if len(issues) > before:
+            return False
+        name = f"AWS function {fn.name!r} (mapped)"
+        deadline += integ.timeout_ms / 1000.0
+    elif isinstance(integ, HttpIntegration):
+        from fastgw.pipeline.mapped import http_mapped
+
+        before = len(issues)
+        got = http_mapped(integ, stage, f"{path}.integration", issues)
+        if got is None or len(issues) > before:
+            return False
+        run = got
+        name = "HTTP (mapped)"
+        deadline += integ.timeout_ms / 1000.0
+    elif mapped:
+        from fastgw.pipeline.mapped import mock_mapped
+
+        before = len(issues)
+        run = mock_mapped(integ, stage, f"{path}.integration", issues)  # type: ignore[arg-type]
+        if len(issues) > before:
+            return False
+        name = "MOCK (mapped)"
     elif isinstance(integ, MockIntegration):
         run = mock_integration(integ)
         name = "MOCK"
@@ -757,6 +793,6 @@ def build_pipeline(
     pipe.eager = (
         not steps
         and (auth is None or auth.type in ("JWT", "COGNITO_USER_POOLS"))
-        and not isinstance(integ, AwsProxyIntegration)
+        and not isinstance(integ, (AwsProxyIntegration, AwsIntegration))
     )
     return pipe

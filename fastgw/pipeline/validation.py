@@ -27,7 +27,9 @@ from fastgw.server.replies import LocalReply
 if TYPE_CHECKING:
     from fastgw.pipeline.request import Request
 
-INVALID_BODY = replies.aws_error(400, "Invalid request body", "BadRequestException", spaced=True)
+INVALID_BODY = replies.aws_error(
+    400, "Invalid request body", "BadRequestException", spaced=True, kind="BAD_REQUEST_BODY"
+)
 
 _PARAM = re.compile(
     r"^method\.request\.(header|querystring|path|multivaluequerystring|multivalueheader)\.(.+)$"
@@ -94,6 +96,7 @@ class RequestValidation:
                     f"Missing required request parameters: [{', '.join(missing)}]",
                     "BadRequestException",
                     spaced=True,
+                    kind="BAD_REQUEST_PARAMETERS",
                 )
         models = self.models
         if models:

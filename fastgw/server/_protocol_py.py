@@ -792,6 +792,7 @@ class Exchange:
         "deadline",
         "expect",
         "gate",
+        "gwr",
         "http10",
         "integration",
         "keep_alive",
@@ -851,6 +852,8 @@ class Exchange:
         self.resp_chunked = False
         self.out: list[bytes] = []
         self.gate: asyncio.Future[LocalReply | None] | None = None
+        # The API's customised gateway responses (REST gatewayResponses), or None.
+        self.gwr: object = None
         # Routes with a request pipeline (functions, authorizers, plugins): what the pipeline's
         # Request is built from once the body is in, and the Task running it.
         self.pipeline: object = None
@@ -900,6 +903,18 @@ class Exchange:
         if stage is None:
             self.local_error = site.not_found
             return
+        gwr = stage.gateway_responses
+        if gwr is not None:
+            # Customised gateway responses map request values: keep what the Request is built
+            # from (the fast path would reuse the header list for the upstream head).
+            self.gwr = gwr
+            self.p_fwd = list(proto.fwd)
+            self.p_host = host
+            self.p_xff = proto.xff
+            self.p_xfwd = proto.xfwd
+            self.p_api_key = proto.api_key
+            self.p_path = path
+            self.p_inner = inner
         if self.method == "OPTIONS":
             cors = stage.api.cors
             if cors is not None:
@@ -917,11 +932,13 @@ class Exchange:
             return
         route: RouteRuntime = match.value
         self.route = route
+        if gwr is not None:
+            self.params = match.params
         pipeline = route.pipeline
         if pipeline is not None:
             self.pipeline = pipeline
             self.params = match.params
-            self.p_fwd = proto.fwd
+            self.p_fwd = proto.fwd if gwr is None else self.p_fwd
             self.p_host = host
             self.p_xff = proto.xff
             self.p_xfwd = proto.xfwd
@@ -1288,6 +1305,8 @@ class Exchange:
     # ------------------------------------------------------------------ endings
     def respond_local(self, reply: LocalReply) -> None:
         proto = self.proto
+        if reply.kind is not None and self.gwr is not None:
+            reply = self.gwr.render(reply, self)  # type: ignore[attr-defined]
         self.response_started = True
         if not self.request_done and self.body_mode and (reply.status >= 400 or self.expect):
             self.keep_alive = False  # the body will not be read: the connection cannot continue

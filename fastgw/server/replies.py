@@ -31,9 +31,14 @@ class LocalReply:
 
     ``head`` holds the status line and the fixed headers, ``body`` the body; the protocol
     adds ``x-amzn-RequestId``, ``date`` and the connection header.
+
+    A gateway error carries its AWS gateway-response type (``kind``: "THROTTLED",
+    "DEFAULT_4XX", ...) and message (``$context.error.message``): an API that customises its
+    gateway responses (fastgw.pipeline.gateway_responses) re-renders it from those. Replies of
+    integrations (MOCK, functions) have ``kind`` None and are never re-rendered.
     """
 
-    __slots__ = ("body", "head", "status")
+    __slots__ = ("body", "head", "kind", "message", "status")
 
     @classmethod
     def raw(cls, status: int, head: bytes, body: bytes) -> LocalReply:
@@ -42,11 +47,22 @@ class LocalReply:
         reply.status = status
         reply.head = head
         reply.body = body
+        reply.kind = None
+        reply.message = None
         return reply
 
-    def __init__(self, status: int, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        kind: str | None = None,
+        message: str | None = None,
+    ) -> None:
         self.status = status
         self.body = body
+        self.kind = kind
+        self.message = message
         parts = [status_line(status)]
         names = set()
         for name, value in headers or ():
@@ -67,8 +83,11 @@ def aws_error(
     error_type: str | None = None,
     spaced: bool = False,
     extra: list[tuple[str, str]] | None = None,
+    kind: str | None = None,
 ) -> LocalReply:
-    """An AWS-style error reply: ``{"message":"..."}``, ``x-amzn-ErrorType`` and ``extra`` headers."""
+    """An AWS-style error reply: ``{"message":"..."}``, ``x-amzn-ErrorType`` and ``extra`` headers.
+
+    ``kind`` is its gateway-response type; by default DEFAULT_4XX or DEFAULT_5XX by status."""
     sep = b'{"message": "' if spaced else b'{"message":"'
     body = sep + message.encode() + b'"}'
     headers = [("content-type", "application/json")]
@@ -76,19 +95,33 @@ def aws_error(
         headers.append(("x-amzn-ErrorType", error_type))
     if extra:
         headers.extend(extra)
-    return LocalReply(status, headers, body)
+    if kind is None:
+        kind = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
+    return LocalReply(status, headers, body, kind, message)
 
 
 # The gateway's own errors, as AWS sends them.
-MISSING_AUTH_TOKEN = aws_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
-NOT_FOUND = aws_error(404, "Not Found", "NotFoundException")
+MISSING_AUTH_TOKEN = aws_error(
+    403,
+    "Missing Authentication Token",
+    "MissingAuthenticationTokenException",
+    kind="MISSING_AUTHENTICATION_TOKEN",
+)
+NOT_FOUND = aws_error(404, "Not Found", "NotFoundException", kind="RESOURCE_NOT_FOUND")
 BAD_REQUEST = aws_error(400, "Bad Request", "BadRequestException")
 REQUEST_TIMEOUT = aws_error(408, "Request Timeout", "RequestTimeoutException")
-PAYLOAD_TOO_LARGE = aws_error(413, "Request Too Long", "RequestTooLongException")
+PAYLOAD_TOO_LARGE = aws_error(413, "Request Too Long", "RequestTooLongException", kind="REQUEST_TOO_LARGE")
 URI_TOO_LONG = aws_error(414, "Request-URI Too Long", "BadRequestException")
 HEADERS_TOO_LARGE = aws_error(431, "Request Header Fields Too Large", "BadRequestException")
 NOT_IMPLEMENTED = aws_error(501, "Not Implemented", "BadRequestException")
-INTEGRATION_FAILURE = aws_error(502, "Internal server error", "InternalServerErrorException", spaced=True)
-INTEGRATION_TIMEOUT = aws_error(504, "Endpoint request timed out", "IntegrationTimeout", spaced=True)
+INTEGRATION_FAILURE = aws_error(
+    502, "Internal server error", "InternalServerErrorException", spaced=True, kind="INTEGRATION_FAILURE"
+)
+INTEGRATION_TIMEOUT = aws_error(
+    504, "Endpoint request timed out", "IntegrationTimeout", spaced=True, kind="INTEGRATION_TIMEOUT"
+)
 INTERNAL_ERROR = aws_error(500, "Internal server error", "InternalServerErrorException", spaced=True)
 SERVICE_UNAVAILABLE = aws_error(503, "Service Unavailable", "ServiceUnavailableException")
+UNSUPPORTED_MEDIA_TYPE = aws_error(
+    415, "Unsupported Media Type", "UnsupportedMediaTypeException", kind="UNSUPPORTED_MEDIA_TYPE"
+)

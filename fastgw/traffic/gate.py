@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fastgw.traffic")
 
-FORBIDDEN = replies.aws_error(403, "Forbidden", "ForbiddenException")
-TOO_MANY_REQUESTS = replies.aws_error(429, "Too Many Requests", "TooManyRequestsException")
-LIMIT_EXCEEDED = replies.aws_error(429, "Limit Exceeded", "LimitExceededException")
+FORBIDDEN = replies.aws_error(403, "Forbidden", "ForbiddenException", kind="INVALID_API_KEY")
+TOO_MANY_REQUESTS = replies.aws_error(429, "Too Many Requests", "TooManyRequestsException", kind="THROTTLED")
+LIMIT_EXCEEDED = replies.aws_error(429, "Limit Exceeded", "LimitExceededException", kind="QUOTA_EXCEEDED")
 QUOTA_STORE_DOWN = replies.SERVICE_UNAVAILABLE
 MAX_KEY_BYTES = 128  # AWS: API key values are 20-128 characters
 
@@ -289,6 +289,7 @@ class Gate:
                 ("ratelimit-policy", f"{b.burst:g};w={_window(b)}"),
                 ("ratelimit", f"limit={b.burst:g}, remaining=0, reset={retry}"),
             ],
+            kind="THROTTLED",
         )
 
     def _count(self, binding: PlanBinding | None) -> LocalReply | asyncio.Future[Any] | None:

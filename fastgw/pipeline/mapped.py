@@ -1,0 +1,497 @@
+"""Non-proxy integrations (AWS's HTTP, AWS and MOCK with mapping): templates in, responses out.
+
+The request side: parameters are mapped (``requestParameters``), a request template is chosen
+by the request's Content-Type (``passthroughBehavior`` decides what happens without one:
+pass the body through or answer 415), rendered (``fastgw.mapping.vtl``) and sent. The response
+side: an integration response is selected by its ``selectionPattern`` (a regex on the status
+code; on the ``errorMessage`` of a failed function), which gives the method response's status,
+its headers (``responseParameters``) and its body (a response template, else the integration's
+body as it is). A template that fails at run time gives AWS's 500.
+
+Everything here is compiled once per route and stage at config load (``compile_*``); the
+closures they return are the route's integration.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+
+from fastgw.config.load import ConfigIssue
+from fastgw.pipeline.request import Request, Response
+from fastgw.server import replies
+from fastgw.server.replies import LocalReply
+
+if TYPE_CHECKING:
+    from fastgw.config.model import (
+        AwsIntegration,
+        HttpIntegration,
+        IntegrationResponse,
+        MockIntegration,
+        Stage,
+    )
+    from fastgw.pipeline.runtime import Integration, Services
+
+log = logging.getLogger("fastgw.pipeline")
+
+#: A mapping template or mapping that fails at run time (AWS: 500 Internal server error).
+TEMPLATE_FAILURE = replies.aws_error(
+    500, "Internal server error", "InternalServerErrorException", spaced=True, kind="API_CONFIGURATION_ERROR"
+)
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\+?\}")
+_JSON = "application/json"
+
+
+def _media(value: str | None) -> str:
+    """A Content-Type's media type, lower-case, without parameters ('' when absent)."""
+    if not value:
+        return ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+# ---------------------------------------------------------------------------- request templates
+class RequestTemplates:
+    """The request templates of an integration and its passthrough behaviour."""
+
+    __slots__ = ("behavior", "templates")
+
+    def __init__(self, templates: dict[str, Any], behavior: str) -> None:
+        self.templates = templates
+        self.behavior = behavior
+
+    def select(self, req: Request) -> Any:
+        """The template for the request (None: pass the body through; a LocalReply: 415).
+
+        AWS: a request without Content-Type is taken as application/json."""
+        ctype = _media(req.header("content-type")) or _JSON
+        templates = self.templates
+        got = templates.get(ctype)
+        if got is not None:
+            return got
+        behavior = self.behavior
+        if behavior == "WHEN_NO_MATCH" or (behavior == "WHEN_NO_TEMPLATES" and not templates):
+            return None
+        return replies.UNSUPPORTED_MEDIA_TYPE
+
+
+def compile_templates(
+    templates: dict[str, str], behavior: str, path: str, issues: list[ConfigIssue]
+) -> RequestTemplates:
+    from fastgw.mapping.vtl import MappingTemplate, TemplateError
+
+    compiled: dict[str, Any] = {}
+    for ctype, source in templates.items():
+        try:
+            compiled[_media(ctype)] = MappingTemplate(source, f"request {ctype}")
+        except TemplateError as ex:
+            issues.append(ConfigIssue(f"{path}.{ctype}", str(ex)))
+    return RequestTemplates(compiled, behavior)
+
+
+# ---------------------------------------------------------------------------- integration responses
+class IntegrationResponses:
+    """Integration responses in selection order: patterns first (as declared), then default."""
+
+    __slots__ = ("default", "patterns")
+
+    def __init__(self, patterns: list[tuple[re.Pattern[str], _Selected]], default: _Selected | None) -> None:
+        self.patterns = patterns
+        self.default = default
+
+    def select(self, value: str) -> _Selected | None:
+        for pattern, selected in self.patterns:
+            if pattern.fullmatch(value) is not None:
+                return selected
+        return self.default
+
+
+class _Selected:
+    """One integration response, compiled."""
+
+    __slots__ = ("content_handling", "params", "status", "templates")
+
+    def __init__(self, status: int, params: Any, templates: dict[str, tuple[str, Any]], handling: str | None):
+        self.status = status
+        self.params = params
+        self.templates = templates
+        self.content_handling = handling
+
+
+def compile_responses(
+    responses: dict[str, IntegrationResponse], path: str, issues: list[ConfigIssue]
+) -> IntegrationResponses | None:
+    if not responses:
+        return None
+    from fastgw.mapping.vtl import MappingTemplate, TemplateError
+    from fastgw.pipeline import params as pm
+
+    patterns: list[tuple[re.Pattern[str], _Selected]] = []
+    default = None
+    for key, spec in responses.items():
+        r_path = f"{path}.{key}"
+        mapper = None
+        if spec.responseParameters:
+            try:
+                mapper = pm.compile_response_parameters(spec.responseParameters)
+            except pm.MappingError as ex:
+                issues.append(ConfigIssue(f"{r_path}.responseParameters.{ex.key}", ex.message))
+        templates: dict[str, tuple[str, Any]] = {}
+        for ctype, source in spec.responseTemplates.items():
+            try:
+                templates[_media(ctype)] = (ctype, MappingTemplate(source, f"response {key} {ctype}"))
+            except TemplateError as ex:
+                issues.append(ConfigIssue(f"{r_path}.responseTemplates.{ctype}", str(ex)))
+        selected = _Selected(int(spec.statusCode), mapper, templates, spec.contentHandling)
+        if key == "default":
+            default = selected
+            continue
+        try:
+            patterns.append((re.compile(key, re.DOTALL), selected))
+        except re.error as ex:
+            issues.append(ConfigIssue(r_path, f"selectionPattern is not a valid regex: {ex}"))
+    return IntegrationResponses(patterns, default)
+
+
+def _pick_template(templates: dict[str, tuple[str, Any]], req: Request) -> tuple[str, Any] | None:
+    if not templates:
+        return None
+    accept = req.header("accept")
+    if accept:
+        for part in accept.split(","):
+            got = templates.get(_media(part))
+            if got is not None:
+                return got
+    got = templates.get(_JSON)
+    if got is not None:
+        return got
+    return next(iter(templates.values()))
+
+
+def method_response(
+    selected: _Selected,
+    req: Request,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    context: Any,
+    variables: dict[str, str],
+) -> Response | LocalReply:
+    """The method response of one selected integration response."""
+    from fastgw.mapping import vtl
+
+    out_status = selected.status
+    out_headers: list[tuple[str, str]] = []
+    if selected.params is not None:
+        out_headers.extend(selected.params.apply(status, headers, body, context, variables))
+    chosen = _pick_template(selected.templates, req)
+    if chosen is not None:
+        ctype, template = chosen
+        inp = vtl.TemplateInput(body, headers=req.headers, query=req.query, path=req.params or {})
+        got = vtl.render(template, inp, context, variables)
+        out_body = got.body.encode()
+        override = got.response_override
+        if override.status is not None:
+            out_status = int(override.status)
+        for name, value in override.header.items():
+            out_headers = [(k, v) for k, v in out_headers if k.lower() != name.lower()]
+            out_headers.append((name, str(value)))
+        if not any(k.lower() == "content-type" for k, _ in out_headers):
+            out_headers.append(("Content-Type", ctype))
+    else:
+        out_body = body
+        if selected.content_handling == "CONVERT_TO_TEXT":
+            out_body = base64.b64encode(body)
+        elif selected.content_handling == "CONVERT_TO_BINARY":
+            try:
+                out_body = base64.b64decode(body, validate=True)
+            except ValueError:
+                return TEMPLATE_FAILURE
+        if not any(k.lower() == "content-type" for k, _ in out_headers):
+            ctype = next((v for k, v in headers if k.lower() == "content-type"), _JSON)
+            out_headers.append(("Content-Type", ctype))
+    return Response(out_status, out_headers, out_body)
+
+
+# ---------------------------------------------------------------------------- request side
+def _render_request(
+    req: Request, templates: RequestTemplates, context: Any, variables: dict[str, str]
+) -> tuple[bytes, Any] | LocalReply:
+    """The integration request body (and the template's requestOverride, or None)."""
+    from fastgw.mapping import vtl
+
+    template = templates.select(req)
+    if template is None:
+        return req.body, None
+    if type(template) is LocalReply:
+        return template  # type: ignore[no-any-return]
+    got = vtl.render(template, vtl.input_from_request(req), context, variables)
+    return got.body.encode(), got.request_override
+
+
+def _context(req: Request) -> Any:
+    from fastgw.mapping import vtl
+
+    return vtl.context_from_request(req)
+
+
+# ---------------------------------------------------------------------------- MOCK (AWS form)
+def mock_mapped(integ: MockIntegration, stage: Stage, path: str, issues: list[ConfigIssue]) -> Integration:
+    """MOCK with request templates and integration responses (as AWS builds CORS preflights)."""
+    templates = compile_templates(
+        integ.requestTemplates, integ.passthroughBehavior, f"{path}.requestTemplates", issues
+    )
+    responses = compile_responses(integ.responses, f"{path}.responses", issues)
+    variables = dict(stage.variables)
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        context = _context(req)
+        try:
+            got = _render_request(req, templates, context, variables)
+            if type(got) is LocalReply:
+                return got  # type: ignore[return-value]
+            body, _ = got  # type: ignore[misc]
+            status = 200
+            if body.strip():
+                try:
+                    data = orjson.loads(body)
+                    status = int(data.get("statusCode", 200)) if type(data) is dict else 200
+                except (orjson.JSONDecodeError, TypeError, ValueError):
+                    return TEMPLATE_FAILURE
+            selected = responses.select(str(status)) if responses is not None else None
+            if selected is None:
+                return Response(status, [], b"")
+            return method_response(selected, req, status, [], b"", context, variables)
+        except Exception:
+            log.exception("MOCK mapping failed", extra={"route": req.route.key})
+            return TEMPLATE_FAILURE
+
+    return run
+
+
+# ---------------------------------------------------------------------------- HTTP
+class _Uri:
+    """An HTTP integration URI: its target and path template ({name} from the mapped path)."""
+
+    __slots__ = ("parts", "query", "target")
+
+    def __init__(self, target: Any, parts: list[str | tuple[str]], query: str) -> None:
+        self.target = target
+        self.parts = parts
+        self.query = query
+
+    def render(self, params: dict[str, str]) -> str:
+        out = []
+        for part in self.parts:
+            if type(part) is tuple:
+                out.append(quote(params.get(part[0], ""), safe="/-_.~!$&'()*+,;=:@"))
+            else:
+                out.append(part)  # type: ignore[arg-type]
+        return "".join(out)
+
+
+def _compile_uri(uri: str, stage: Stage, path: str, issues: list[ConfigIssue]) -> _Uri | None:
+    from fastgw.config.compile import _parse_base, _substitute_stage_vars
+
+    before = len(issues)
+    text = _substitute_stage_vars(uri, stage, path, issues)
+    target, rest = _parse_base(text, path, issues)
+    if target is None or len(issues) > before:
+        return None
+    path_part, _, query = rest.partition("?")
+    if not path_part.startswith("/"):
+        path_part = "/" + path_part
+    parts: list[str | tuple[str]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(path_part):
+        parts.append(path_part[pos : m.start()])
+        parts.append((m.group(1),))
+        pos = m.end()
+    parts.append(path_part[pos:])
+    return _Uri(target, [p for p in parts if p != ""], query)
+
+
+def http_mapped(
+    integ: HttpIntegration, stage: Stage, path: str, issues: list[ConfigIssue]
+) -> Integration | None:
+    """AWS's HTTP (non-proxy) integration."""
+    from fastgw.pipeline import params as pm
+
+    uri = _compile_uri(integ.uri, stage, f"{path}.uri", issues)
+    mapper = None
+    if integ.requestParameters:
+        try:
+            mapper = pm.compile_request_parameters(integ.requestParameters)
+        except pm.MappingError as ex:
+            issues.append(ConfigIssue(f"{path}.requestParameters.{ex.key}", ex.message))
+    templates = compile_templates(
+        integ.requestTemplates, integ.passthroughBehavior, f"{path}.requestTemplates", issues
+    )
+    responses = compile_responses(integ.responses, f"{path}.responses", issues)
+    if uri is None:
+        return None
+    variables = dict(stage.variables)
+    timeout = integ.timeout_ms / 1000.0
+    fixed_method = integ.httpMethod.upper() if integ.httpMethod else None
+    handling = integ.contentHandling
+    target = uri.target
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        from fastgw.upstream.client import HttpClientError, HttpClientTimeout
+
+        context = _context(req)
+        try:
+            got = _render_request(req, templates, context, variables)
+            if type(got) is LocalReply:
+                return got  # type: ignore[return-value]
+            body, override = got  # type: ignore[misc]
+            headers: list[tuple[str, str]] = []
+            query: list[tuple[str, str]] = []
+            path_params = dict(req.params or {})
+            if mapper is not None:
+                m_headers, m_query, m_path = mapper.apply(req, context, variables)
+                headers.extend(m_headers)
+                query.extend(m_query)
+                path_params.update(m_path)
+            if override is not None:
+                _apply_override(override, headers, query, path_params)
+            if handling == "CONVERT_TO_TEXT":
+                body = base64.b64encode(body)
+            elif handling == "CONVERT_TO_BINARY":
+                body = base64.b64decode(body)
+            target_path = uri.render(path_params)
+            qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+            if uri.query:
+                qs = f"{uri.query}&{qs}" if qs else uri.query
+            if qs:
+                target_path = f"{target_path}?{qs}"
+            if not any(k.lower() == "content-type" for k, _ in headers) and body:
+                headers.append(("Content-Type", req.header("content-type") or _JSON))
+        except Exception:
+            log.exception("integration request mapping failed", extra={"route": req.route.key})
+            return TEMPLATE_FAILURE
+        try:
+            resp = await svc.client.request(
+                target.host,
+                target.port,
+                fixed_method or req.method,
+                target_path,
+                headers,
+                body,
+                timeout,
+                host_header=target.host_header.decode(),
+            )
+        except HttpClientTimeout:
+            return replies.INTEGRATION_TIMEOUT
+        except HttpClientError as ex:
+            log.warning("upstream request failed", extra={"route": req.route.key, "error": str(ex)})
+            return replies.INTEGRATION_FAILURE
+        r_headers = [(k, v) for k, v in resp.headers if k.lower() not in _HOP]
+        if responses is None:
+            return Response(resp.status, r_headers, resp.body)
+        selected = responses.select(str(resp.status))
+        if selected is None:
+            # No response matches and there is no default: AWS answers 500 (the method has no
+            # response for the endpoint's status).
+            return TEMPLATE_FAILURE
+        try:
+            return method_response(selected, req, resp.status, r_headers, resp.body, context, variables)
+        except Exception:
+            log.exception("integration response mapping failed", extra={"route": req.route.key})
+            return TEMPLATE_FAILURE
+
+    return run
+
+
+_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade"}
+)
+
+
+def _apply_override(
+    override: Any, headers: list[tuple[str, str]], query: list[tuple[str, str]], path_params: dict[str, str]
+) -> None:
+    for name, value in override.header.items():
+        headers[:] = [(k, v) for k, v in headers if k.lower() != name.lower()]
+        headers.append((name, str(value)))
+    for name, value in override.querystring.items():
+        query[:] = [(k, v) for k, v in query if k != name]
+        query.append((name, str(value)))
+    for name, value in override.path.items():
+        path_params[name] = str(value)
+
+
+# ---------------------------------------------------------------------------- AWS (functions)
+def aws_mapped(
+    integ: AwsIntegration, fn: Any, stage: Stage, path: str, issues: list[ConfigIssue]
+) -> Integration:
+    """AWS's non-proxy Lambda integration: the mapped body is the function's event."""
+    from fastgw.functions.errors import FunctionError, FunctionTimeout, InvokeError
+    from fastgw.functions.registry import LocalFunction
+
+    templates = compile_templates(
+        integ.requestTemplates, integ.passthroughBehavior, f"{path}.requestTemplates", issues
+    )
+    responses = compile_responses(integ.responses, f"{path}.responses", issues)
+    variables = dict(stage.variables)
+    timeout = integ.timeout_ms / 1000.0
+    local = fn if type(fn) is LocalFunction else None
+
+    async def run(req: Request, svc: Services) -> Response | LocalReply:
+        context = _context(req)
+        try:
+            got = _render_request(req, templates, context, variables)
+            if type(got) is LocalReply:
+                return got  # type: ignore[return-value]
+            body, _ = got  # type: ignore[misc]
+        except Exception:
+            log.exception("integration request mapping failed", extra={"route": req.route.key})
+            return TEMPLATE_FAILURE
+        try:
+            event = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError:
+            # AWS: a non-JSON payload cannot be a Lambda event.
+            return replies.aws_error(400, "Could not parse request body into json", "BadRequestException")
+        error: str | None = None
+        try:
+            if local is not None:
+                done, result = local.start(event, svc.executor, timeout)
+                if not done:
+                    result = await result
+            else:
+                result = await fn.invoke(event, svc, timeout, req.request_id)
+            out = orjson.dumps(result)
+        except FunctionTimeout:
+            return replies.INTEGRATION_TIMEOUT
+        except FunctionError as ex:
+            error = ex.error_message or ""
+            out = orjson.dumps(
+                {"errorMessage": ex.error_message, "errorType": ex.error_type, "stackTrace": ex.stack_trace}
+            )
+        except InvokeError as ex:
+            log.error("function unreachable", extra={"function": fn.name, "error": str(ex)})
+            return replies.INTEGRATION_FAILURE
+        except TypeError:
+            log.error("function result is not JSON", extra={"function": fn.name})
+            return replies.INTEGRATION_FAILURE
+        headers = [("Content-Type", _JSON)]
+        if responses is None:
+            return Response(200 if error is None else 502, headers, out)
+        selected = responses.select(error) if error is not None else responses.default
+        if selected is None:
+            return TEMPLATE_FAILURE
+        try:
+            return method_response(selected, req, 200, headers, out, context, variables)
+        except Exception:
+            log.exception("integration response mapping failed", extra={"route": req.route.key})
+            return TEMPLATE_FAILURE
+
+    return run
+
+
+MappedFactory = Callable[..., Any]
