@@ -492,8 +492,8 @@ class _Statement:
     not_resource: bool
     conditional: bool
 
-    def applies(self, arn: str) -> bool:
-        hit = any(p.fullmatch(INVOKE_ACTION) for p in self.actions)
+    def applies(self, arn: str, action: str = INVOKE_ACTION) -> bool:
+        hit = any(p.fullmatch(action) for p in self.actions)
         if hit == self.not_action:
             return False
         hit = any(p.fullmatch(arn) for p in self.resources)
@@ -543,11 +543,11 @@ class CompiledPolicy:
 
     statements: tuple[_Statement, ...]
 
-    def decide(self, arn: str) -> str:
-        """ALLOW, EXPLICIT_DENY or IMPLICIT_DENY for ``arn`` (see ``decide``)."""
+    def decide(self, arn: str, action: str = INVOKE_ACTION) -> str:
+        """ALLOW, EXPLICIT_DENY or IMPLICIT_DENY for ``action`` on ``arn`` (see ``decide``)."""
         allowed = False
         for st in self.statements:
-            if not st.applies(arn):
+            if not st.applies(arn, action):
                 continue
             if st.deny:
                 return EXPLICIT_DENY

@@ -333,6 +333,11 @@ class IamVerifier:
 
     # ------------------------------------------------------------------------------ policy
 
+    def may(self, identity: dict[str, Any], arn: str, action: str) -> bool:
+        """Whether the identity's policy allows ``action`` (e.g. execute-api:InvalidateCache) on ``arn``."""
+        user = self._users.get(identity["accessKey"])
+        return user is not None and user.policy is not None and user.policy.decide(arn, action) == la.ALLOW
+
     def authorize(self, identity: dict[str, Any], arn: str) -> bool | None:
         """The identity policy's decision for ``arn``: True (Allow), False (explicit Deny), None (neither).
 

@@ -120,6 +120,8 @@ class RouteRuntime:
     event_static: Any = None
     # JWT / Cognito authorizers: scopes the token needs one of (Route.authorizationScopes).
     auth_scopes: tuple[str, ...] = ()
+    # The stage's response cache for this route (fastgw.pipeline.caching.RouteCache), or None.
+    cache: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -446,6 +448,19 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     template=template,
                     auth_scopes=tuple(route.authorizationScopes),
                 )
+                if stage.cache is not None or route.cacheKeyParameters:
+                    from fastgw.pipeline.caching import compile_route_cache
+
+                    rt_route.cache = compile_route_cache(
+                        rt_route.stage_uid,
+                        stage.cache,
+                        stage.route_cache.get(route.route),
+                        route,
+                        method,
+                        template,
+                        r_path,
+                        issues if s_i == 0 else [],
+                    )
                 merged = {
                     **global_plugins,
                     **api_plugins,
@@ -478,11 +493,14 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     if s_i == 0:
                         issues.append(ConfigIssue(f"{r_path}.route", str(ex)))
             keys = {r.route for r in api.routes}
-            for key in stage.route_throttle:
-                if key not in keys:
-                    issues.append(
-                        ConfigIssue(f"{s_path}.route_throttle.{key}", f"no route {key!r} in the API")
-                    )
+            for field_name in ("route_throttle", "route_cache"):
+                for key in getattr(stage, field_name):
+                    if key not in keys:
+                        issues.append(
+                            ConfigIssue(f"{s_path}.{field_name}.{key}", f"no route {key!r} in the API")
+                        )
+            if stage.cache is not None and api.kind != "rest":
+                issues.append(ConfigIssue(f"{s_path}.cache", "the response cache is for REST APIs (AWS)"))
             if stage.name == "$default":
                 site.root = rt_stage
             else:

@@ -26,6 +26,7 @@ from fastgw.config.model import (
     FunctionConfig,
     GatewayConfig,
     HttpIntegration,
+    HttpProxyIntegration,
     MockIntegration,
     PluginRef,
     Route,
@@ -534,18 +535,106 @@ def _upstream_head(req: Request) -> bytes:
     return b"".join(out)
 
 
-def proxy_integration(integ: ProxyIntegration, stream: bool = False, edits: bool = True) -> Integration:
+class ProxyMappings:
+    """An HTTP_PROXY route's parameter mappings (fastgw.pipeline.params), compiled: REST
+    ``requestParameters``; HTTP API ``parameterMapping`` and ``responseParameters``."""
+
+    __slots__ = ("http_request", "http_response", "rest_request", "variables")
+
+    def __init__(self, rest_request: Any, http_request: Any, http_response: Any, variables: dict[str, str]):
+        self.rest_request = rest_request
+        self.http_request = http_request
+        self.http_response = http_response
+        self.variables = variables
+
+    @classmethod
+    def compile(
+        cls, integ: HttpProxyIntegration, api: Api, stage: Stage, path: str, issues: list[ConfigIssue]
+    ) -> ProxyMappings | bool | None:
+        """None without mappings; False after an issue."""
+        if not (integ.requestParameters or integ.parameterMapping or integ.responseParameters):
+            return None
+        from fastgw.pipeline import params as pm
+
+        rest = http_req = http_resp = None
+        failed = False
+        for field, want, compile_ in (
+            ("requestParameters", "rest", pm.compile_request_parameters),
+            ("parameterMapping", "http", pm.compile_http_request_mapping),
+            ("responseParameters", "http", pm.compile_http_response_mapping),
+        ):
+            mapping = getattr(integ, field)
+            if not mapping:
+                continue
+            if api.kind != want:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.{field}", f"{field} is for {'REST' if want == 'rest' else 'HTTP'} APIs"
+                    )
+                )
+                failed = True
+                continue
+            try:
+                got = compile_(mapping)
+            except pm.MappingError as ex:
+                for key, message in ex.errors or [(ex.key, ex.message)]:
+                    issues.append(ConfigIssue(f"{path}.{field}.{key}", message))
+                failed = True
+                continue
+            if field == "requestParameters":
+                rest = got
+            elif field == "parameterMapping":
+                http_req = got
+            else:
+                http_resp = got
+        if failed:
+            return False
+        return cls(rest, http_req, http_resp, dict(stage.variables))
+
+    def apply_request(self, req: Request) -> str | None:
+        """Edit ``req`` as the mappings say; the upstream path when one overwrites it."""
+        from fastgw.pipeline.mapped import mapping_context
+
+        context = mapping_context(req)
+        rest = self.rest_request
+        if rest is not None:
+            got = rest.apply(req, context, self.variables)
+            for name, value in got.headers:
+                req.set_header(name, value)
+            if got.query:
+                from urllib.parse import quote
+
+                extra = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in got.query)
+                req.query = f"{req.query}&{extra}" if req.query else extra
+            if got.path:
+                req.params = {**(req.params or {}), **got.path}
+            return None
+        mapped = self.http_request.apply(req, context, self.variables)
+        req.headers = mapped.headers
+        req.query = mapped.query
+        return mapped.path  # type: ignore[no-any-return]
+
+
+def proxy_integration(
+    integ: ProxyIntegration, stream: bool = False, edits: bool = True, mappings: ProxyMappings | None = None
+) -> Integration:
     """HTTP_PROXY for pipeline routes. ``stream`` (no response-phase plugin needs the whole
     response): the exchange sends the request on its own upstream pools and streams the
     response back, as on the fast path (``Handoff``); else the whole request and response go
-    through HttpClient."""
+    through HttpClient. ``mappings``: parameter mapping on the way in (and out, HTTP APIs)."""
     from fastgw.pipeline.runtime import Handoff
     from fastgw.server.protocol import render_path
 
     targets = integ.targets
     timeout = integ.timeout
+    map_request = mappings is not None and (mappings.rest_request or mappings.http_request) is not None
+    map_response = mappings.http_response if mappings is not None else None
 
     def target_of(req: Request) -> str:
+        if map_request:
+            new_path = mappings.apply_request(req)  # type: ignore[union-attr]
+            if new_path is not None:
+                return f"{new_path}?{req.query}" if req.query and integ.pass_query else new_path
         path = render_path(integ, req.params).decode("latin-1")
         query = req.query
         uq = integ.uri_query.decode("latin-1")
@@ -560,8 +649,9 @@ def proxy_integration(integ: ProxyIntegration, stream: bool = False, edits: bool
         async def handoff(req: Request, svc: Services) -> Handoff:
             # Without plugins nothing can have edited the request: the exchange builds the
             # upstream head from what it captured, as on the fast path (head None).
-            head = _upstream_head(req) if edits else None
-            return Handoff(integ, target_of(req).encode("latin-1"), head, req.body)
+            target = target_of(req).encode("latin-1")
+            head = _upstream_head(req) if edits or map_request else None
+            return Handoff(integ, target, head, req.body)
 
         return handoff  # type: ignore[return-value]
 
@@ -569,7 +659,11 @@ def proxy_integration(integ: ProxyIntegration, stream: bool = False, edits: bool
         from fastgw.upstream.client import HttpClientError, HttpClientTimeout
 
         target = targets[next(integ.rr) % len(targets)] if len(targets) > 1 else targets[0]
-        path = target_of(req)
+        try:
+            path = target_of(req)
+        except Exception:
+            log.exception("parameter mapping failed", extra={"route": req.route.key})
+            return replies.INTERNAL_ERROR
         headers = [(k, v) for k, v in req.headers if k.lower() not in ("host", "content-length")]
         try:
             got = await svc.client.request(
@@ -587,7 +681,19 @@ def proxy_integration(integ: ProxyIntegration, stream: bool = False, edits: bool
         except HttpClientError as ex:
             log.warning("upstream request failed", extra={"route": req.route.key, "error": str(ex)})
             return replies.INTEGRATION_FAILURE
-        return Response(got.status, [(k, v) for k, v in got.headers if k.lower() not in _HOP], got.body)
+        headers = [(k, v) for k, v in got.headers if k.lower() not in _HOP]
+        status = got.status
+        if map_response is not None:
+            from fastgw.pipeline.mapped import mapping_context
+
+            status, headers = map_response.apply(
+                status,
+                headers,
+                got.body,
+                mapping_context(req),
+                mappings.variables,  # type: ignore[union-attr]
+            )
+        return Response(status, headers, got.body)
 
     return run
 
@@ -683,9 +789,19 @@ def build_pipeline(
     mapped = isinstance(integ, (HttpIntegration, AwsIntegration)) or (
         isinstance(integ, MockIntegration) and bool(integ.responses or integ.requestTemplates)
     )
+    mappings = None
+    if isinstance(integ, HttpProxyIntegration):
+        mappings = ProxyMappings.compile(integ, api, stage, f"{path}.integration", issues)
+        if mappings is False:
+            return False
+    cached = route_rt.cache is not None
+    compress = api.minimumCompressionSize
     if (
         not isinstance(integ, AwsProxyIntegration)
         and not mapped
+        and mappings is None
+        and not cached
+        and compress is None
         and route.authorizer is None
         and not steps
         and iam is None
@@ -719,6 +835,7 @@ def build_pipeline(
         )
         return False
     deadline = 5.0 + (auth.timeout if auth is not None else 0.0)
+    buffered = False
     if isinstance(integ, AwsProxyIntegration):
         version = integ.payloadFormatVersion or ("1.0" if api.kind == "rest" else "2.0")
         if api.kind == "rest" and version != "1.0":
@@ -768,12 +885,15 @@ def build_pipeline(
         run = mock_integration(integ)
         name = "MOCK"
     else:
-        run = proxy_integration(
-            compiled,
-            stream=api.cors is None and not any(s.phase in ("response", "log") for s in steps),
-            edits=bool(steps),
+        buffered = (
+            api.cors is not None
+            or any(s.phase in ("response", "log") for s in steps)
+            or cached
+            or compress is not None
+            or (mappings is not None and mappings.http_response is not None)  # type: ignore[union-attr]
         )
-        name = "HTTP_PROXY (buffered: the route has a pipeline)"
+        run = proxy_integration(compiled, stream=not buffered, edits=bool(steps), mappings=mappings)  # type: ignore[arg-type]
+        name = "HTTP_PROXY" + (" (buffered)" if buffered else " (streamed)")
         deadline += compiled.timeout
     pipe = RoutePipeline(
         route_rt, run, name, deadline, auth, steps, plugins, key_from_auth and auth is not None
@@ -783,6 +903,17 @@ def build_pipeline(
         pipe.validation = validation
         pipe.direct = None
     pipe.cors = route_rt.api.cors
+    pipe.compress = compress
+    if compress is not None:
+        pipe.direct = None  # request bodies are inflated in ``run``
+    cache = route_rt.cache
+    if cache is not None:
+        pipe.cache = cache
+        # Looked up in the protocol when nothing but the gate runs before the integration and
+        # the store answers at once (memory); else in ``run``.
+        cache.early = pipe.early_gate and cache.backend == "memory"
+        if not cache.early:
+            pipe.direct = None
     if pipe.cors is not None:
         # Every reply of the route, the traffic gate's 429s included, gets the CORS headers:
         # the gate runs inside the pipeline.
@@ -790,9 +921,13 @@ def build_pipeline(
         pipe.direct = None
     # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
     # everything else may start outside a Task (see runtime.launch).
+    # HttpClient (buffered proxies, HTTP integrations) bounds its exchange with asyncio.timeout,
+    # which needs a Task.
+    client = isinstance(integ, HttpIntegration) or (isinstance(integ, HttpProxyIntegration) and buffered)
     pipe.eager = (
         not steps
         and (auth is None or auth.type in ("JWT", "COGNITO_USER_POOLS"))
         and not isinstance(integ, (AwsProxyIntegration, AwsIntegration))
+        and not client
     )
     return pipe

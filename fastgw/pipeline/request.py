@@ -31,6 +31,7 @@ class Request:
         "api_key_id",
         "authorizer",
         "body",
+        "cache_key",
         "client_cert",
         "ctx",
         "domain",
@@ -102,6 +103,8 @@ class Request:
         self.client_cert: dict[str, Any] | None = None
         #: Free space for plugins, shared by all phases of this request.
         self.ctx: dict[str, Any] = {}
+        #: The stage cache's key of this request when it missed (the response is stored under it).
+        self.cache_key: bytes | None = None
         self._lower: dict[str, str] | None = None
         self._lookups = 0
 

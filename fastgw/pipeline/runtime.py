@@ -43,6 +43,10 @@ class Services:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastgw-fn")
         self._client: HttpClient | None = None
         self.decisions: DecisionCache | None = None
+        #: Cap of a request body once inflated (gateway.limits.max_body_bytes).
+        self.max_body = 10 * 1024 * 1024
+        #: The worker's response caches (fastgw.pipeline.caching.Caches), or None.
+        self.caches: Any = None
 
     @property
     def client(self) -> HttpClient:
@@ -96,6 +100,8 @@ class RoutePipeline:
     __slots__ = (
         "access",
         "authorizer",
+        "cache",
+        "compress",
         "cors",
         "deadline",
         "direct",
@@ -154,6 +160,11 @@ class RoutePipeline:
         #: No user code runs in this pipeline: ``launch`` may start it outside a Task (set by
         #: the compiler, fastgw.pipeline.build).
         self.eager = False
+        #: The API's minimumCompressionSize: responses of at least this many bytes are
+        #: compressed, compressed request bodies inflated first (None: neither).
+        self.compress: int | None = None
+        #: The route's response cache (fastgw.pipeline.caching.RouteCache), or None.
+        self.cache: Any = None
 
     def set_access(self, iam: Any, policy: Any) -> None:
         self.iam = iam
@@ -259,11 +270,29 @@ class RoutePipeline:
                 if res is not None:
                     return to_reply(res)
             step = None
+            if self.compress is not None:
+                encoding = req.header("content-encoding")
+                if encoding is not None:
+                    from fastgw.pipeline import content
+
+                    try:
+                        req.body = content.decompress_request(req.body, encoding, svc.max_body)
+                    except content.ContentError as ex:
+                        return ex.reply
+                    req.set_header("Content-Encoding", None)
+                    req.set_header("Content-Length", str(len(req.body)))
             validation = self.validation
             if validation is not None:
                 invalid = validation.check(req)
                 if invalid is not None:
                     return invalid
+            cache = self.cache
+            if cache is not None and not cache.early:
+                got = await cache.lookup_request(req, svc, self.iam)
+                if type(got) is bytes:
+                    req.cache_key = got
+                elif got is not None:
+                    return got  # type: ignore[return-value]
             result = await self.integration(req, svc)
             if type(result) is Handoff:
                 return result  # type: ignore[return-value]
@@ -475,9 +504,36 @@ async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Servi
     except Exception:
         log.exception("request pipeline failed", extra={"route": pipeline.route.key})
         reply = replies.INTERNAL_ERROR
+    cache = pipeline.cache
+    if cache is not None and req.cache_key is not None:
+        cache.store(req.cache_key, reply, req, svc)
+    if pipeline.compress is not None and reply.kind is None:
+        reply = compress_reply(reply, req.header("accept-encoding"), pipeline.compress)
     if pipeline.cors is not None:
         reply = pipeline.cors.decorate(reply, req)
     ex.task = None
     ex.pipeline_done(reply)
     if pipeline.logs:
         pipeline.run_log(req, reply)
+
+
+def compress_reply(reply: LocalReply, accept_encoding: str | None, minimum: int) -> LocalReply:
+    """``reply`` gzip- or deflate-encoded when AWS would compress it (fastgw.pipeline.content)."""
+    from fastgw.pipeline import content
+
+    body = reply.body
+    if len(body) < minimum or not body or accept_encoding is None:
+        return reply
+    lines = reply.head.split(b"\r\n")
+    headers = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+    new_headers, new_body = content.compress_response(reply.status, headers, body, accept_encoding, minimum)
+    if new_body is body:
+        return reply
+    parts = [lines[0] + b"\r\n"]
+    parts.extend(b"%s: %s\r\n" % (n.encode("latin-1"), v.encode("latin-1")) for n, v in new_headers)
+    parts.append(b"content-length: %d\r\n" % len(new_body))
+    return LocalReply.raw(reply.status, b"".join(parts), new_body)

@@ -788,6 +788,7 @@ class Exchange:
         "body_mode",
         "buf",
         "buf_bytes",
+        "cache_key",
         "conn",
         "deadline",
         "expect",
@@ -854,6 +855,9 @@ class Exchange:
         self.gate: asyncio.Future[LocalReply | None] | None = None
         # The API's customised gateway responses (REST gatewayResponses), or None.
         self.gwr: object = None
+        # A cached route's key, when the protocol looked it up and missed (the pipeline stores
+        # the response under it).
+        self.cache_key: bytes | None = None
         # Routes with a request pipeline (functions, authorizers, plugins): what the pipeline's
         # Request is built from once the body is in, and the Task running it.
         self.pipeline: object = None
@@ -957,6 +961,14 @@ class Exchange:
         if pipeline is not None:
             if route.api_key_required and proto.key_rt is not None:
                 self.p_key_id = proto.key_rt.id  # type: ignore[attr-defined]
+            cache = route.cache
+            if cache is not None and cache.early and self.gate is None:
+                # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK.
+                got = cache.lookup_head(self.method, proto.fwd, self.query, match.params, proto.loop.time())
+                if type(got) is bytes:
+                    self.cache_key = got
+                elif got is not None:
+                    self.local_error = got
             return
         integ = route.integration
         if type(integ) is not _MockRuntime:
@@ -1125,6 +1137,7 @@ class Exchange:
         )
         req.api_key_id = self.p_key_id
         req.client_cert = self.proto.tls_cert
+        req.cache_key = self.cache_key
         return req
 
     def dispatch(self) -> None:

@@ -87,6 +87,10 @@ class Worker:
         # Request pipelines (functions, authorizers, plugins): thread pool, HTTP client, caches.
         self.services = Services(loop, self.gate, snapshot.config.gateway.functions.threads)
         self.services.decisions = make_decision_cache(settings, loop)
+        self.services.max_body = snapshot.config.gateway.limits.max_body_bytes
+        from fastgw.pipeline.caching import caches
+
+        caches().redis_settings = settings.redis
         self.poller: StatePoller | None = None
         self.limits = snapshot.config.gateway.limits
         self.pools = Pools(snapshot.config.gateway.upstream, loop)
@@ -173,6 +177,10 @@ class Worker:
         self.gate.bind(snapshot)
         self.snapshot = snapshot
         self.limits = snapshot.config.gateway.limits
+        self.services.max_body = self.limits.max_body_bytes
+        from fastgw.pipeline.caching import caches
+
+        caches().redis_settings = snapshot.config.gateway.state.redis
         log.info("config swapped", extra={"worker": self.index, "config": snapshot.digest})
 
     def reload_text(self, text: bytes) -> bool:

@@ -144,6 +144,10 @@ class StatePoller:
             data = await self.store.load()
             self.gate.set_state(data)
             self.version = data.version
+            # Stage cache invalidations from the admin API (fastgw.pipeline.caching).
+            from fastgw.pipeline.caching import caches
+
+            caches().apply_purges(data.cache_purges, self.loop)
 
     async def run(self) -> None:
         await self.store.open()

@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
 def test_compiled_kernels_are_loaded() -> None:
+    import fastgw_core._cachekey_c
     import fastgw_core._headers_c
     import fastgw_core._limits_c
     import fastgw_core._reqhead_c
@@ -27,6 +28,7 @@ def test_compiled_kernels_are_loaded() -> None:
         "headers": True,
         "reqhead": True,
         "limits": True,
+        "cachekey": True,
     }
     assert fastgw_core.headers.rewrite_response_head is fastgw_core._headers_c.rewrite_response_head
     assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
@@ -34,6 +36,8 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.urlnorm.normalize_path.__module__ == "fastgw_core._urlnorm_c"
     assert fastgw_core.limits.SharedTable is fastgw_core._limits_c.SharedTable
     assert fastgw_core.limits.SharedTableC is fastgw_core._limits_c.SharedTable
+    assert fastgw_core.cachekey.KeySpec is fastgw_core._cachekey_c.KeySpec
+    assert fastgw_core.cachekey.cache_key is fastgw_core._cachekey_c.cache_key
     from fastgw.server import _protocol_c, protocol
 
     assert protocol.COMPILED is True
@@ -44,6 +48,7 @@ def test_compiled_kernels_are_loaded() -> None:
         fastgw_core._headers_c,
         fastgw_core._reqhead_c,
         fastgw_core._limits_c,
+        fastgw_core._cachekey_c,
         _protocol_c,
     ):
         assert module.__file__ is not None
@@ -57,7 +62,7 @@ def test_no_extensions_binds_the_python_twins() -> None:
         import fastgw_core
         from fastgw_core import headers, limits, router, urlnorm
         assert not any(fastgw_core.COMPILED.values()), fastgw_core.COMPILED
-        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers", "reqhead", "limits"}
+        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers", "reqhead", "limits", "cachekey"}
         assert headers.rewrite_response_head is headers.rewrite_response_head_py
         assert headers.rewrite_response_head_c is None
         from fastgw.server import protocol
@@ -77,6 +82,12 @@ def test_no_extensions_binds_the_python_twins() -> None:
         assert limits.SharedTable.__module__ == "fastgw_core._limits_py"
         assert limits.SharedTableC is None
         assert "fastgw_core._limits_c" not in sys.modules
+        from fastgw_core import cachekey
+        assert cachekey.COMPILED is False
+        assert cachekey.KeySpec is cachekey.KeySpecPy
+        assert cachekey.cache_key is cachekey.cache_key_py
+        assert cachekey.KeySpecC is None and cachekey.cache_key_c is None
+        assert "fastgw_core._cachekey_c" not in sys.modules
         print("ok")
         """
     )
