@@ -1,5 +1,7 @@
 """A small client of the admin API (stdlib urllib) and the ``fastgw keys|plans|usage`` commands.
 
+``fastgw cache`` (``fastgw.cli.cache``) uses the same client and connection options.
+
 Where the CLI finds the admin API: ``--admin URL``, else ``$FASTGW_ADMIN_URL``, else
 ``http://`` + ``gateway.admin.listen`` of the config file found the usual way (``-c/--config``,
 ``$FASTGW_CONFIG``, ``./fastgw.yaml``), else ``http://127.0.0.1:9001``. The token: ``--token``,
@@ -165,6 +167,26 @@ class AdminClient:
     def quota(self, plan_id: str, key_id: str) -> dict[str, Any]:
         path = f"/usageplans/{quote(plan_id, safe='')}/keys/{quote(key_id, safe='')}/quota"
         return dict(self.request("GET", path))
+
+    # stage caches -----------------------------------------------------------------------
+    @staticmethod
+    def _stage_path(api_id: str, stage: str) -> str:
+        return f"/restapis/{quote(api_id, safe='')}/stages/{quote(stage, safe='')}/cache"
+
+    def flush_stage_cache(self, api_id: str, stage: str) -> None:
+        """AWS FlushStageCache (202, no body)."""
+        self.request("DELETE", self._stage_path(api_id, stage) + "/data")
+
+    def purge_stage_cache(
+        self, api_id: str, stage: str, path: str = "", method: str = "*", prefix: bool = False, key: str = ""
+    ) -> dict[str, Any]:
+        """Purge one resource path, a path prefix or one cache key; returns the recorded purge."""
+        body: dict[str, Any] = {"method": method, "prefix": prefix}
+        if path:
+            body["path"] = path
+        if key:
+            body["key"] = key
+        return dict(self.request("POST", self._stage_path(api_id, stage) + "/purge", body=body))
 
 
 # ---------------------------------------------------------------------- CLI plumbing

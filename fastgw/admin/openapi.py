@@ -2,7 +2,8 @@
 
 Schemas come from the msgspec Structs the server decodes and encodes
 (``msgspec.json.schema_components``), so the document cannot drift from the code; the paths
-below are the server's ``ROUTES``, checked against them by the tests.
+below are the server's ``ROUTES`` (whose captures carry these parameter names), checked against
+them by the tests.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from fastgw.state.model import (
     ApiKeyCreate,
     ApiKeyPatch,
     ApiKeyRotate,
+    CachePurge,
+    CachePurgeRequest,
     PatchRequest,
     UsagePlan,
     UsagePlanCreate,
@@ -104,6 +107,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     UsagePlanCreate,
     UsagePlanPatch,
     UsagePlanKeyCreate,
+    CachePurgeRequest,
     ApiKey,
     ApiKeys,
     UsagePlan,
@@ -113,6 +117,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     Usage,
     QuotaFigures,
     ImportResult,
+    CachePurge,
     Error,
     Health,
 )
@@ -184,6 +189,10 @@ def _query(name: str, description: str, required: bool = False, **schema: Any) -
 
 _KEY = _path_param("keyId", "API key id")
 _PLAN = _path_param("usageplanId", "Usage plan id")
+_API = _path_param(
+    "restapi_id", "API id (the config's apis[].id, or the id derived from its name), or its name"
+)
+_STAGE = _path_param("stage_name", "Stage name")
 
 
 @functools.cache
@@ -381,6 +390,27 @@ def openapi_document() -> dict[str, Any]:
                 params=[_PLAN, _KEY],
             ),
         },
+        "/restapis/{restapi_id}/stages/{stage_name}/cache/data": {
+            "delete": _op(
+                "FlushStageCache",
+                "AWS FlushStageCache: drop every cached response of the stage, on every worker of every "
+                "node (applied on their next state reload, within a second). 404: the API or stage is not "
+                "in the config the admin process runs with",
+                ("202", "Accepted (no body)", None),
+                params=[_API, _STAGE],
+            ),
+        },
+        "/restapis/{restapi_id}/stages/{stage_name}/cache/purge": {
+            "post": _op(
+                "PurgeStageCache",
+                "fastgw extension: drop the cached responses of one resource path (prefix: false), of every "
+                "path starting with it (prefix: true), or the one entry named by key; method narrows it "
+                "('*': every method). Applied by every worker on its next state reload (within a second)",
+                ("202", "Accepted: the recorded purge", "CachePurge"),
+                params=[_API, _STAGE],
+                body="CachePurgeRequest",
+            ),
+        },
         "/usageplans/{usageplanId}/usage": {
             "get": _op(
                 "GetUsage",
@@ -400,7 +430,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "fastgw admin API",
             "version": fastgw.__version__,
-            "description": "API keys, usage plans and usage, shaped as AWS API Gateway's management API. "
+            "description": "API keys, usage plans, usage and stage-cache invalidation, shaped as AWS API "
+            "Gateway's management API. "
             "Every operation but /health and /openapi.json needs 'Authorization: Bearer TOKEN'. Errors "
             'are {"message": ...} with x-amzn-ErrorType; a bad field adds its JSON path.',
         },

@@ -1,13 +1,15 @@
-"""The admin API: API keys, usage plans, plan keys and usage, on its own loopback listener.
+"""The admin API: API keys, usage plans, plan keys, usage and stage caches, on its own listener.
 
 A small HTTP/1.1 server straight on asyncio (uvloop in production) with httptools parsing, no
 framework: the admin API is a handful of JSON resources and must not share anything with the data
 plane (its own port, its own process, never the plugin chain).
 
 Resources, field names and error bodies follow AWS API Gateway's management API (``ApiKey``,
-``UsagePlan``, ``UsagePlanKey``, ``Usage``, ``ImportApiKeys``; ``{"message": ...}`` with
-``x-amzn-ErrorType``), with two fastgw extensions: ``POST /apikeys/{id}/rotate`` and
-``GET /usageplans/{id}/keys/{keyId}/quota``. ``fastgw.admin.openapi`` documents all of it.
+``UsagePlan``, ``UsagePlanKey``, ``Usage``, ``ImportApiKeys``, ``FlushStageCache``;
+``{"message": ...}`` with ``x-amzn-ErrorType``), with three fastgw extensions:
+``POST /apikeys/{id}/rotate``, ``GET /usageplans/{id}/keys/{keyId}/quota`` and
+``POST /restapis/{restapi_id}/stages/{stage_name}/cache/purge``. ``fastgw.admin.openapi`` documents
+all of it.
 
 Rules:
 
@@ -23,6 +25,11 @@ Rules:
 - records declared in the config file (``source: "config"``) are read-only here: the config file
   owns them and the next reload would undo an edit. Memberships of API-created keys in config
   plans are fine.
+
+Stage caches: the admin process holds no cache. A flush or purge is recorded in the state store
+(``Store.add_cache_purge``, which bumps the version), and every worker of every node applies it on
+its next state reload (within ``POLL_SECONDS``); hence 202 Accepted. The API and stage must exist in
+the config the admin process was started with.
 
 Usage figures: ``GET /usageplans/{id}/usage`` answers AWS's GetUsage shape, ``[used, remaining]``
 per key per day, where ``remaining`` is the quota limit minus everything used in that day's quota
@@ -58,6 +65,9 @@ from fastgw.state.model import (
     ApiKeyCreate,
     ApiKeyPatch,
     ApiKeyRotate,
+    CachePurge,
+    CachePurgeOp,
+    CachePurgeRequest,
     DuplicateValueError,
     PatchRequest,
     StateData,
@@ -72,6 +82,8 @@ from fastgw.state.model import (
 )
 from fastgw.state.periods import date_day, day_date, day_number, period_end, period_start
 from fastgw.state.store import Store, StoreError
+from fastgw_core.errors import InvalidPathError
+from fastgw_core.urlnorm import normalize_path
 
 log = logging.getLogger("fastgw.admin")
 
@@ -97,6 +109,8 @@ PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
 INVALID_KEY = "Invalid API Key identifier specified"
 INVALID_PLAN = "Invalid Usage Plan ID specified"
 INVALID_PLAN_KEY = "Invalid Usage Plan Key identifier specified"
+INVALID_API = "Invalid API identifier specified"
+INVALID_STAGE = "Invalid Stage identifier specified"
 NOT_FOUND = "NotFoundException"
 BAD_REQUEST = "BadRequestException"
 CONFLICT = "ConflictException"
@@ -203,20 +217,26 @@ class _Failure:
 
 @dataclass
 class _Route:
-    pattern: tuple[str, ...]  # literal segments, "*" captures one
+    # Literal segments; "{name}" captures one (named as in the OpenAPI document's paths).
+    pattern: tuple[str, ...]
     methods: dict[str, str]  # method -> AdminApp method name
 
 
+_KEY, _PLAN = "{keyId}", "{usageplanId}"
+_API, _STAGE = "{restapi_id}", "{stage_name}"
+
 ROUTES: list[_Route] = [
     _Route(("apikeys",), {"GET": "list_keys", "POST": "create_key"}),
-    _Route(("apikeys", "*"), {"GET": "get_key", "PATCH": "patch_key", "DELETE": "delete_key"}),
-    _Route(("apikeys", "*", "rotate"), {"POST": "rotate_key"}),
+    _Route(("apikeys", _KEY), {"GET": "get_key", "PATCH": "patch_key", "DELETE": "delete_key"}),
+    _Route(("apikeys", _KEY, "rotate"), {"POST": "rotate_key"}),
     _Route(("usageplans",), {"GET": "list_plans", "POST": "create_plan"}),
-    _Route(("usageplans", "*"), {"GET": "get_plan", "PATCH": "patch_plan", "DELETE": "delete_plan"}),
-    _Route(("usageplans", "*", "keys"), {"GET": "list_plan_keys", "POST": "add_plan_key"}),
-    _Route(("usageplans", "*", "keys", "*"), {"GET": "get_plan_key", "DELETE": "remove_plan_key"}),
-    _Route(("usageplans", "*", "keys", "*", "quota"), {"GET": "get_quota"}),
-    _Route(("usageplans", "*", "usage"), {"GET": "get_usage"}),
+    _Route(("usageplans", _PLAN), {"GET": "get_plan", "PATCH": "patch_plan", "DELETE": "delete_plan"}),
+    _Route(("usageplans", _PLAN, "keys"), {"GET": "list_plan_keys", "POST": "add_plan_key"}),
+    _Route(("usageplans", _PLAN, "keys", _KEY), {"GET": "get_plan_key", "DELETE": "remove_plan_key"}),
+    _Route(("usageplans", _PLAN, "keys", _KEY, "quota"), {"GET": "get_quota"}),
+    _Route(("usageplans", _PLAN, "usage"), {"GET": "get_usage"}),
+    _Route(("restapis", _API, "stages", _STAGE, "cache", "data"), {"DELETE": "flush_stage_cache"}),
+    _Route(("restapis", _API, "stages", _STAGE, "cache", "purge"), {"POST": "purge_stage_cache"}),
 ]
 
 
@@ -227,7 +247,7 @@ def match_route(path: str) -> tuple[_Route, list[str]] | None:
             continue
         params: list[str] = []
         for lit, seg in zip(route.pattern, segments, strict=True):
-            if lit == "*":
+            if lit[0] == "{":
                 if not seg:
                     break
                 params.append(seg)
@@ -890,6 +910,53 @@ class AdminApp:
             raise not_found(INVALID_PLAN_KEY)
         log.info("usage plan key removed", extra={"plan_id": plan_id, "key_id": key_id})
         return 202, None
+
+    # ------------------------------------------------------------------ stage caches
+    def _stage_uid(self, restapi_id: str, stage_name: str) -> str:
+        """The canonical "apiId:stageName" of a configured stage (the API by id or name), else 404."""
+        api_id = self._api_ids.get(restapi_id)
+        if api_id is None:
+            raise not_found(INVALID_API)
+        if (api_id, stage_name) not in self._stages:
+            raise not_found(INVALID_STAGE)
+        return f"{api_id}:{stage_name}"
+
+    async def _add_purge(
+        self, stage: str, op: CachePurgeOp, path: str = "", method: str = "*", key: str = ""
+    ) -> CachePurge:
+        at = now_ts()
+        seq = await self.store.add_cache_purge(stage, op, path=path, method=method, key=key, at=at)
+        purge = CachePurge(seq=seq, stage=stage, op=op, path=path, method=method, key=key, at=at)
+        log.info(
+            "stage cache purge recorded",
+            extra={"seq": seq, "stage": stage, "op": op, "path": path, "method": method},
+        )
+        return purge
+
+    async def h_flush_stage_cache(self, req: Request, restapi_id: str, stage_name: str) -> tuple[int, Any]:
+        """AWS FlushStageCache: 202 and no body; every worker drops the stage's entries."""
+        stage = self._stage_uid(restapi_id, stage_name)
+        await self._add_purge(stage, "flush")
+        return 202, None
+
+    async def h_purge_stage_cache(self, req: Request, restapi_id: str, stage_name: str) -> tuple[int, Any]:
+        """fastgw: purge one resource path, a path prefix, or one cache key; 202 and the record."""
+        stage = self._stage_uid(restapi_id, stage_name)
+        body = decode_json(req.body, CachePurgeRequest)
+        path = body.path
+        if path:
+            try:
+                # APPSEC: the form requests are cached under (one parse, one truth).
+                path = normalize_path(path)
+            except InvalidPathError as ex:
+                raise bad_request(f"Invalid path: {ex}", "$.path") from None
+        elif not body.key:
+            raise bad_request("path is required (a resource path such as /pets, or key)", "$.path")
+        if body.key and body.prefix:
+            raise bad_request("key names one cache entry: it cannot be combined with prefix", "$.key")
+        op: CachePurgeOp = "prefix" if body.prefix else "key"
+        purge = await self._add_purge(stage, op, path, body.method, body.key)
+        return 202, purge.public()
 
     # ------------------------------------------------------------------ usage
     async def _flush(self) -> None:

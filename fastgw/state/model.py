@@ -1,9 +1,10 @@
-"""API keys, usage plans and usage: the records of the state store and the admin API.
+"""API keys, usage plans, usage and cache purges: the records of the state store and the admin API.
 
 Field names and shapes are AWS API Gateway's management API (``ApiKey``, ``UsagePlan``,
 ``UsagePlanKey``, ``Usage``), so that people who know AWS know them. Records are msgspec
 Structs; the admin API decodes its payloads into the ``*Create`` / ``*Patch`` Structs, which
-reject unknown fields and report the path of a bad one.
+reject unknown fields and report the path of a bad one. ``CachePurge`` (a fastgw record, no AWS
+counterpart) carries a stage-cache invalidation from the admin API to every worker of every node.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from msgspec import Meta, Struct, field
 
@@ -101,6 +102,42 @@ class UsagePlan(_Rec):
         return out
 
 
+CachePurgeOp = Literal["flush", "key", "prefix"]
+CACHE_PURGE_OPS: frozenset[str] = frozenset(get_args(CachePurgeOp))
+PurgeMethod = Literal["*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class CachePurge(_Rec, frozen=True, kw_only=True):
+    """One invalidation of a stage's response cache, as the store keeps it and workers apply it.
+
+    ``seq`` is assigned by the store, one more than the previous purge's (never reused, no gaps),
+    so a worker applies the purges with a ``seq`` above the last it applied, in order. The store
+    keeps the last ``store.MAX_CACHE_PURGES``: when the lowest ``seq`` it returns is above the
+    last applied + 1, purges were missed and only a whole flush is safe.
+
+    - ``flush``: every entry of the stage (AWS FlushStageCache);
+    - ``key``: the entries of one resource path (``path``, normalised as requests are), or the one
+      entry named by ``key`` (a cache key hash in hex, or a canonical key, stored as given);
+    - ``prefix``: the entries whose resource path starts with ``path``.
+
+    ``method`` narrows ``key`` and ``prefix`` to one HTTP method ("*": every method).
+    """
+
+    seq: int
+    stage: str  # "apiId:stageName", the stage_uid of the compiled config
+    op: CachePurgeOp
+    path: str = ""
+    method: str = "*"
+    key: str = ""
+    at: float  # unix time the purge was requested (admin clock)
+
+    def public(self) -> dict[str, object]:
+        """The admin API's view (every field spelled out)."""
+        out = full_builtins(self)
+        assert isinstance(out, dict)
+        return out
+
+
 class StateData(Struct, kw_only=True):
     """Everything workers need to authorise and limit keyed requests, as one versioned read."""
 
@@ -108,6 +145,8 @@ class StateData(Struct, kw_only=True):
     keys: list[ApiKey] = field(default_factory=list)
     plans: list[UsagePlan] = field(default_factory=list)
     plan_keys: dict[str, list[str]] = field(default_factory=dict)  # plan id -> key ids
+    # The most recent cache purges (at most store.MAX_CACHE_PURGES), oldest first.
+    cache_purges: list[CachePurge] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- admin payloads
@@ -159,6 +198,20 @@ class UsagePlanPatch(_Rec, frozen=True):
 class UsagePlanKeyCreate(_Rec, frozen=True):
     keyId: Annotated[str, Meta(min_length=1)]
     keyType: Literal["API_KEY"] = "API_KEY"
+
+
+class CachePurgeRequest(_Rec, frozen=True):
+    """Body of ``POST /restapis/{restapi_id}/stages/{stage_name}/cache/purge`` (fastgw extension).
+
+    ``path`` is a resource path inside the stage (``/pets/1``), without the stage's base path;
+    ``prefix: true`` purges every path that starts with it. ``key`` instead names one entry (a
+    cache key hash in hex or a canonical key); ``path`` may then be omitted.
+    """
+
+    path: Annotated[str, Meta(max_length=2048)] = ""
+    method: PurgeMethod = "*"
+    prefix: bool = False
+    key: Annotated[str, Meta(max_length=4096, pattern=r"^[\x21-\x7e]*$")] = ""
 
 
 class PatchOperation(_Rec, frozen=True):

@@ -1,4 +1,4 @@
-"""The Redis state store: API keys, usage plans, plan membership and daily usage, for several nodes.
+"""The Redis state store: API keys, usage plans, membership, usage and cache purges, for several nodes.
 
 Layout, every key under ``settings.prefix`` (default ``fastgw:``)::
 
@@ -6,7 +6,9 @@ Layout, every key under ``settings.prefix`` (default ``fastgw:``)::
     keyhash           hash   valueHash -> key id (unique)
     plans             hash   plan id -> UsagePlan JSON
     plankeys:{plan}   set    key ids of the plan
-    version           string INCR on every write of keys, plans or membership
+    cachepurges       list   the last MAX_CACHE_PURGES CachePurge JSON, oldest first
+    cachepurgeseq     string INCR: the seq of the last cache purge (never reset by trimming)
+    version           string INCR on every write of keys, plans, membership or cache purges
     usage:{plan}:{key}:{day}  integer: requests counted on that UTC day, expiring
                       USAGE_TTL_DAYS days after the day ended (nothing lives forever)
 
@@ -33,9 +35,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from fastgw.config.model import RedisSettings
-from fastgw.state.model import ApiKey, StateData, UsagePlan
+from fastgw.state.model import CACHE_PURGE_OPS, ApiKey, CachePurge, CachePurgeOp, StateData, UsagePlan, now_ts
 from fastgw.state.periods import DAY_SECONDS
-from fastgw.state.store import Store, StoreError
+from fastgw.state.store import MAX_CACHE_PURGES, Store, StoreError
 
 T = TypeVar("T")
 
@@ -140,7 +142,7 @@ if n > 0 then redis.call('INCR', KEYS[2]) end
 return n
 """)
 
-# KEYS: version, keys, plans. ARGV: prefix. One consistent read of everything.
+# KEYS: version, keys, plans, cachepurges. ARGV: prefix. One consistent read of everything.
 _LOAD = Script("""
 local members = {}
 local plans = redis.call('HGETALL', KEYS[3])
@@ -148,7 +150,18 @@ for i = 1, #plans, 2 do
   members[#members + 1] = plans[i]
   members[#members + 1] = redis.call('SMEMBERS', ARGV[1] .. 'plankeys:' .. plans[i])
 end
-return {redis.call('GET', KEYS[1]) or '0', redis.call('HVALS', KEYS[2]), plans, members}
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HVALS', KEYS[2]), plans, members,
+        redis.call('LRANGE', KEYS[4], 0, -1)}
+""")
+
+# KEYS: cachepurges, cachepurgeseq, version. ARGV: the purge's JSON object without "seq" (it starts
+# with '{"stage":'), how many to keep. The seq goes in front of the other fields.
+_ADD_CACHE_PURGE = Script("""
+local seq = redis.call('INCR', KEYS[2])
+redis.call('RPUSH', KEYS[1], '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('INCR', KEYS[3])
+return seq
 """)
 
 # KEYS: usage counter. ARGV: count, expire-at (unix s). SET keeps the day's fixed expiry.
@@ -160,6 +173,7 @@ return 1
 
 _key_decoder = msgspec.json.Decoder(ApiKey)
 _plan_decoder = msgspec.json.Decoder(UsagePlan)
+_purge_decoder = msgspec.json.Decoder(CachePurge)
 _encoder = msgspec.json.Encoder()
 
 
@@ -180,6 +194,8 @@ class RedisStore(Store):
         self.k_keyhash = p + "keyhash"
         self.k_plans = p + "plans"
         self.k_version = p + "version"
+        self.k_purges = p + "cachepurges"
+        self.k_purge_seq = p + "cachepurgeseq"
 
     def plankeys_key(self, plan_id: str) -> str:
         return f"{self.prefix}plankeys:{plan_id}"
@@ -226,7 +242,9 @@ class RedisStore(Store):
         return int(raw) if raw is not None else 0
 
     async def load(self) -> StateData:
-        raw = await self._script(_LOAD, [self.k_version, self.k_keys, self.k_plans], [self.prefix])
+        raw = await self._script(
+            _LOAD, [self.k_version, self.k_keys, self.k_plans, self.k_purges], [self.prefix]
+        )
         try:
             version = int(raw[0])
             keys = sorted((_key_decoder.decode(v) for v in raw[1]), key=lambda k: k.id)
@@ -239,9 +257,10 @@ class RedisStore(Store):
             plan_keys = {
                 _text(members[i]): sorted(_text(m) for m in members[i + 1]) for i in range(0, len(members), 2)
             }
+            purges = [_purge_decoder.decode(v) for v in raw[4]]
         except (msgspec.DecodeError, ValueError, IndexError, TypeError) as ex:
             raise StoreError(f"redis: unreadable state: {ex}") from ex
-        return StateData(version=version, keys=keys, plans=plans, plan_keys=plan_keys)
+        return StateData(version=version, keys=keys, plans=plans, plan_keys=plan_keys, cache_purges=purges)
 
     # ------------------------------------------------------------------ API keys
     async def put_key(self, key: ApiKey) -> None:
@@ -357,3 +376,32 @@ class RedisStore(Store):
         await self._script(
             _SET_USAGE, [self.usage_key(plan_id, key_id, day)], [int(used), usage_expire_at(day)]
         )
+
+    # ------------------------------------------------------------------ cache purges
+    async def add_cache_purge(
+        self,
+        stage: str,
+        op: CachePurgeOp,
+        *,
+        path: str = "",
+        method: str = "*",
+        key: str = "",
+        at: float | None = None,
+    ) -> int:
+        if op not in CACHE_PURGE_OPS:
+            raise ValueError(f"unknown cache purge op {op!r}")
+        # Field order matters: the script puts "seq" in front of the object, so it must not be empty.
+        doc = {
+            "stage": stage,
+            "op": op,
+            "path": path,
+            "method": method,
+            "key": key,
+            "at": now_ts() if at is None else float(at),
+        }
+        seq = await self._script(
+            _ADD_CACHE_PURGE,
+            [self.k_purges, self.k_purge_seq, self.k_version],
+            [_encoder.encode(doc), MAX_CACHE_PURGES],
+        )
+        return int(seq)

@@ -6,13 +6,18 @@ process writes, every worker polls ``version()`` each ``POLL_SECONDS`` and reloa
 - the journal is WAL (readers never block the writer, the writer never blocks readers) and every
   connection waits ``busy_timeout`` ms for a lock instead of failing;
 - every write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two
-  writers never deadlock upgrading a read lock), and a write of keys, plans or plan membership
-  bumps ``meta.version`` inside that same transaction: a reader that sees the new version sees
-  the new rows. Usage writes do not bump it (workers do not reload for counters);
+  writers never deadlock upgrading a read lock), and a write of keys, plans, plan membership or
+  cache purges bumps ``meta.version`` inside that same transaction: a reader that sees the new
+  version sees the new rows. Usage writes do not bump it (workers do not reload for counters);
 - ``load()`` reads everything inside one read transaction, so the returned ``StateData`` is a
   consistent snapshot with its ``version``;
 - a connection is never carried across ``fork()`` (SQLite forbids it): the store remembers the
   pid that opened it and a child opens its own.
+
+Schema versions (``meta.schema``): 1 keys, plans, plan_keys, usage; 2 adds ``cache_purges``. Every
+open runs the ``CREATE ... IF NOT EXISTS`` statements and then raises ``meta.schema`` to
+``SCHEMA_VERSION`` in the same transaction, so a file of an older release is migrated in place
+(additive only: an older release can still open a migrated file and ignores the new table).
 
 Calls are fast local I/O and run inline on the caller's thread (the ``async`` methods only satisfy
 the ``Store`` interface); a lock makes one store object safe to share between threads.
@@ -30,13 +35,22 @@ from typing import TypeVar
 
 import msgspec
 
-from fastgw.state.model import ApiKey, DuplicateValueError, StateData, UsagePlan
-from fastgw.state.store import Store, StoreError
+from fastgw.state.model import (
+    CACHE_PURGE_OPS,
+    ApiKey,
+    CachePurge,
+    CachePurgeOp,
+    DuplicateValueError,
+    StateData,
+    UsagePlan,
+    now_ts,
+)
+from fastgw.state.store import MAX_CACHE_PURGES, Store, StoreError
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -67,6 +81,16 @@ CREATE TABLE IF NOT EXISTS usage (
     used INTEGER NOT NULL,
     PRIMARY KEY (plan_id, key_id, day)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache_purges (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stage TEXT NOT NULL,
+    op TEXT NOT NULL,
+    path TEXT NOT NULL,
+    method TEXT NOT NULL,
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+UPDATE meta SET schema = {SCHEMA_VERSION} WHERE id = 1 AND schema < {SCHEMA_VERSION};
 """
 
 _key_encoder = msgspec.json.Encoder()
@@ -223,7 +247,15 @@ class SqliteStore(Store):
                 "SELECT plan_id, key_id FROM plan_keys ORDER BY plan_id, key_id"
             ):
                 plan_keys.setdefault(plan_id, []).append(key_id)
-            return StateData(version=version, keys=keys, plans=plans, plan_keys=plan_keys)
+            purges = [
+                CachePurge(seq=seq, stage=stage, op=op, path=path, method=method, key=key, at=at)
+                for seq, stage, op, path, method, key, at in c.execute(
+                    "SELECT seq, stage, op, path, method, key, at FROM cache_purges ORDER BY seq"
+                )
+            ]
+            return StateData(
+                version=version, keys=keys, plans=plans, plan_keys=plan_keys, cache_purges=purges
+            )
 
         return self._read(read)
 
@@ -374,3 +406,44 @@ class SqliteStore(Store):
 
     async def set_usage(self, plan_id: str, key_id: str, day: int, used: int) -> None:
         self.set_usage_many_sync([(plan_id, key_id, day, used)])
+
+    # ------------------------------------------------------------------ cache purges
+    def add_cache_purge_sync(
+        self,
+        stage: str,
+        op: CachePurgeOp,
+        *,
+        path: str = "",
+        method: str = "*",
+        key: str = "",
+        at: float | None = None,
+    ) -> int:
+        if op not in CACHE_PURGE_OPS:
+            raise ValueError(f"unknown cache purge op {op!r}")
+        when = now_ts() if at is None else float(at)
+
+        def write(c: sqlite3.Connection) -> int:
+            # AUTOINCREMENT: a seq is never reused, even once its row is trimmed away, and a
+            # rolled-back insert gives its number back (no gaps).
+            cur = c.execute(
+                "INSERT INTO cache_purges (stage, op, path, method, key, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (stage, op, path, method, key, when),
+            )
+            seq = int(cur.lastrowid or 0)
+            c.execute("DELETE FROM cache_purges WHERE seq <= ?", (seq - MAX_CACHE_PURGES,))
+            self._bump(c)
+            return seq
+
+        return self._write(write)
+
+    async def add_cache_purge(
+        self,
+        stage: str,
+        op: CachePurgeOp,
+        *,
+        path: str = "",
+        method: str = "*",
+        key: str = "",
+        at: float | None = None,
+    ) -> int:
+        return self.add_cache_purge_sync(stage, op, path=path, method=method, key=key, at=at)

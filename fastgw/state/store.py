@@ -1,9 +1,10 @@
-"""The state store interface: API keys, usage plans, plan membership and daily usage.
+"""The state store interface: API keys, usage plans, plan membership, daily usage, cache purges.
 
 Two implementations: ``sqlite_store.SqliteStore`` (the embedded default: one local SQLite
 file, so a restart loses nothing) and ``redis_store.RedisStore`` (several nodes). Every write
 bumps ``version``; workers poll it (``POLL_SECONDS``) and reload the whole ``StateData`` when it
-changes, which is how a disabled key is refused on every worker and node within a second.
+changes, which is how a disabled key is refused on every worker and node within a second, and
+how a stage-cache purge requested through the admin API reaches them (``add_cache_purge``).
 
 Days are UTC day numbers (days since 1970-01-01), see ``periods``.
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import abc
 
-from fastgw.state.model import ApiKey, StateData, UsagePlan
+from fastgw.state.model import ApiKey, CachePurgeOp, StateData, UsagePlan
 
 POLL_SECONDS = 0.5
+MAX_CACHE_PURGES = 256  # cache purges kept (and loaded); older ones are dropped
 
 
 class StoreError(Exception):
@@ -32,7 +34,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def version(self) -> int:
-        """A number that changes on every write of keys, plans or plan membership."""
+        """A number that changes on every write of keys, plans, plan membership or cache purges."""
 
     @abc.abstractmethod
     async def load(self) -> StateData:
@@ -89,3 +91,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_usage(self, plan_id: str, key_id: str, day: int, used: int) -> None:
         """Record a key's count for a day (absolute; the embedded flusher writes live counters)."""
+
+    # cache purges -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_cache_purge(
+        self,
+        stage: str,
+        op: CachePurgeOp,
+        *,
+        path: str = "",
+        method: str = "*",
+        key: str = "",
+        at: float | None = None,
+    ) -> int:
+        """Record a purge of ``stage``'s cache ("apiId:stageName") and bump ``version`` in the same
+        write; return its ``seq`` (one more than the last one's). ``at`` defaults to now. Only the
+        last ``MAX_CACHE_PURGES`` are kept; ``load()`` returns them, oldest first."""
