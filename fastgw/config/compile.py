@@ -432,7 +432,16 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     # Served by the route's pipeline (fastgw.pipeline): functions and mapping.
                     compiled = FunctionRuntime(integ.uri)
                 else:
-                    compiled = _compile_proxy(integ, stage, params, f"{r_path}.integration", issues, targets)
+                    # Path parameters of the backend URI: the route's, and those that REST
+                    # requestParameters map (integration.request.path.NAME).
+                    mapped = {
+                        k[len("integration.request.path.") :]
+                        for k in integ.requestParameters
+                        if k.startswith("integration.request.path.")
+                    }
+                    compiled = _compile_proxy(
+                        integ, stage, params | mapped, f"{r_path}.integration", issues, targets
+                    )
                 if compiled is None:
                     continue
                 rt_route = RouteRuntime(
