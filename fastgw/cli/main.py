@@ -296,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     from fastgw.admin.client import add_admin_commands
 
     add_admin_commands(sub)
+    from fastgw.cli.cache import add_cache_commands  # cache flush | purge (fastgw/cli/cache.py)
+
+    add_cache_commands(sub)
+    from fastgw.mapping.cli import add_render_template_command  # render-template (fastgw/mapping/cli.py)
+
+    add_render_template_command(sub)
     return p
 
 
