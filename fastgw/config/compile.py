@@ -408,7 +408,14 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
             trie = RouteTrie()
             rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
             if gw_customs is not None:
-                rt_stage.gateway_responses = GatewayResponses(gw_customs, rt_stage.variables)
+                no_route = RouteRuntime(
+                    "",
+                    rt_api,
+                    rt_stage,
+                    MockRuntime(replies.MISSING_AUTH_TOKEN),
+                    stage_uid=f"{api_id}:{stage.name}",
+                )
+                rt_stage.gateway_responses = GatewayResponses(gw_customs, rt_stage.variables, no_route)
             stage_plugins = binder.bind(stage.plugins, f"{s_path}.plugins", f"stage {stage.name}")
             authorizers = pb.compile_authorizers(
                 api, api_id, stage, functions, a_path, issues, True, config.gateway.aws.region

@@ -59,7 +59,78 @@ TYPES: dict[str, int | None] = {
 
 DEFAULT_TEMPLATE = '{"message":$context.error.messageString}'
 
+#: AWS's default x-amzn-ErrorType and message of the types a plugin may raise itself.
+_PLUGIN_DEFAULTS: dict[str, tuple[str, str]] = {
+    "ACCESS_DENIED": ("AccessDeniedException", "Forbidden"),
+    "BAD_REQUEST_BODY": ("BadRequestException", "Invalid request body"),
+    "BAD_REQUEST_PARAMETERS": ("BadRequestException", "Bad request parameters"),
+    "INVALID_API_KEY": ("ForbiddenException", "Forbidden"),
+    "QUOTA_EXCEEDED": ("LimitExceededException", "Limit Exceeded"),
+    "THROTTLED": ("TooManyRequestsException", "Too Many Requests"),
+    "UNAUTHORIZED": ("UnauthorizedException", "Unauthorized"),
+    "UNSUPPORTED_MEDIA_TYPE": ("UnsupportedMediaTypeException", "Unsupported Media Type"),
+    "WAF_FILTERED": ("WAFFilteredException", "Forbidden"),
+}
+
+
+def gateway_error(kind: str, message: str | None = None, status: int | None = None) -> LocalReply:
+    """A gateway error of AWS type ``kind`` for a plugin to return (e.g. ``WAF_FILTERED`` from a
+    request-filtering plugin): AWS's default status and body, customisable by the API's
+    ``gatewayResponses`` like the gateway's own errors."""
+    from fastgw.server.replies import aws_error
+
+    if kind not in TYPES:
+        raise ValueError(f"unknown gateway response type {kind!r}")
+    error_type, default_message = _PLUGIN_DEFAULTS.get(kind, ("BadRequestException", "Bad Request"))
+    code = status or TYPES[kind] or (500 if kind == "DEFAULT_5XX" else 400)
+    if kind == "DEFAULT_5XX" or (TYPES[kind] or 0) >= 500:
+        error_type, default_message = "InternalServerErrorException", "Internal server error"
+    return aws_error(code, message or default_message, error_type, kind=kind)
+
 _FRAMING = (b"content-length:", b"content-type:")
+
+
+class _HeaderMap:
+    """``gatewayresponse.header.NAME`` mappings: the same sources as an integration request's
+    ``requestParameters`` (``method.request.*``, ``context.*``, ``stageVariables.*``, static),
+    compiled by ``fastgw.pipeline.params``."""
+
+    __slots__ = ("mapper", "static")
+
+    _PREFIX = "gatewayresponse.header."
+
+    def __init__(self, mapper: Any, static: bool) -> None:
+        self.mapper = mapper
+        #: Every value is a quoted literal: the result does not depend on the request.
+        self.static = static
+
+    @classmethod
+    def compile(cls, mapping: dict[str, str], path: str, issues: list[ConfigIssue]) -> _HeaderMap | None:
+        from fastgw.pipeline import params as pm
+
+        renamed: dict[str, str] = {}
+        back: dict[str, str] = {}
+        for key, value in mapping.items():
+            if not key.startswith(cls._PREFIX) or len(key) == len(cls._PREFIX):
+                issues.append(
+                    ConfigIssue(f"{path}.responseParameters.{key}", "expected gatewayresponse.header.NAME")
+                )
+                return None
+            inner = "integration.request.header." + key[len(cls._PREFIX) :]
+            renamed[inner] = value
+            back[inner] = key
+        try:
+            mapper = pm.compile_request_parameters(renamed)
+        except pm.MappingError as ex:
+            issues.append(ConfigIssue(f"{path}.responseParameters.{back.get(ex.key, ex.key)}", ex.message))
+            return None
+        static = all(len(v) >= 2 and v[0] == v[-1] == "'" for v in mapping.values())
+        return cls(mapper, static)
+
+    def apply(self, req: Request | None, context: Any, variables: dict[str, str]) -> list[tuple[str, str]]:
+        if req is None:  # static: no request needed
+            return [(name, get(None)) for _, name, get in self.mapper.steps]  # type: ignore[arg-type]
+        return self.mapper.apply(req, context, variables).headers  # type: ignore[no-any-return]
 
 
 class _Custom:
@@ -91,13 +162,8 @@ def compile_gateway_responses(api: Api, path: str, issues: list[ConfigIssue]) ->
         g_path = f"{path}.gatewayResponses.{kind}"
         mapper = None
         if cfg.responseParameters:
-            from fastgw.pipeline import params as pm
-
-            try:
-                mapper = pm.compile_gateway_response_parameters(cfg.responseParameters)
-            except pm.MappingError as ex:
-                issues.append(ConfigIssue(f"{g_path}.responseParameters.{ex.key}", ex.message))
-                failed = True
+            mapper = _HeaderMap.compile(cfg.responseParameters, g_path, issues)
+            failed = failed or mapper is None
         templates: dict[str, Any] = {}
         for ctype, source in cfg.responseTemplates.items():
             from fastgw.mapping.vtl import MappingTemplate, TemplateError
@@ -131,10 +197,12 @@ def _content_type(reply: LocalReply) -> bytes:
 class GatewayResponses:
     """An API's customised gateway responses, applied to the gateway's own error replies."""
 
-    __slots__ = ("customs", "rendered", "variables")
+    __slots__ = ("customs", "no_route", "rendered", "variables")
 
-    def __init__(self, customs: dict[str, _Custom], variables: dict[str, str]) -> None:
+    def __init__(self, customs: dict[str, _Custom], variables: dict[str, str], no_route: Any = None) -> None:
         self.customs = customs
+        #: The stage's stand-in route for requests that matched none (their $context).
+        self.no_route = no_route
         #: The stage's variables (``$stageVariables``, ``stageVariables.NAME`` sources).
         self.variables = variables
         #: (kind, status, id(default reply)) -> the reply, for customisations that depend on
@@ -173,9 +241,16 @@ class GatewayResponses:
         req: Request | None = None
         if not static or custom.templates:
             req = ex if type(ex) is Request else ex.build_request()
+            if req.route is None:
+                req.route = self.no_route
         lines = _head_lines(reply)
         if custom.headers is not None:
-            got = custom.headers.apply(req, _error_context(reply, req))
+            context = None
+            if req is not None:
+                from fastgw.mapping import vtl
+
+                context = vtl.context_from_request(req, {"error": _error_context(reply, req)})
+            got = custom.headers.apply(req, context, self.variables)
             names = {n.lower() for n, _ in got}
             lines = [ln for ln in lines if ln.split(b":", 1)[0].decode("latin-1").lower() not in names]
             lines.extend(b"%s: %s\r\n" % (n.encode("latin-1"), v.encode("latin-1")) for n, v in got)
@@ -184,7 +259,7 @@ class GatewayResponses:
         if custom.templates:
             assert req is not None
             ctype, template = self._template(custom.templates, req)
-            body = _render_template(template, reply, req)
+            body = _render_template(template, reply, req, self.variables)
             ctype_line = b"content-type: %s\r\n" % ctype.encode("latin-1")
         parts = [status_line(status), *lines, ctype_line]
         if status in (204, 304) or status < 200:
@@ -223,9 +298,11 @@ def _error_context(reply: LocalReply, req: Request | None) -> dict[str, Any]:
     }
 
 
-def _render_template(template: Any, reply: LocalReply, req: Request) -> bytes:
+def _render_template(template: Any, reply: LocalReply, req: Request, variables: dict[str, str]) -> bytes:
     from fastgw.mapping import vtl
 
     context = vtl.context_from_request(req, {"error": _error_context(reply, req)})
-    got = vtl.render(template, vtl.input_from_request(req), context, req.route.stage.variables)
+    from fastgw.pipeline.mapped import request_input
+
+    got = vtl.render(template, request_input(req), context, variables)
     return got.body.encode()

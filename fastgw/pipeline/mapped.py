@@ -14,7 +14,6 @@ closures they return are the route's integration.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from collections.abc import Callable
@@ -192,7 +191,7 @@ def method_response(
     chosen = _pick_template(selected.templates, req)
     if chosen is not None:
         ctype, template = chosen
-        inp = vtl.TemplateInput(body, headers=req.headers, query=req.query, path=req.params or {})
+        inp = vtl.TemplateInput(body, req.headers, req.query, req.params)
         got = vtl.render(template, inp, context, variables)
         out_body = got.body.encode()
         override = got.response_override
@@ -204,14 +203,16 @@ def method_response(
         if not any(k.lower() == "content-type" for k, _ in out_headers):
             out_headers.append(("Content-Type", ctype))
     else:
-        out_body = body
-        if selected.content_handling == "CONVERT_TO_TEXT":
-            out_body = base64.b64encode(body)
-        elif selected.content_handling == "CONVERT_TO_BINARY":
-            try:
-                out_body = base64.b64decode(body, validate=True)
-            except ValueError:
-                return TEMPLATE_FAILURE
+        from fastgw.pipeline import content
+
+        types = _binary_types(req)
+        ctype_in = next((v for k, v in headers if k.lower() == "content-type"), None)
+        binary = bool(types) and types.matches(ctype_in)
+        accept_binary = bool(types) and types.accept_is_binary(req.header("accept"))
+        try:
+            out_body = content.convert_response(body, binary, accept_binary, selected.content_handling)
+        except content.ContentError:
+            return TEMPLATE_FAILURE
         if not any(k.lower() == "content-type" for k, _ in out_headers):
             ctype = next((v for k, v in headers if k.lower() == "content-type"), _JSON)
             out_headers.append(("Content-Type", ctype))
@@ -219,22 +220,65 @@ def method_response(
 
 
 # ---------------------------------------------------------------------------- request side
-def _render_request(
-    req: Request, templates: RequestTemplates, context: Any, variables: dict[str, str]
-) -> tuple[bytes, Any] | LocalReply:
-    """The integration request body (and the template's requestOverride, or None)."""
-    from fastgw.mapping import vtl
+def _binary_types(req: Request) -> Any:
+    """The API's binaryMediaTypes, compiled once per API (fastgw.pipeline.content)."""
+    api = req.route.api
+    got = _BINARY.get(api.binary_types)
+    if got is None:
+        from fastgw.pipeline.content import BinaryTypes
 
-    template = templates.select(req)
-    if template is None:
-        return req.body, None
+        got = _BINARY[api.binary_types] = BinaryTypes(api.binary_types)
+    return got
+
+
+_BINARY: dict[tuple[str, ...], Any] = {}
+
+
+def _render_request(
+    req: Request,
+    templates: RequestTemplates,
+    context: Any,
+    variables: dict[str, str],
+    handling: str | None = None,
+) -> tuple[bytes, Any] | LocalReply:
+    """The integration request body (and the template's requestOverride, or None), with
+    AWS's binary conversions (``binaryMediaTypes``, ``contentHandling``)."""
+    from fastgw.mapping import vtl
+    from fastgw.pipeline import content
+
+    types = _binary_types(req)
+    binary = bool(types) and types.matches(req.header("content-type"))
+    template = None if handling == "CONVERT_TO_BINARY" else templates.select(req)
     if type(template) is LocalReply:
         return template  # type: ignore[no-any-return]
-    got = vtl.render(template, vtl.input_from_request(req), context, variables)
+    if template is None:
+        got_body = content.convert_request(req.body, binary, handling, False)
+        return got_body if type(got_body) is bytes else got_body.encode(), None  # type: ignore[union-attr]
+    text = content.convert_request(req.body, binary, handling, True)
+    inp = vtl.TemplateInput(text, req.headers, req.query, req.params)
+    got = vtl.render(template, inp, context, variables)
     return got.body.encode(), got.request_override
 
 
-def _context(req: Request) -> Any:
+def request_input(req: Request) -> Any:
+    """``$input`` of a request template: the method request's body and parameters."""
+    from fastgw.mapping import vtl
+
+    return vtl.TemplateInput(req.body, req.headers, req.query, req.params)
+
+
+def request_failure(ex: Exception, req: Request, what: str) -> LocalReply:
+    """A request mapping failed: AWS's 400 when a template read a body that is not JSON, else
+    its 500."""
+    from fastgw.mapping.vtl import InvalidJsonBody
+
+    if isinstance(ex, InvalidJsonBody):
+        return replies.aws_error(400, ex.aws_message, "BadRequestException", kind="BAD_REQUEST_BODY")
+    log.exception(what, extra={"route": req.route.key})
+    return TEMPLATE_FAILURE
+
+
+def mapping_context(req: Request) -> Any:
     from fastgw.mapping import vtl
 
     return vtl.context_from_request(req)
@@ -250,7 +294,7 @@ def mock_mapped(integ: MockIntegration, stage: Stage, path: str, issues: list[Co
     variables = dict(stage.variables)
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        context = _context(req)
+        context = mapping_context(req)
         try:
             got = _render_request(req, templates, context, variables)
             if type(got) is LocalReply:
@@ -267,9 +311,8 @@ def mock_mapped(integ: MockIntegration, stage: Stage, path: str, issues: list[Co
             if selected is None:
                 return Response(status, [], b"")
             return method_response(selected, req, status, [], b"", context, variables)
-        except Exception:
-            log.exception("MOCK mapping failed", extra={"route": req.route.key})
-            return TEMPLATE_FAILURE
+        except Exception as ex:
+            return request_failure(ex, req, "MOCK mapping failed")
 
     return run
 
@@ -344,9 +387,9 @@ def http_mapped(
     async def run(req: Request, svc: Services) -> Response | LocalReply:
         from fastgw.upstream.client import HttpClientError, HttpClientTimeout
 
-        context = _context(req)
+        context = mapping_context(req)
         try:
-            got = _render_request(req, templates, context, variables)
+            got = _render_request(req, templates, context, variables, handling)
             if type(got) is LocalReply:
                 return got  # type: ignore[return-value]
             body, override = got  # type: ignore[misc]
@@ -360,10 +403,6 @@ def http_mapped(
                 path_params.update(m_path)
             if override is not None:
                 _apply_override(override, headers, query, path_params)
-            if handling == "CONVERT_TO_TEXT":
-                body = base64.b64encode(body)
-            elif handling == "CONVERT_TO_BINARY":
-                body = base64.b64decode(body)
             target_path = uri.render(path_params)
             qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
             if uri.query:
@@ -372,9 +411,8 @@ def http_mapped(
                 target_path = f"{target_path}?{qs}"
             if not any(k.lower() == "content-type" for k, _ in headers) and body:
                 headers.append(("Content-Type", req.header("content-type") or _JSON))
-        except Exception:
-            log.exception("integration request mapping failed", extra={"route": req.route.key})
-            return TEMPLATE_FAILURE
+        except Exception as ex:
+            return request_failure(ex, req, "integration request mapping failed")
         try:
             resp = await svc.client.request(
                 target.host,
@@ -443,15 +481,14 @@ def aws_mapped(
     local = fn if type(fn) is LocalFunction else None
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        context = _context(req)
+        context = mapping_context(req)
         try:
             got = _render_request(req, templates, context, variables)
             if type(got) is LocalReply:
                 return got  # type: ignore[return-value]
             body, _ = got  # type: ignore[misc]
-        except Exception:
-            log.exception("integration request mapping failed", extra={"route": req.route.key})
-            return TEMPLATE_FAILURE
+        except Exception as ex:
+            return request_failure(ex, req, "integration request mapping failed")
         try:
             event = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError:

@@ -207,3 +207,28 @@ class Early(Plugin):
     def access(self, req: Request) -> Response | None:
         req.ctx.setdefault("trace", []).append("early:access")
         return None
+
+
+class Waf(Plugin):
+    """Refuses requests with a ``?attack`` query as a WAF would (a WAF_FILTERED gateway error)."""
+
+    name = "test-waf"
+
+    def access(self, req: Request) -> Any:
+        from fastgw.plugins import gateway_error
+
+        if "attack" in req.query:
+            return gateway_error("WAF_FILTERED")
+        return None
+
+
+class PetNotFound(Exception):
+    pass
+
+
+def pet_lookup(event: dict[str, Any], context: Any) -> Any:
+    """AWS (non-proxy) integration: the mapped event in, a plain JSON result out."""
+    pet_id = str(event.get("petId"))
+    if pet_id == "404":
+        raise PetNotFound(f"NotFound: no pet {pet_id}")
+    return {"id": pet_id, "type": "dog", "price": 249.99, "seenBy": event.get("caller")}
