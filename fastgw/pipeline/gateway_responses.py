@@ -87,6 +87,7 @@ def gateway_error(kind: str, message: str | None = None, status: int | None = No
         error_type, default_message = "InternalServerErrorException", "Internal server error"
     return aws_error(code, message or default_message, error_type, kind=kind)
 
+
 _FRAMING = (b"content-length:", b"content-type:")
 
 
