@@ -615,6 +615,38 @@ class ProxyMappings:
         return mapped.path  # type: ignore[no-any-return]
 
 
+async def upstream_call(
+    svc: Services,
+    req: Request,
+    target: Any,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    timeout: float,
+) -> Any:
+    """One whole request to an upstream through the worker's HttpClient: its response, or
+    the gateway's reply for a timeout (504) or a failure (502)."""
+    from fastgw.upstream.client import HttpClientError, HttpClientTimeout
+
+    try:
+        return await svc.client.request(
+            target.host,
+            target.port,
+            method,
+            path,
+            headers,
+            body,
+            timeout,
+            host_header=target.host_header.decode(),
+        )
+    except HttpClientTimeout:
+        return replies.INTEGRATION_TIMEOUT
+    except HttpClientError as ex:
+        log.warning("upstream request failed", extra={"route": req.route.key, "error": str(ex)})
+        return replies.INTEGRATION_FAILURE
+
+
 def proxy_integration(
     integ: ProxyIntegration, stream: bool = False, edits: bool = True, mappings: ProxyMappings | None = None
 ) -> Integration:
@@ -656,8 +688,6 @@ def proxy_integration(
         return handoff  # type: ignore[return-value]
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        from fastgw.upstream.client import HttpClientError, HttpClientTimeout
-
         target = targets[next(integ.rr) % len(targets)] if len(targets) > 1 else targets[0]
         try:
             path = target_of(req)
@@ -665,22 +695,9 @@ def proxy_integration(
             log.exception("parameter mapping failed", extra={"route": req.route.key})
             return replies.INTERNAL_ERROR
         headers = [(k, v) for k, v in req.headers if k.lower() not in ("host", "content-length")]
-        try:
-            got = await svc.client.request(
-                target.host,
-                target.port,
-                req.method,
-                path,
-                headers,
-                req.body,
-                timeout,
-                host_header=target.host_header.decode(),
-            )
-        except HttpClientTimeout:
-            return replies.INTEGRATION_TIMEOUT
-        except HttpClientError as ex:
-            log.warning("upstream request failed", extra={"route": req.route.key, "error": str(ex)})
-            return replies.INTEGRATION_FAILURE
+        got = await upstream_call(svc, req, target, req.method, path, headers, req.body, timeout)
+        if type(got) is LocalReply:
+            return got  # type: ignore[no-any-return]
         headers = [(k, v) for k, v in got.headers if k.lower() not in _HOP]
         status = got.status
         if map_response is not None:

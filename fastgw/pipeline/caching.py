@@ -218,14 +218,14 @@ class _HeadLookup:
             got = self.map = {}
             fwd = self.fwd
             if fwd:
-                blob = fwd[0] if len(fwd) == 1 else b"".join(fwd)
-                for line in blob.decode("latin-1").split("\r\n"):
-                    if line:
-                        k, _, v = line.partition(":")
-                        lk = k.lower()
-                        v = v.strip(" \t")
-                        old = got.get(lk)
-                        got[lk] = v if old is None else old + "," + v
+                from fastgw.server.protocol import fwd_headers
+
+                pairs: list[tuple[str, str]] = []
+                fwd_headers(fwd, pairs)
+                for k, v in pairs:
+                    lk = k.lower()
+                    old = got.get(lk)
+                    got[lk] = v if old is None else old + "," + v
         return got.get(name)
 
 

@@ -385,8 +385,6 @@ def http_mapped(
     target = uri.target
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        from fastgw.upstream.client import HttpClientError, HttpClientTimeout
-
         context = mapping_context(req)
         try:
             got = _render_request(req, templates, context, variables, handling)
@@ -413,22 +411,13 @@ def http_mapped(
                 headers.append(("Content-Type", req.header("content-type") or _JSON))
         except Exception as ex:
             return request_failure(ex, req, "integration request mapping failed")
-        try:
-            resp = await svc.client.request(
-                target.host,
-                target.port,
-                fixed_method or req.method,
-                target_path,
-                headers,
-                body,
-                timeout,
-                host_header=target.host_header.decode(),
-            )
-        except HttpClientTimeout:
-            return replies.INTEGRATION_TIMEOUT
-        except HttpClientError as ex:
-            log.warning("upstream request failed", extra={"route": req.route.key, "error": str(ex)})
-            return replies.INTEGRATION_FAILURE
+        from fastgw.pipeline.build import upstream_call
+
+        resp = await upstream_call(
+            svc, req, target, fixed_method or req.method, target_path, headers, body, timeout
+        )
+        if type(resp) is LocalReply:
+            return resp  # type: ignore[no-any-return]
         r_headers = [(k, v) for k, v in resp.headers if k.lower() not in _HOP]
         if responses is None:
             return Response(resp.status, r_headers, resp.body)

@@ -62,6 +62,7 @@ cdef class Exchange:
 
     cpdef prepare(self, bytes url)
     cpdef _build_upstream_head(self, str path, bytes host)
+    cpdef capture(self, list fwd, bytes host, str path, str inner)
     cpdef start(self)
     cpdef dispatch(self)
     cpdef start_pipeline(self)

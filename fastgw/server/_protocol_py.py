@@ -713,6 +713,20 @@ class HttpProtocol:
 _HOSTS: dict[bytes, tuple[str, str]] = {}
 
 
+def fwd_headers(fwd: list[bytes], out: list[tuple[str, str]]) -> None:
+    """Append the (name, value) pairs of captured header lines to ``out``.
+
+    Both head parsers emit each forwarded header as b"name: value\\r\\n" (leading whitespace of
+    the value dropped): one decode, one split."""
+    blob = fwd[0] if len(fwd) == 1 else b"".join(fwd)
+    for line in blob.decode("latin-1").split("\r\n"):
+        if line:
+            name, _, value = line.partition(": ")
+            if value.endswith((" ", "\t")):
+                value = value.rstrip(" \t")
+            out.append((name, value))
+
+
 def _host(host: bytes) -> tuple[str, str]:
     got = _HOSTS.get(host)
     if got is None:
@@ -912,13 +926,7 @@ class Exchange:
             # Customised gateway responses map request values: keep what the Request is built
             # from (the fast path would reuse the header list for the upstream head).
             self.gwr = gwr
-            self.p_fwd = list(proto.fwd)
-            self.p_host = host
-            self.p_xff = proto.xff
-            self.p_xfwd = proto.xfwd
-            self.p_api_key = proto.api_key
-            self.p_path = path
-            self.p_inner = inner
+            self.capture(list(proto.fwd), host, path, inner)
         if self.method == "OPTIONS":
             cors = stage.api.cors
             if cors is not None:
@@ -942,13 +950,8 @@ class Exchange:
         if pipeline is not None:
             self.pipeline = pipeline
             self.params = match.params
-            self.p_fwd = proto.fwd if gwr is None else self.p_fwd
-            self.p_host = host
-            self.p_xff = proto.xff
-            self.p_xfwd = proto.xfwd
-            self.p_api_key = proto.api_key
-            self.p_path = path
-            self.p_inner = inner
+            if gwr is None:
+                self.capture(proto.fwd, host, path, inner)
             if not pipeline.early_gate:  # type: ignore[attr-defined]
                 return  # the pipeline runs the gate itself (after its authorizer, as AWS does)
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
@@ -975,6 +978,17 @@ class Exchange:
             self.integration = integ  # type: ignore[assignment]
             self.params = match.params
             self._build_upstream_head(path, host)
+
+    def capture(self, fwd: list[bytes], host: bytes | None, path: str, inner: str) -> None:
+        """Keep what ``build_request`` makes the pipeline's Request from."""
+        proto = self.proto
+        self.p_fwd = fwd
+        self.p_host = host
+        self.p_xff = proto.xff
+        self.p_xfwd = proto.xfwd
+        self.p_api_key = proto.api_key
+        self.p_path = path
+        self.p_inner = inner
 
     def _build_upstream_head(self, path: str, host: bytes | None) -> None:
         proto = self.proto
@@ -1091,15 +1105,7 @@ class Exchange:
             headers.append(("Host", text))
         fwd = self.p_fwd
         if fwd:
-            # Both head parsers emit each forwarded header as b"name: value\r\n" (leading
-            # whitespace of the value dropped): one decode, one split.
-            blob = fwd[0] if len(fwd) == 1 else b"".join(fwd)
-            for line in blob.decode("latin-1").split("\r\n"):
-                if line:
-                    name, _, value = line.partition(": ")
-                    if value[-1:] in (" ", "\t"):
-                        value = value.rstrip(" \t")
-                    headers.append((name, value))
+            fwd_headers(fwd, headers)
         buf = self.buf
         body = b"".join(buf) if buf else b""
         if body or self.body_mode:

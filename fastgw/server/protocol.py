@@ -25,6 +25,7 @@ HttpProtocol = _impl.HttpProtocol
 Pools = _impl.Pools
 UpstreamConnection = _impl.UpstreamConnection
 UpstreamPool = _impl.UpstreamPool
+fwd_headers = _impl.fwd_headers
 render_path = _impl.render_path
 resolve_stage = _impl.resolve_stage
 set_nodelay = _impl.set_nodelay
@@ -36,6 +37,7 @@ __all__ = [
     "Pools",
     "UpstreamConnection",
     "UpstreamPool",
+    "fwd_headers",
     "render_path",
     "resolve_stage",
     "set_nodelay",
