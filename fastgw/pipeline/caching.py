@@ -71,6 +71,7 @@ class RouteCache:
         "credential_names",
         "early",
         "fail_403",
+        "memory",
         "method",
         "require_auth",
         "settings",
@@ -106,6 +107,14 @@ class RouteCache:
         self.warn = strategy == "SUCCEED_WITH_RESPONSE_HEADER"
         #: Looked up in the protocol (set by the compiler when nothing runs before the gate).
         self.early = False
+        #: The worker's memory store for this stage, once looked up.
+        self.memory: Any = None
+
+    def memory_store(self) -> Any:
+        store = self.memory
+        if store is None:
+            store = self.memory = caches().memory(self)
+        return store
 
     # ------------------------------------------------------------------ keys
     def key_of_request(self, req: Request) -> bytes:
@@ -131,8 +140,7 @@ class RouteCache:
                     extra = WARNING_LINE
             else:
                 return key
-        store = caches().memory(self)
-        entry = store.get(key, now)
+        entry = self.memory_store().get(key, now)
         if entry is None:
             return key
         return LocalReply.raw(entry.status, entry.head + extra, entry.body)
@@ -154,7 +162,7 @@ class RouteCache:
             if self.warn:
                 extra = WARNING_LINE
         if self.backend == "memory":
-            entry = caches().memory(self).get(key, svc.loop.time())
+            entry = self.memory_store().get(key, svc.loop.time())
         else:
             from fastgw.cache.store import CacheUnavailable
 
@@ -180,7 +188,7 @@ class RouteCache:
         entry = Entry(status, reply.head, reply.body, req.method, req.resource_path)
         now = svc.loop.time()
         if self.backend == "memory":
-            caches().memory(self).put(key, entry, self.ttl, now)
+            self.memory_store().put(key, entry, self.ttl, now)
             return
         store = caches().redis(self, svc)
         task = svc.loop.create_task(store.put(key, entry, self.ttl, now))
@@ -204,29 +212,33 @@ def _wants_refresh(value: str | None) -> bool:
 
 
 class _HeadLookup:
-    """Case-insensitive header lookup over the protocol's captured header lines."""
+    """Case-insensitive header lookup over the protocol's captured header lines
+    (b"name: value\\r\\n" each, as both head parsers emit them).
 
-    __slots__ = ("fwd", "map")
+    PERF: a key asks for a few names (its declared headers, Authorization, Cookie, and
+    Cache-Control); each is one search in the lower-cased head, no per-header objects."""
+
+    __slots__ = ("blob", "lower")
 
     def __init__(self, fwd: list[bytes] | None) -> None:
-        self.fwd = fwd
-        self.map: dict[str, str] | None = None
+        blob = (fwd[0] if len(fwd) == 1 else b"".join(fwd)) if fwd else b""
+        self.blob = b"\r\n" + blob
+        self.lower = self.blob.lower()
 
     def get(self, name: str) -> str | None:
-        got = self.map
-        if got is None:
-            got = self.map = {}
-            fwd = self.fwd
-            if fwd:
-                from fastgw.server.protocol import fwd_headers
-
-                pairs: list[tuple[str, str]] = []
-                fwd_headers(fwd, pairs)
-                for k, v in pairs:
-                    lk = k.lower()
-                    old = got.get(lk)
-                    got[lk] = v if old is None else old + "," + v
-        return got.get(name)
+        needle = b"\r\n%s:" % name.encode("latin-1")
+        lower = self.lower
+        at = lower.find(needle)
+        if at < 0:
+            return None
+        blob = self.blob
+        values = []
+        while at >= 0:
+            start = at + len(needle)
+            end = blob.find(b"\r\n", start)
+            values.append(blob[start:end].strip(b" \t").decode("latin-1"))
+            at = lower.find(needle, end)
+        return values[0] if len(values) == 1 else ",".join(values)
 
 
 def compile_route_cache(
