@@ -927,8 +927,8 @@ def build_pipeline(
     if cache is not None:
         pipe.cache = cache
         # Looked up in the protocol when nothing but the gate runs before the integration and
-        # the store answers at once (memory); else in ``run``.
-        cache.early = pipe.early_gate and cache.backend == "memory"
+        # the store answers at once (memory) and no compression applies; else in ``run``.
+        cache.early = pipe.early_gate and cache.backend == "memory" and compress is None
         if not cache.early:
             pipe.direct = None
     if pipe.cors is not None:

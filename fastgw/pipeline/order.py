@@ -28,9 +28,15 @@ PHASES: tuple[Phase, ...] = (
     Phase("throttle", "built-in", "token buckets: usage-plan key, stage/route, gateway"),
     Phase("access", "plugins", "plugins' access(): may edit the request or answer it"),
     Phase("validation", "built-in", "request validators: required parameters, JSON Schema body models"),
-    Phase("cache", "built-in", "response cache lookup: not built yet"),
-    Phase("integration", "built-in", "MOCK, HTTP_PROXY or AWS_PROXY (a function)"),
-    Phase("response_mapping", "built-in", "integration response mapping: not built yet"),
+    Phase("cache", "built-in", "the stage's response cache: a hit ends the request here"),
+    Phase(
+        "integration",
+        "built-in",
+        "MOCK, HTTP_PROXY, HTTP, AWS_PROXY or AWS, with parameter mapping and request templates",
+    ),
+    Phase(
+        "response_mapping", "built-in", "integration responses (selection pattern, templates), compression"
+    ),
     Phase("response", "plugins", "plugins' response(): may edit status, headers, body"),
     Phase("log", "plugins", "plugins' log(): after the response is written; enqueue only"),
 )
@@ -93,8 +99,24 @@ def describe(route: Any) -> list[str]:
                 if v.models:
                     parts.append("body models for " + ", ".join(sorted(v.models)))
                 state = "; ".join(parts)
+        elif phase.name == "cache":
+            c = route.cache
+            if c is None:
+                state = "off"
+            else:
+                where = "in the protocol, from the request head" if c.early else "in the pipeline"
+                keyed = ", ".join(f"{k}.{n}" for k, n in c.spec.params)
+                key = f"method + {c.spec.resource} + {keyed}"
+                state = f"{c.backend}, TTL {c.ttl:g}s, key {key}; looked up {where}"
         elif phase.name == "integration":
             state = pipe.integration_name if pipe is not None else _fast_integration(route)
+        elif phase.name == "response_mapping":
+            parts = []
+            if pipe is not None and "mapped" in pipe.integration_name:
+                parts.append("integration responses")
+            if pipe is not None and pipe.compress is not None:
+                parts.append(f"compression from {pipe.compress} bytes")
+            state = ", ".join(parts) if parts else "off"
         else:
             state = "off"
         lines.append(f"{phase.name:17} [{phase.kind}] {state}")
