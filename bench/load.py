@@ -972,6 +972,159 @@ def mode_auth(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- rest mode
+
+RS_PROXY = "HTTP_PROXY"
+RS_MAPPED = "HTTP + mapping templates"
+RS_CACHED = "HTTP_PROXY + stage cache (hit)"
+RS_NGINX = "nginx proxy_cache (hit)"
+RS_SCENARIOS = ("small@64", "small@256")
+# Step 5's budgets: (target, reference, the least req/s ratio target / reference).
+REST_BUDGETS = ((RS_CACHED, RS_PROXY, 2.0), (RS_CACHED, RS_NGINX, 0.5), (RS_MAPPED, RS_PROXY, 0.5))
+# Target -> its route in bench.rest.rest_checks.
+RS_ROLES = {RS_PROXY: "proxy", RS_MAPPED: "mapped", RS_CACHED: "cached", RS_NGINX: "nginx"}
+
+
+def rest_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
+    """The three budgets: req/s ratio, and the same ratio from CPU per request (what one core of
+    each would serve: independent of which core was the bottleneck)."""
+    rows = []
+    for sc in scenarios:
+        for key, ref, floor in REST_BUDGETS:
+            c, base = res.get((sc.key, key)), res.get((sc.key, ref))
+            if c is None or base is None:
+                continue
+            r = c.rps / base.rps if base.rps else math.nan
+            ok = "-" if math.isnan(r) else ("yes" if r >= floor else "NO")
+            if c.errors or base.errors:
+                ok += " (errors)"
+            cpu, cpu_base = c.user_us + c.sys_us, base.user_us + base.sys_us
+            rows.append(
+                [
+                    sc.label,
+                    f"{key} vs {ref}",
+                    report.fmt_ratio(c.rps, base.rps),
+                    f">= {floor:.2f}x",
+                    ok,
+                    report.fmt_ratio(cpu, cpu_base),
+                    report.fmt_ratio(cpu_base, cpu),
+                ]
+            )
+    return report.markdown_table(
+        ["scenario", "comparison", "req/s", "budget", "within", "CPU us/req ratio", "1 / CPU ratio"],
+        rows,
+        align="llrrlrr",
+    )
+
+
+def _upstream_us(cell: Cell) -> float:
+    """Median upstream CPU per request of a cell's runs (~0 when the requests never reach it)."""
+    runs = [r for r in cell.runs if r.wrk.requests and not r.wrk.failure]
+    vals = [r.upstream_cpu_s / r.wrk.requests * 1e6 for r in runs]
+    return statistics.median(vals) if vals else math.nan
+
+
+def mode_rest(args: argparse.Namespace) -> int:
+    from bench.rest import USER_AGENT, rest_checks, rest_config, start_nginx_cache, start_rest_upstream
+
+    nginx, wrk = ensure_tools()
+    assert nginx is not None
+    proxy_cores, load_cores = pinning(cpu_count())
+    keep = set(args.scenarios.split(",")) if args.scenarios else {"small@64"}
+    if keep - set(RS_SCENARIOS):
+        log(f"bench: --rest measures {', '.join(RS_SCENARIOS)} only (the routes are GET routes)")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="fastgw-bench-") as tmpdir, ProcessSet() as procs:
+        tmp = Path(tmpdir)
+        # wrk sends no User-Agent of its own: every request carries one (the request template reads it).
+        headers = [("User-Agent", USER_AGENT)]
+        scenarios = [s for s in standard_scenarios(tmp, headers) if s.key in keep]
+        upstream = start_rest_upstream(procs, nginx, tmp, load_cores)
+        if upstream.error:
+            return 2
+        cfg = tmp / "fastgw-rest.yaml"
+        cfg.write_text(rest_config(bench_config(upstream.port), upstream.port))
+        fgw = start_fastgw(procs, "fastgw", cfg, 1, tmp, proxy_cores)
+        ngx = start_nginx_cache(procs, nginx, tmp, upstream.port, proxy_cores, args.nginx_keepalive)
+        targets = [
+            Target(RS_PROXY, fgw, "/prod", load_cores),
+            Target(RS_MAPPED, fgw, "/prod/mapped", load_cores),
+            Target(RS_CACHED, fgw, "/prod/cached", load_cores),
+            Target(RS_NGINX, ngx, "/prod", load_cores),
+        ]
+        checks, failed = rest_checks(fgw, ngx, scenarios[0].path, dict(headers))
+        log("bench: checks before the load:\n" + "\n".join(checks))
+        if failed:
+            if fgw.managed is not None and fgw.ok:
+                log(f"bench: fastgw's log ends with:\n{fgw.managed.tail(15)}")
+            log(f"bench: not loading {', '.join(sorted(failed))}: wrong answer (its rows say failed)")
+        if len(failed) == len(RS_ROLES):
+            return 1
+        for tg in targets:
+            why = failed.get(RS_ROLES[tg.key])
+            if why is not None and tg.server.error is None:
+                # A copy with the reason: measure() skips it, the other routes of fastgw run.
+                tg.server = Server(tg.server.name, tg.server.port, tg.server.managed, f"check failed: {why}")
+        log_plan(scenarios, targets, args)
+        res = measure(wrk, scenarios, targets, args.repeat, args.duration, args.warmup, upstream)
+        info = report.machine_info(nginx, wrk)
+    for sc in scenarios:
+        for key in (RS_CACHED, RS_NGINX):
+            checks.append(
+                f"- {key}, {sc.label}: upstream CPU {report.fmt_num(_upstream_us(res[(sc.key, key)]), 2)} "
+                "us/req during the runs (hits never reach it)"
+            )
+    table = results_table(scenarios, targets, res)
+    ratios = rest_ratio_table(scenarios, res)
+    fails = print_results(table, ratios, targets)
+    print()
+    print("\n".join(checks))
+    if args.no_write:
+        return 0
+    pin_txt = (
+        f"fastgw (1 worker) and nginx (1 worker) pinned to core {proxy_cores}; wrk and the upstream nginx "
+        f"to cores {load_cores}"
+        if proxy_cores
+        else "no pinning (single core)"
+    )
+    body = "\n\n".join(
+        filter(
+            None,
+            [
+                "## REST: the stage cache and mapping templates against the proxied route",
+                report.machine_md(info),
+                f"Command: `{report.command_line()}`  \n"
+                f"{args.repeat} runs of {args.duration:g} s per cell (interleaved, median shown), "
+                f"{args.warmup:g} s warm-up; {pin_txt}. `wrk -t1`, `--latency`; one fastgw serves the "
+                f"three routes; every request carries `User-Agent: {USER_AGENT}`.",
+                f"Targets: **{RS_PROXY}** = the bench route `ANY /{{proxy+}}` proxied to nginx's `/small` "
+                f"(100 bytes); **{RS_MAPPED}** = `GET /mapped/{{id}}`, type `HTTP` (non-proxy) to the "
+                "upstream's `/{id}.json` (100 bytes of JSON), with a request template "
+                "(`$input.params('id')`, `$util.escapeJavaScript` of the User-Agent) and a `default` "
+                "integration response whose template wraps the payload (`$input.path('$')`, "
+                "`$input.json('$')`), excluded from the "
+                f"stage cache; **{RS_CACHED}** = `GET /cached/{{proxy+}}`, the same proxy with the stage "
+                "cache on (`cache: {ttl_seconds: 3600}`, memory backend; the key is method + resource "
+                f"template, so all but the first request hit); **{RS_NGINX}** = nginx, one worker pinned "
+                "like fastgw, `proxy_cache` in front of the same upstream (`proxy_cache_valid 200 1h`, "
+                "`proxy_cache_lock on`, no revalidation, cache files in the bench's temp dir).",
+                table,
+                "Budgets (Step 5): a cache hit serves at least 2x the proxied route's req/s and at least "
+                "50 % of nginx's cache hits; the mapped route at least 50 % of the proxied route. "
+                "`1 / CPU ratio` is the req/s ratio each would reach on a saturated core of its own "
+                "(reference CPU us/req / target CPU us/req): read it when `c1` (wrk) is the limit, as the "
+                "req/s ratio then understates the faster target.",
+                ratios,
+                "Checks:\n\n" + "\n".join(checks),
+                "`(!)`: at least one run had errors (non-2xx or socket errors); see the errors column.",
+                fails,
+            ],
+        )
+    )
+    report.update_results("rest", body)
+    return 0
+
+
 # --------------------------------------------------------------------------- user mode
 
 
@@ -1159,6 +1312,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "authorizer's cost: small GET @64 (or --scenarios) on one fastgw, 1 worker; section 'functions' "
         "of RESULTS.md",
     )
+    p.add_argument(
+        "--rest",
+        action="store_true",
+        help="REST features against the proxied route: a stage cache hit (vs the route and vs nginx "
+        "proxy_cache) and an HTTP integration with mapping templates: small GET @64 (or --scenarios "
+        "small@64,small@256) on one fastgw, 1 worker; section 'rest' of RESULTS.md",
+    )
     g = p.add_argument_group("user mode (size your own deployment; no nginx, no upstream started)")
     g.add_argument("--config", help="your fastgw config; listen and workers are overridden per run")
     g.add_argument(
@@ -1186,8 +1346,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--repeat and --duration must be >= 1")
     if args.config is None and (args.requests or args.workers or args.connections):
         p.error("--request/--workers/--connections belong to user mode: add --config YOUR.yaml")
-    if sum(map(bool, (args.config, args.workers_compare, args.traffic, args.functions, args.auth))) > 1:
-        p.error("--config, --workers-compare, --traffic, --functions and --auth are separate modes: pick one")
+    modes = (args.config, args.workers_compare, args.traffic, args.functions, args.auth, args.rest)
+    if sum(map(bool, modes)) > 1:
+        p.error(
+            "--config, --workers-compare, --traffic, --functions, --auth and --rest are separate modes: "
+            "pick one"
+        )
     if args.scenarios:
         unknown = set(args.scenarios.split(",")) - {"small@64", "small@256", "16k@64", "post1m@16"}
         if unknown:
@@ -1210,6 +1374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return mode_functions(args)
             if args.auth:
                 return mode_auth(args)
+            if args.rest:
+                return mode_rest(args)
             return mode_standard(args)
     except KeyboardInterrupt:
         log("bench: interrupted; servers stopped")
