@@ -950,9 +950,9 @@ class Exchange:
         if pipeline is not None:
             self.pipeline = pipeline
             self.params = match.params
-            if gwr is None:
-                self.capture(proto.fwd, host, path, inner)
             if not pipeline.early_gate:  # type: ignore[attr-defined]
+                if gwr is None:
+                    self.capture(proto.fwd, host, path, inner)
                 return  # the pipeline runs the gate itself (after its authorizer, as AWS does)
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
         verdict = proto.worker.gate.admit(route, proto, proto.loop.time())
@@ -972,6 +972,9 @@ class Exchange:
                     self.cache_key = got
                 elif got is not None:
                     self.local_error = got
+                    return
+            if gwr is None:
+                self.capture(proto.fwd, host, path, inner)
             return
         integ = route.integration
         if type(integ) is not _MockRuntime:
