@@ -938,13 +938,11 @@ def build_pipeline(
         pipe.direct = None
     # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
     # everything else may start outside a Task (see runtime.launch).
-    # HttpClient (buffered proxies, HTTP integrations) bounds its exchange with asyncio.timeout,
-    # which needs a Task.
-    client = isinstance(integ, HttpIntegration) or (isinstance(integ, HttpProxyIntegration) and buffered)
     pipe.eager = (
         not steps
         and (auth is None or auth.type in ("JWT", "COGNITO_USER_POOLS"))
         and not isinstance(integ, (AwsProxyIntegration, AwsIntegration))
-        and not client
+        # The Redis cache bounds its calls with asyncio.timeout, which needs a Task.
+        and (cache is None or cache.backend == "memory")
     )
     return pipe

@@ -133,18 +133,16 @@ class RouteCache:
             # PERF: the key reads no declared header; without Authorization, Cookie and
             # Cache-Control in the head (a substring test), no header needs finding at all.
             lower = (fwd[0] if len(fwd) == 1 else b"".join(fwd)).lower() if fwd else b""
-            quick = (
-                b"authorization:" not in lower and b"cookie:" not in lower and b"cache-control:" not in lower
-            )
-        else:
-            quick = False
-        if quick:
-            key = self.spec.build(method, _absent, query, params)
-            refresh = False
-        else:
-            lookup = _HeadLookup(fwd)
-            key = self.spec.build(method, lookup.get, query, params)
-            refresh = _wants_refresh(lookup.get("cache-control"))
+            if b"authorization:" not in lower and b"cookie:" not in lower and b"cache-control:" not in lower:
+                key = self.spec.build(method, _absent, query, params)
+                store = self.memory
+                if store is None:
+                    store = self.memory_store()
+                entry = store.get(key, now)
+                return key if entry is None else entry.reply
+        lookup = _HeadLookup(fwd)
+        key = self.spec.build(method, lookup.get, query, params)
+        refresh = _wants_refresh(lookup.get("cache-control"))
         extra = b""
         if refresh:
             # The protocol path has no IAM identity: an invalidation is authorized only when
@@ -159,7 +157,7 @@ class RouteCache:
         entry = self.memory_store().get(key, now)
         if entry is None:
             return key
-        return LocalReply.raw(entry.status, entry.head + extra, entry.body)
+        return entry.reply if not extra else LocalReply.raw(entry.status, entry.head + extra, entry.body)
 
     async def lookup_request(self, req: Request, svc: Services, iam: Any) -> LocalReply | bytes | None:
         """In the pipeline: as ``lookup_head``, with the caller's IAM identity known."""
@@ -189,7 +187,10 @@ class RouteCache:
                 return None  # a miss that is not stored either
         if entry is None:
             return key
-        return LocalReply.raw(entry.status, entry.head + extra, entry.body)
+        reply = getattr(entry, "reply", None)  # a Redis entry is rebuilt on every get
+        if reply is None or extra:
+            return LocalReply.raw(entry.status, entry.head + extra, entry.body)
+        return reply  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ store
     def store(self, key: bytes, reply: LocalReply, req: Request, svc: Services) -> None:
@@ -199,16 +200,32 @@ class RouteCache:
             return
         if self.ttl <= 0:
             return
-        from fastgw.cache.store import Entry
-
-        entry = Entry(status, reply.head, reply.body, req.method, req.resource_path)
         now = svc.loop.time()
         if self.backend == "memory":
+            entry = _ReplyEntry(status, reply.head, reply.body, req.method, req.resource_path)
+            entry.reply = reply
             self.memory_store().put(key, entry, self.ttl, now)
             return
+        from fastgw.cache.store import Entry
+
         store = caches().redis(self, svc)
+        entry = Entry(status, reply.head, reply.body, req.method, req.resource_path)
         task = svc.loop.create_task(store.put(key, entry, self.ttl, now))
         task.add_done_callback(_put_done)
+
+
+def _make_reply_entry() -> type:
+    from fastgw.cache.store import Entry
+
+    class ReplyEntry(Entry):
+        """A memory-cache entry that also holds the reply it serves (no object per hit)."""
+
+        __slots__ = ("reply",)
+
+    return ReplyEntry
+
+
+_ReplyEntry: Any = _make_reply_entry()
 
 
 def _put_done(task: Any) -> None:

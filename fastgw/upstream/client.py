@@ -301,6 +301,15 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
 
+class _Expired(Exception):
+    """The exchange's deadline passed (``request`` turns it into HttpClientTimeout)."""
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
+
+
 class HttpClient:
     """Buffered HTTP/1.1 requests over pooled keep-alive connections (one loop, one owner)."""
 
@@ -376,10 +385,13 @@ class HttpClient:
         limit = self.max_response_bytes
         if max_response_bytes is not None:
             limit = min(limit, max_response_bytes)
+        # PERF: one timer on the loop bounds the exchange, not asyncio.timeout (which needs a
+        # Task, and costs a few µs and getpid() calls per use on Python 3.11): requests may run
+        # in pipelines started outside a Task (fastgw.pipeline.runtime.launch).
+        deadline = self.loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
-                return await self._exchange((host, port, ssl), head, body, method == "HEAD", limit)
-        except TimeoutError:
+            return await self._exchange((host, port, ssl), head, body, method == "HEAD", limit, deadline)
+        except _Expired:
             raise HttpClientTimeout(
                 f"{method} to {host}:{port}: no whole response within {timeout:g}s"
             ) from None
@@ -398,31 +410,38 @@ class HttpClient:
 
     # -- internals
     async def _exchange(
-        self, key: _PoolKey, head: bytes, body: bytes, skip_body: bool, max_body: int
+        self, key: _PoolKey, head: bytes, body: bytes, skip_body: bool, max_body: int, deadline: float
     ) -> ClientResponse:
         conn = self._take_idle(key)
         if conn is not None:
             try:
-                return await self._send(conn, head, body, skip_body, max_body)
+                return await self._send(conn, head, body, skip_body, max_body, deadline)
             except _ConnectionLost as ex:
                 if ex.got_bytes:
                     raise
                 # The keep-alive race: the upstream closed the idle connection as we reused it.
                 # Once, on a new connection.
-        conn = await self._connect(key)
-        return await self._send(conn, head, body, skip_body, max_body)
+        conn = await self._connect(key, deadline)
+        return await self._send(conn, head, body, skip_body, max_body, deadline)
 
-    async def _connect(self, key: _PoolKey) -> _Connection:
+    async def _connect(self, key: _PoolKey, deadline: float | None = None) -> _Connection:
         host, port, context = key
+        wait = self.connect_timeout
+        if deadline is not None:
+            wait = min(wait, deadline - self.loop.time())
+            if wait <= 0:
+                raise _Expired()
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                if context is None:
-                    _, conn = await self.loop.create_connection(lambda: _Connection(self, key), host, port)
-                else:
-                    _, conn = await self.loop.create_connection(
-                        lambda: _Connection(self, key), host, port, ssl=context, server_hostname=host
-                    )
+            if context is None:
+                connecting = self.loop.create_connection(lambda: _Connection(self, key), host, port)
+            else:
+                connecting = self.loop.create_connection(
+                    lambda: _Connection(self, key), host, port, ssl=context, server_hostname=host
+                )
+            _, conn = await asyncio.wait_for(connecting, wait)
         except TimeoutError:
+            if deadline is not None and self.loop.time() >= deadline:
+                raise _Expired() from None
             raise HttpClientTimeout(
                 f"connect to {host}:{port}: no answer within {self.connect_timeout:g}s"
             ) from None
@@ -435,14 +454,16 @@ class HttpClient:
         return conn
 
     async def _send(
-        self, conn: _Connection, head: bytes, body: bytes, skip_body: bool, max_body: int
+        self, conn: _Connection, head: bytes, body: bytes, skip_body: bool, max_body: int, deadline: float
     ) -> ClientResponse:
-        waiter: asyncio.Future[None] = self.loop.create_future()
+        loop = self.loop
+        waiter: asyncio.Future[None] = loop.create_future()
         conn.start(waiter, skip_body, max_body)
         transport = conn.transport
         if transport is None or transport.is_closing() or not conn.clean:
             conn.abort()
             raise _ConnectionLost("connection closed before the request", False)
+        timer = loop.call_at(deadline, _expire, waiter)
         try:
             if body:
                 transport.writelines((head, body))
@@ -452,6 +473,8 @@ class HttpClient:
         except BaseException:
             conn.abort()  # timeout, cancellation, failure: never reused
             raise
+        finally:
+            timer.cancel()
         conn.waiter = None
         response = ClientResponse(conn.status, conn.headers, b"".join(conn.body_parts))
         if (
