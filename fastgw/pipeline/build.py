@@ -8,6 +8,7 @@ would refuse), so a bad config never replaces a running one.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.metadata
 import logging
@@ -519,8 +520,13 @@ _NOT_FORWARDED = frozenset(
 
 def _upstream_head(req: Request) -> bytes:
     """The request's headers as the upstream head's tail (after the Host line)."""
+    return upstream_head_lines(req.headers, req.body, req.method)
+
+
+def upstream_head_lines(headers: list[tuple[str, str]], body: bytes, method: str) -> bytes:
+    """Headers as an upstream head's tail (after the Host line), framed for ``body``."""
     out = []
-    for name, value in req.headers:
+    for name, value in headers:
         if name.lower() in _NOT_FORWARDED:
             continue
         if "\r" in value or "\n" in value or "\0" in value or not name or ":" in name or " " in name:
@@ -529,8 +535,8 @@ def _upstream_head(req: Request) -> bytes:
             out.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
         except UnicodeEncodeError:
             out.append(b"%s: %s\r\n" % (name.encode(), value.encode()))
-    if req.body or req.method in ("POST", "PUT", "PATCH"):
-        out.append(b"content-length: %d\r\n" % len(req.body))
+    if body or method in ("POST", "PUT", "PATCH"):
+        out.append(b"content-length: %d\r\n" % len(body))
     out.append(b"\r\n")
     return b"".join(out)
 
@@ -647,6 +653,64 @@ async def upstream_call(
         return replies.INTEGRATION_FAILURE
 
 
+class Collected:
+    """A buffered upstream response: status, headers (hop-by-hop ones dropped), body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _parse_head(raw: bytes) -> list[tuple[str, str]]:
+    """The header lines of a raw response head (the protocol's buffer may hold body bytes
+    after it; httptools has validated it)."""
+    end = raw.find(b"\r\n\r\n")
+    if end >= 0:
+        raw = raw[:end]
+    out = []
+    for line in raw.split(b"\r\n")[1:]:
+        if not line:
+            continue
+        name, _, value = line.partition(b":")
+        lname = name.strip().lower().decode("latin-1")
+        if lname in _HOP or lname == "content-length":
+            continue
+        out.append((name.strip().decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+    return out
+
+
+async def exchange_call(
+    svc: Services,
+    req: Request,
+    integ: Any,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> Collected | LocalReply:
+    """One buffered request to an upstream, on the exchange's own upstream pools (the fast
+    path's connections and parser; ``integ`` is a compiled ProxyIntegration); without an
+    exchange (tests driving an integration directly), through the worker's HttpClient."""
+    ex = req.exchange
+    if ex is None:
+        target = integ.targets[0]
+        got = await upstream_call(svc, req, target, method, path, headers, body, integ.timeout)
+        if type(got) is LocalReply:
+            return got  # type: ignore[no-any-return]
+        return Collected(got.status, [(k, v) for k, v in got.headers if k.lower() not in _HOP], got.body)
+    fut: asyncio.Future[Any] = svc.loop.create_future()
+    head = upstream_head_lines(headers, body, method)
+    ex.collect_upstream(integ, method, path.encode("latin-1"), head, body, fut)
+    got = await fut
+    if type(got) is LocalReply:
+        return got  # type: ignore[no-any-return]
+    status, raw_head, data = got
+    return Collected(status, _parse_head(raw_head), data)
+
+
 def proxy_integration(
     integ: ProxyIntegration, stream: bool = False, edits: bool = True, mappings: ProxyMappings | None = None
 ) -> Integration:
@@ -657,8 +721,6 @@ def proxy_integration(
     from fastgw.pipeline.runtime import Handoff
     from fastgw.server.protocol import render_path
 
-    targets = integ.targets
-    timeout = integ.timeout
     map_request = mappings is not None and (mappings.rest_request or mappings.http_request) is not None
     map_response = mappings.http_response if mappings is not None else None
 
@@ -688,17 +750,16 @@ def proxy_integration(
         return handoff  # type: ignore[return-value]
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        target = targets[next(integ.rr) % len(targets)] if len(targets) > 1 else targets[0]
         try:
             path = target_of(req)
         except Exception:
             log.exception("parameter mapping failed", extra={"route": req.route.key})
             return replies.INTERNAL_ERROR
         headers = [(k, v) for k, v in req.headers if k.lower() not in ("host", "content-length")]
-        got = await upstream_call(svc, req, target, req.method, path, headers, req.body, timeout)
+        got = await exchange_call(svc, req, integ, req.method, path, headers, req.body)
         if type(got) is LocalReply:
             return got  # type: ignore[no-any-return]
-        headers = [(k, v) for k, v in got.headers if k.lower() not in _HOP]
+        headers = got.headers
         status = got.status
         if map_response is not None:
             from fastgw.pipeline.mapped import mapping_context

@@ -382,7 +382,18 @@ def http_mapped(
     timeout = integ.timeout_ms / 1000.0
     fixed_method = integ.httpMethod.upper() if integ.httpMethod else None
     handling = integ.contentHandling
-    target = uri.target
+    from fastgw.config.compile import ProxyIntegration
+
+    # The endpoint as the protocol's upstream pools know it (the path is rendered per request).
+    upstream = ProxyIntegration(
+        targets=[uri.target],
+        path_parts=(b"/",),
+        static_path=b"/",
+        single_param=None,
+        uri_query=b"",
+        timeout=timeout,
+        pass_query=False,
+    )
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
         context = mapping_context(req)
@@ -411,14 +422,12 @@ def http_mapped(
                 headers.append(("Content-Type", req.header("content-type") or _JSON))
         except Exception as ex:
             return request_failure(ex, req, "integration request mapping failed")
-        from fastgw.pipeline.build import upstream_call
+        from fastgw.pipeline.build import exchange_call
 
-        resp = await upstream_call(
-            svc, req, target, fixed_method or req.method, target_path, headers, body, timeout
-        )
+        resp = await exchange_call(svc, req, upstream, fixed_method or req.method, target_path, headers, body)
         if type(resp) is LocalReply:
             return resp  # type: ignore[no-any-return]
-        r_headers = [(k, v) for k, v in resp.headers if k.lower() not in _HOP]
+        r_headers = resp.headers
         if responses is None:
             return Response(resp.status, r_headers, resp.body)
         selected = responses.select(str(resp.status))

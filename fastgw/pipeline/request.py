@@ -35,6 +35,7 @@ class Request:
         "client_cert",
         "ctx",
         "domain",
+        "exchange",
         "headers",
         "http_version",
         "iam",
@@ -105,6 +106,8 @@ class Request:
         self.ctx: dict[str, Any] = {}
         #: The stage cache's key of this request when it missed (the response is stored under it).
         self.cache_key: bytes | None = None
+        #: The protocol's exchange (its upstream pools serve buffered integrations), or None.
+        self.exchange: Any = None
         self._lower: dict[str, str] | None = None
         self._lookups = 0
 

@@ -48,7 +48,9 @@ cdef class Exchange:
     cdef public HttpProtocol proto
     cdef public UpstreamConnection conn
     cdef public UpstreamPool pool
-    cdef public object buf, integration, local_error, route, snapshot, params, gate, gwr, cache_key
+    cdef public object buf, integration, local_error, route, snapshot, params, gate, gwr, cache_key, collect
+    cdef public str up_method
+    cdef public int up_status
     cdef public object pipeline, task, p_fwd, p_host, p_xff, p_xfwd, p_api_key, p_key_id
     cdef public str p_path, p_inner
     cdef public str method

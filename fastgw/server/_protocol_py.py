@@ -803,6 +803,7 @@ class Exchange:
         "buf",
         "buf_bytes",
         "cache_key",
+        "collect",
         "conn",
         "deadline",
         "expect",
@@ -838,6 +839,8 @@ class Exchange:
         "snapshot",
         "target_path",
         "task",
+        "up_method",
+        "up_status",
     )
 
     def __init__(self, proto: HttpProtocol, method: str, http10: bool, keep_alive: bool) -> None:
@@ -872,6 +875,11 @@ class Exchange:
         # A cached route's key, when the protocol looked it up and missed (the pipeline stores
         # the response under it).
         self.cache_key: bytes | None = None
+        # A pipeline's buffered upstream exchange (collect_upstream): the Future its response
+        # goes to instead of the client, the method sent, and the response status.
+        self.collect: asyncio.Future[Any] | None = None
+        self.up_method: str | None = None
+        self.up_status = 0
         # Routes with a request pipeline (functions, authorizers, plugins): what the pipeline's
         # Request is built from once the body is in, and the Task running it.
         self.pipeline: object = None
@@ -1081,6 +1089,27 @@ class Exchange:
             self.req_head = head
         self.dispatch()
 
+    def collect_upstream(
+        self, integ: object, method: str, target: bytes, head: bytes, body: bytes, fut: asyncio.Future[Any]
+    ) -> None:
+        """A pipeline's buffered exchange on this worker's upstream pools: the response (status,
+        raw head, body) or the gateway's error reply goes to ``fut``, not to the client."""
+        if self.proto.active is not self or self.response_started:
+            fut.set_result(replies.INTEGRATION_FAILURE)
+            return
+        self.collect = fut
+        self.up_method = method
+        self.pipeline_proxy(integ, target, head, body)
+
+    def _collected(self, result: object) -> None:
+        fut = self.collect
+        self.collect = None
+        self.up_method = None
+        self.buf = None
+        self.proto.worker.waiting.discard(self)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
     def _build_pipeline_head(self, target: bytes) -> None:
         """The upstream head of an unedited pipeline request, from the captured header lines."""
         proto = self.proto
@@ -1147,6 +1176,7 @@ class Exchange:
         req.api_key_id = self.p_key_id
         req.client_cert = self.proto.tls_cert
         req.cache_key = self.cache_key
+        req.exchange = self
         return req
 
     def dispatch(self) -> None:
@@ -1208,9 +1238,10 @@ class Exchange:
             conn.release(True)
             return
         self.conn = conn
-        conn.skip_body = self.method == "HEAD"
+        method = self.up_method or self.method
+        conn.skip_body = method == "HEAD"
         head = b"".join(
-            (_METHOD_BYTES[self.method], b" ", self.target_path, conn.pool.target.version_host, self.req_head)
+            (_METHOD_BYTES[method], b" ", self.target_path, conn.pool.target.version_host, self.req_head)
         )
         buf = self.buf
         if buf:
@@ -1248,6 +1279,9 @@ class Exchange:
             self.retried = True
             self.dispatch()
             return
+        if self.collect is not None:
+            self._collected(replies.INTEGRATION_FAILURE)
+            return
         self.proto.worker.waiting.discard(self)
         self.respond_local(replies.INTEGRATION_FAILURE)
 
@@ -1274,6 +1308,12 @@ class Exchange:
 
     def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
         proto = self.proto
+        if self.collect is not None:
+            self.up_status = status
+            self.target_path = raw_head  # the raw head, until upstream_done
+            self.buf = []
+            self.deadline = proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+            return
         flags = self.response_flags()
         head, _, out_flags = rewrite_response_head(raw_head, self.request_id, flags)
         if out_flags & OUT_CLOSE:
@@ -1291,6 +1331,9 @@ class Exchange:
 
     def upstream_body(self, data: bytes) -> None:
         self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+        if self.collect is not None:
+            self.buf.append(data)  # type: ignore[union-attr]
+            return
         if self.resp_chunked:
             self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -1309,6 +1352,11 @@ class Exchange:
         self.proto.worker.waiting.discard(self)
         if conn is not None:
             conn.release(keep_alive and self.request_done)
+        if self.collect is not None:
+            buf = self.buf
+            body = (buf[0] if len(buf) == 1 else b"".join(buf)) if buf else b""
+            self._collected((self.up_status, self.target_path, body))
+            return
         if self.resp_chunked:
             self.out.append(b"0\r\n\r\n")
         self.flush_out()
@@ -1351,6 +1399,7 @@ class Exchange:
 
     def on_timeout(self) -> None:
         """The integration deadline passed (called by the worker's ticker)."""
+        self.collect = None  # the pipeline waiting on it is cancelled below
         task = self.task
         if task is not None:
             self.task = None
@@ -1369,6 +1418,7 @@ class Exchange:
             self.respond_local(replies.INTEGRATION_TIMEOUT)
 
     def abort_upstream(self) -> None:
+        self.collect = None
         task = self.task
         if task is not None:
             self.task = None
@@ -1436,7 +1486,7 @@ class UpstreamConnection:
             return
         self.got_bytes = True
         client = self.client
-        if self.awaiting_head and not self.head_buf and not self.skip_body:
+        if self.awaiting_head and not self.head_buf and not self.skip_body and client.collect is None:
             # PERF: a whole Content-Length response in one read, strictly well-formed, is
             # relayed by one C call; httptools (still idle) is not involved.
             whole = relay_response(data, client.request_id, client.response_flags())

@@ -247,6 +247,15 @@ def config(echo: int, scripted: int) -> dict[str, Any]:
                         "integration": {"type": "MOCK", "status": 200, "body": '{"ok":true}'},
                     },
                     {
+                        "route": "GET /slow",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": f"http://127.0.0.1:{scripted}/slow",
+                            "requestParameters": {"integration.request.querystring.ms": "'3000'"},
+                            "timeout_ms": 300,
+                        },
+                    },
+                    {
                         "route": "GET /guarded",
                         "integration": {"type": "MOCK", "status": 200, "body": '{"ok":true}'},
                         "plugins": [{"name": "test-waf"}],
@@ -441,3 +450,14 @@ def test_a_plugin_raises_a_gateway_response_type(gw: Any) -> None:
     assert blocked.status == 451
     assert blocked.json() == {"blocked": True}
     assert blocked.header("x-amzn-ErrorType") == "WAFFilteredException"
+
+
+def test_an_integration_timeout_is_a_504_and_the_gateway_keeps_serving(gw: Any) -> None:
+    import time
+
+    start = time.monotonic()
+    slow = call(gw, "GET", "/prod/slow")
+    assert slow.status == 504
+    assert time.monotonic() - start < 2.5
+    assert slow.json() == {"oops": "Endpoint request timed out", "id": slow.header("x-amzn-RequestId")}
+    assert call(gw, "GET", "/prod/ok").status == 200
