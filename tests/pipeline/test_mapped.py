@@ -247,6 +247,22 @@ def config(echo: int, scripted: int) -> dict[str, Any]:
                         "integration": {"type": "MOCK", "status": 200, "body": '{"ok":true}'},
                     },
                     {
+                        "route": "POST /img",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": f"http://127.0.0.1:{echo}/img",
+                            "contentHandling": "CONVERT_TO_TEXT",
+                        },
+                    },
+                    {
+                        "route": "POST /img-template",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": f"http://127.0.0.1:{echo}/img",
+                            "requestTemplates": {"image/png": '{"b64": "$input.body"}'},
+                        },
+                    },
+                    {
                         "route": "GET /slow",
                         "integration": {
                             "type": "HTTP",
@@ -461,3 +477,14 @@ def test_an_integration_timeout_is_a_504_and_the_gateway_keeps_serving(gw: Any) 
     assert time.monotonic() - start < 2.5
     assert slow.json() == {"oops": "Endpoint request timed out", "id": slow.header("x-amzn-RequestId")}
     assert call(gw, "GET", "/prod/ok").status == 200
+
+
+def test_binary_media_types_and_content_handling_on_the_request(gw: Any) -> None:
+    import base64
+
+    png = bytes(range(256))
+    as_text = call(gw, "POST", "/prod/img", [("Content-Type", "image/png")], png).json()
+    assert as_text["body"] == base64.b64encode(png).decode()  # CONVERT_TO_TEXT: base64 to the endpoint
+    templated = call(gw, "POST", "/prod/img-template", [("Content-Type", "image/png")], png).json()
+    # A binary payload reaches a template as base64 text in $input.body (AWS).
+    assert json.loads(templated["body"]) == {"b64": base64.b64encode(png).decode()}
