@@ -14,7 +14,7 @@ import importlib.metadata
 import logging
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -541,6 +541,13 @@ def upstream_head_lines(headers: list[tuple[str, str]], body: bytes, method: str
     return b"".join(out)
 
 
+# Characters left as they are when a mapped value becomes part of an upstream path: RFC 3986
+# pchar, "/" (a greedy {proxy+} value keeps its slashes, as on AWS) and "%" (values read from the
+# request path arrive already encoded). Spaces, controls, "?", "#" and non-ASCII get encoded, so
+# that no mapped value can end the request line or start a query.
+_PATH_SAFE = "/-_.~!$&'()*+,;=:@%"
+
+
 class ProxyMappings:
     """An HTTP_PROXY route's parameter mappings (fastgw.pipeline.params), compiled: REST
     ``requestParameters``; HTTP API ``parameterMapping`` and ``responseParameters``."""
@@ -608,17 +615,19 @@ class ProxyMappings:
             for name, value in got.headers:
                 req.set_header(name, value)
             if got.query:
-                from urllib.parse import quote
-
                 extra = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in got.query)
                 req.query = f"{req.query}&{extra}" if req.query else extra
             if got.path:
-                req.params = {**(req.params or {}), **got.path}
+                # Mapped values are decoded text: they reach the request line percent-encoded,
+                # as the router's own (raw) path parameters are.
+                mapped_params = {k: quote(v, safe=_PATH_SAFE) for k, v in got.path.items()}
+                req.params = {**(req.params or {}), **mapped_params}
             return None
         mapped = self.http_request.apply(req, context, self.variables)
         req.headers = mapped.headers
         req.query = mapped.query
-        return mapped.path  # type: ignore[no-any-return]
+        path = mapped.path
+        return None if path is None else quote(path, safe=_PATH_SAFE)
 
 
 async def upstream_call(
@@ -671,15 +680,27 @@ def _parse_head(raw: bytes) -> list[tuple[str, str]]:
     if end >= 0:
         raw = raw[:end]
     out = []
+    named: list[str] = []
     for line in raw.split(b"\r\n")[1:]:
         if not line:
             continue
         name, _, value = line.partition(b":")
         lname = name.strip().lower().decode("latin-1")
         if lname in _HOP or lname == "content-length":
+            if lname == "connection":
+                named.extend(t.strip().lower() for t in value.decode("latin-1").split(","))
             continue
         out.append((name.strip().decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+    if named:
+        # Headers the upstream's Connection header names are hop-by-hop too (RFC 9110 7.6.1).
+        out = [h for h in out if h[0].lower() not in named]
     return out
+
+
+def _end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` without hop-by-hop ones, those named by Connection included."""
+    named = [t.strip().lower() for k, v in headers if k.lower() == "connection" for t in v.split(",")]
+    return [(k, v) for k, v in headers if k.lower() not in _HOP and k.lower() not in named]
 
 
 async def exchange_call(
@@ -700,7 +721,7 @@ async def exchange_call(
         got = await upstream_call(svc, req, target, method, path, headers, body, integ.timeout)
         if type(got) is LocalReply:
             return got  # type: ignore[no-any-return]
-        return Collected(got.status, [(k, v) for k, v in got.headers if k.lower() not in _HOP], got.body)
+        return Collected(got.status, _end_to_end(got.headers), got.body)
     fut: asyncio.Future[Any] = svc.loop.create_future()
     head = upstream_head_lines(headers, body, method)
     ex.collect_upstream(integ, method, path.encode("latin-1"), head, body, fut)
@@ -984,19 +1005,29 @@ def build_pipeline(
     pipe.compress = compress
     if compress is not None:
         pipe.direct = None  # request bodies are inflated in ``run``
-    cache = route_rt.cache
-    if cache is not None:
-        pipe.cache = cache
-        # Looked up in the protocol when nothing but the gate runs before the integration and
-        # the store answers at once (memory) and no compression applies; else in ``run``.
-        cache.early = pipe.early_gate and cache.backend == "memory" and compress is None
-        if not cache.early:
-            pipe.direct = None
     if pipe.cors is not None:
         # Every reply of the route, the traffic gate's 429s included, gets the CORS headers:
         # the gate runs inside the pipeline.
         pipe.early_gate = False
         pipe.direct = None
+    cache = route_rt.cache
+    if cache is not None:
+        pipe.cache = cache
+        # Looked up in the protocol when nothing but the gate runs before the integration (no
+        # access plugin, no validation), nothing must see the request afterwards (no log
+        # plugin), the store answers at once (memory), no compression applies and the key reads
+        # only headers the protocol keeps; else in ``run``.
+        cache.early = (
+            pipe.early_gate
+            and not pipe.access
+            and pipe.validation is None
+            and not pipe.logs
+            and cache.backend == "memory"
+            and compress is None
+            and cache.head_safe
+        )
+        if not cache.early:
+            pipe.direct = None
     # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
     # everything else may start outside a Task (see runtime.launch).
     pipe.eager = (

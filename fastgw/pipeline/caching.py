@@ -63,6 +63,29 @@ def parse_cache_parameter(text: str) -> tuple[str, str] | None:
     return None
 
 
+# Request headers the protocol does not keep among the forwarded lines it hands to
+# ``lookup_head`` (it reads or rewrites them itself).
+_NOT_FORWARDED = frozenset(
+    (
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+    )
+)
+
+
 class RouteCache:
     """One cached route of one stage: key recipe, TTL, invalidation policy, its store."""
 
@@ -71,6 +94,7 @@ class RouteCache:
         "credential_names",
         "early",
         "fail_403",
+        "head_safe",
         "memory",
         "method",
         "plain",
@@ -98,6 +122,9 @@ class RouteCache:
         self.spec = KeySpec(template, [*params, *extra])
         #: The key reads no header but the credential ones.
         self.plain = not declared
+        #: Every header the key reads is among the forwarded header lines the protocol keeps
+        #: (Host, X-Forwarded-* and framing headers are not): the key can be built from the head.
+        self.head_safe = not (declared & _NOT_FORWARDED)
         self.credential_names = tuple(h for _, h in extra)
         self.stage_uid = stage_uid
         self.settings = settings

@@ -208,7 +208,7 @@ class GatewayResponses:
         self.variables = variables
         #: (kind, status, id(default reply)) -> the reply, for customisations that depend on
         #: nothing in the request (status / static headers only): built once.
-        self.rendered: dict[tuple[str, int, int], LocalReply] = {}
+        self.rendered: dict[tuple[str | None, int, bytes, bytes], LocalReply] = {}
 
     def pick(self, reply: LocalReply) -> _Custom | None:
         customs = self.customs
@@ -235,7 +235,8 @@ class GatewayResponses:
         status = custom.status or reply.status
         static = custom.headers is None or custom.headers.static
         if static and not custom.templates:
-            key = (reply.kind, status, id(reply))  # type: ignore[arg-type]
+            # Keyed on the reply's bytes: an id() could be reused by a later, different reply.
+            key = (reply.kind, status, reply.head, reply.body)
             done = self.rendered.get(key)
             if done is not None:
                 return done
@@ -269,7 +270,7 @@ class GatewayResponses:
             parts.append(b"content-length: %d\r\n" % len(body))
         out = LocalReply.raw(status, b"".join(parts), body)
         if static and not custom.templates and len(self.rendered) < 256:
-            self.rendered[(reply.kind, status, id(reply))] = out  # type: ignore[index]
+            self.rendered[(reply.kind, status, reply.head, reply.body)] = out
         return out
 
     @staticmethod

@@ -48,7 +48,7 @@ cdef class Exchange:
     cdef public HttpProtocol proto
     cdef public UpstreamConnection conn
     cdef public UpstreamPool pool
-    cdef public object buf, integration, local_error, route, snapshot, params, gate, gwr, cache_key, collect
+    cdef public object buf, integration, local_error, route, snapshot, params, gate, gwr, cache_key, collect, up_buf
     cdef public str up_method
     cdef public int up_status
     cdef public object pipeline, task, p_fwd, p_host, p_xff, p_xfwd, p_api_key, p_key_id
@@ -58,7 +58,7 @@ cdef class Exchange:
     cdef public bytes query, req_head, target_path, request_id
     cdef public Py_ssize_t body_len, buf_bytes
     cdef public int body_mode
-    cdef public double deadline
+    cdef public double deadline, p_deadline
     cdef public bint http10, keep_alive, request_done, response_started, response_done
     cdef public bint retried, resp_chunked, expect
 

@@ -33,6 +33,7 @@ import asyncio
 import collections
 import ipaddress
 import logging
+import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,12 @@ if TYPE_CHECKING:
     from fastgw.server.worker import Worker
 
 log = logging.getLogger("fastgw.protocol")
+
+# The largest upstream response a pipeline buffers (AWS's integration payload limit).
+COLLECT_MAX_BYTES = 10 * 1024 * 1024
+
+# Bytes that cannot appear in a request target as sent upstream.
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff]")
 
 # Request headers the gateway reads or never forwards, by lower-case name.
 _H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD, _H_APIKEY = range(1, 10)
@@ -816,6 +823,7 @@ class Exchange:
         "method",
         "out",
         "p_api_key",
+        "p_deadline",
         "p_fwd",
         "p_host",
         "p_inner",
@@ -839,6 +847,7 @@ class Exchange:
         "snapshot",
         "target_path",
         "task",
+        "up_buf",
         "up_method",
         "up_status",
     )
@@ -880,6 +889,9 @@ class Exchange:
         self.collect: asyncio.Future[Any] | None = None
         self.up_method: str | None = None
         self.up_status = 0
+        self.up_buf: list[bytes] | None = None  # its body so far (``buf`` keeps the request's)
+        # The pipeline's own deadline while a collected exchange runs under the integration's.
+        self.p_deadline = 0.0
         # Routes with a request pipeline (functions, authorizers, plugins): what the pipeline's
         # Request is built from once the body is in, and the Task running it.
         self.pipeline: object = None
@@ -1076,6 +1088,15 @@ class Exchange:
         self.proto.worker.waiting.discard(self)
         if self.proto.active is not self or self.response_started:
             return
+        if _BAD_TARGET.search(target) is not None:
+            # A mapping or plugin made a target that would break the request line (spaces,
+            # controls, non-ASCII): never send it.
+            log.error("refused upstream target %r", target[:200])
+            if self.collect is not None:
+                self._collected(replies.CONFIGURATION_ERROR)
+            else:
+                self.respond_local(replies.CONFIGURATION_ERROR)
+            return
         self.integration = integ
         self.buf = [body] if body else None
         self.buf_bytes = len(body)
@@ -1099,16 +1120,22 @@ class Exchange:
             return
         self.collect = fut
         self.up_method = method
+        self.p_deadline = self.deadline
         self.pipeline_proxy(integ, target, head, body)
 
     def _collected(self, result: object) -> None:
         fut = self.collect
         self.collect = None
         self.up_method = None
-        self.buf = None
-        self.proto.worker.waiting.discard(self)
+        self.up_buf = None
+        self.buf_bytes = 0
         if fut is not None and not fut.done():
+            # The pipeline goes on (response mapping, plugins) under its own deadline again.
+            self.deadline = self.p_deadline
+            self.proto.worker.waiting.add(self)
             fut.set_result(result)
+        else:
+            self.proto.worker.waiting.discard(self)
 
     def _build_pipeline_head(self, target: bytes) -> None:
         """The upstream head of an unedited pipeline request, from the captured header lines."""
@@ -1309,10 +1336,12 @@ class Exchange:
     def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
         proto = self.proto
         if self.collect is not None:
+            # The integration timeout bounds the whole exchange (as AWS's): the deadline set at
+            # dispatch stays.
             self.up_status = status
             self.target_path = raw_head  # the raw head, until upstream_done
-            self.buf = []
-            self.deadline = proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+            self.up_buf = []
+            self.buf_bytes = 0
             return
         flags = self.response_flags()
         head, _, out_flags = rewrite_response_head(raw_head, self.request_id, flags)
@@ -1330,10 +1359,21 @@ class Exchange:
             conn.transport.pause_reading()
 
     def upstream_body(self, data: bytes) -> None:
-        self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
         if self.collect is not None:
-            self.buf.append(data)  # type: ignore[union-attr]
+            size = self.buf_bytes + len(data)
+            if size > COLLECT_MAX_BYTES:
+                # A buffered response larger than any integration response may be (AWS: 10 MB).
+                log.error("upstream response over %d bytes", COLLECT_MAX_BYTES)
+                conn = self.conn
+                self.conn = None
+                if conn is not None:
+                    conn.abort()
+                self._collected(replies.INTEGRATION_FAILURE)
+                return
+            self.buf_bytes = size
+            self.up_buf.append(data)  # type: ignore[union-attr]
             return
+        self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
         if self.resp_chunked:
             self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -1353,7 +1393,7 @@ class Exchange:
         if conn is not None:
             conn.release(keep_alive and self.request_done)
         if self.collect is not None:
-            buf = self.buf
+            buf = self.up_buf
             body = (buf[0] if len(buf) == 1 else b"".join(buf)) if buf else b""
             self._collected((self.up_status, self.target_path, body))
             return

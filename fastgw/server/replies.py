@@ -121,6 +121,10 @@ INTEGRATION_TIMEOUT = aws_error(
     504, "Endpoint request timed out", "IntegrationTimeout", spaced=True, kind="INTEGRATION_TIMEOUT"
 )
 INTERNAL_ERROR = aws_error(500, "Internal server error", "InternalServerErrorException", spaced=True)
+# A mapping produced something that cannot be sent (e.g. an upstream target with spaces).
+CONFIGURATION_ERROR = aws_error(
+    500, "Internal server error", "InternalServerErrorException", spaced=True, kind="API_CONFIGURATION_ERROR"
+)
 SERVICE_UNAVAILABLE = aws_error(503, "Service Unavailable", "ServiceUnavailableException")
 UNSUPPORTED_MEDIA_TYPE = aws_error(
     415, "Unsupported Media Type", "UnsupportedMediaTypeException", kind="UNSUPPORTED_MEDIA_TYPE"

@@ -232,3 +232,29 @@ def pet_lookup(event: dict[str, Any], context: Any) -> Any:
     if pet_id == "404":
         raise PetNotFound(f"NotFound: no pet {pet_id}")
     return {"id": pet_id, "type": "dog", "price": 249.99, "seenBy": event.get("caller")}
+
+
+class Retarget(Plugin):
+    """Sets the ``proxy`` path parameter from ``X-Target`` (a plugin that edits the upstream
+    path, to check what the gateway refuses to put in a request line)."""
+
+    name = "test-retarget"
+
+    def access(self, req: Request) -> None:
+        target = req.header("x-target")
+        if target is not None:
+            req.params = {**(req.params or {}), "proxy": target}
+
+
+class StallConfig(msgspec.Struct, forbid_unknown_fields=True):
+    seconds: float = 30.0
+
+
+class Stall(Plugin):
+    """A response phase that does not end in time (bounded by the pipeline's deadline)."""
+
+    name = "test-stall"
+    Config = StallConfig
+
+    async def response(self, req: Request, resp: Response) -> None:
+        await asyncio.sleep(self.config.seconds)
