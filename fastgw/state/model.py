@@ -1,19 +1,24 @@
-"""API keys, usage plans, usage and cache purges: the records of the state store and the admin API.
+"""API keys, usage plans, usage, cache purges, deployments and stage pointers: the state store's records.
 
 Field names and shapes are AWS API Gateway's management API (``ApiKey``, ``UsagePlan``,
 ``UsagePlanKey``, ``Usage``), so that people who know AWS know them. Records are msgspec
 Structs; the admin API decodes its payloads into the ``*Create`` / ``*Patch`` Structs, which
 reject unknown fields and report the path of a bad one. ``CachePurge`` (a fastgw record, no AWS
 counterpart) carries a stage-cache invalidation from the admin API to every worker of every node.
+``Deployment`` (AWS: a deployment, an immutable snapshot of one API's definition) and ``StagePointer``
+(which deployment a stage serves, and its canary) carry deployments, stages, canaries and rollbacks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import math
 import secrets
 import time
 from typing import Annotated, Literal, get_args
 
+import msgspec
 from msgspec import Meta, Struct, field
 
 from fastgw.config.model import PlanStage, QuotaSettings, ThrottleSettings
@@ -30,6 +35,10 @@ class _Rec(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True)
 
 class DuplicateValueError(ValueError):
     """``Store.put_key``: another key already has this value (its ``valueHash`` is taken)."""
+
+
+class DeploymentInUseError(ValueError):
+    """``Store.delete_deployment``: a stage, or a stage's canary, points at this deployment."""
 
 
 def full_builtins(obj: object) -> object:
@@ -138,6 +147,98 @@ class CachePurge(_Rec, frozen=True, kw_only=True):
         return out
 
 
+class Deployment(_Rec, frozen=True, kw_only=True):
+    """An immutable snapshot of one API's definition (AWS: a deployment).
+
+    The store assigns ``id`` (6 lowercase alphanumerics, unique within the API), ``number`` (1, 2,
+    3, ... per API, never reused, even after a delete) and ``digest``; ``definition`` is the API's
+    definition as JSON, kept and returned byte for byte.
+    """
+
+    id: str
+    apiId: str
+    number: int
+    createdDate: float  # unix time
+    description: str = ""
+    definition: bytes
+    digest: str  # the first 16 hex digits of the SHA-256 of ``definition``
+
+    @property
+    def key(self) -> str:
+        """``"apiId/id"``: the key of ``StateData.deployments``."""
+        return f"{self.apiId}/{self.id}"
+
+    def public(self, with_definition: bool = False) -> dict[str, object]:
+        """The admin API's view (AWS field names, ``createdDate`` as an ISO 8601 UTC string); the
+        definition, decoded, only when asked for (it can be megabytes)."""
+        out: dict[str, object] = {
+            "id": self.id,
+            "number": self.number,
+            "createdDate": iso_utc(self.createdDate),
+            "description": self.description,
+            "digest": self.digest,
+        }
+        if with_definition:
+            out["definition"] = msgspec.json.decode(self.definition)
+        return out
+
+
+class CanaryPointer(_Rec, frozen=True, kw_only=True):
+    """A stage's canary (AWS ``canarySettings``): ``percentTraffic`` % of the stage's requests go to
+    ``deploymentId``, with ``stageVariableOverrides`` applied over the stage's variables."""
+
+    deploymentId: str
+    percentTraffic: float = 0.0  # 0..100
+    stageVariableOverrides: dict[str, str] = field(default_factory=dict)
+    useStageCache: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.deploymentId:
+            raise ValueError("canary deploymentId is required")
+        if not (math.isfinite(self.percentTraffic) and 0.0 <= self.percentTraffic <= 100.0):
+            raise ValueError(f"canary percentTraffic must be within 0..100, got {self.percentTraffic!r}")
+
+
+class StagePointer(_Rec, frozen=True, kw_only=True):
+    """Which deployment a stage of an API serves (AWS: a stage's ``deploymentId``), and its canary.
+
+    Pointing a stage at another deployment is a release or a rollback: one small write that every
+    worker picks up at its next reload (``Store.put_stage_pointer`` bumps the version).
+    """
+
+    apiId: str
+    stage: str
+    deploymentId: str
+    canary: CanaryPointer | None = None
+    updatedAt: float  # unix time
+
+    def __post_init__(self) -> None:
+        check_api_id(self.apiId)
+        if not self.stage:
+            raise ValueError("stage is required")
+        if not self.deploymentId:
+            raise ValueError("deploymentId is required")
+
+    @property
+    def key(self) -> str:
+        """``"apiId/stage"``."""
+        return f"{self.apiId}/{self.stage}"
+
+    def deployment_ids(self) -> tuple[str, ...]:
+        """The deployments this stage uses: its own, then its canary's (when it has one)."""
+        if self.canary is None:
+            return (self.deploymentId,)
+        return (self.deploymentId, self.canary.deploymentId)
+
+    def public(self) -> dict[str, object]:
+        """The admin API's view: every field (no ``canary`` without one), ``updatedAt`` as an ISO
+        8601 UTC string."""
+        out = full_builtins(self)
+        assert isinstance(out, dict)
+        out["updatedAt"] = iso_utc(self.updatedAt)
+        return out
+
+
 class StateData(Struct, kw_only=True):
     """Everything workers need to authorise and limit keyed requests, as one versioned read."""
 
@@ -147,6 +248,10 @@ class StateData(Struct, kw_only=True):
     plan_keys: dict[str, list[str]] = field(default_factory=dict)  # plan id -> key ids
     # The most recent cache purges (at most store.MAX_CACHE_PURGES), oldest first.
     cache_purges: list[CachePurge] = field(default_factory=list)
+    # Every stage pointer, sorted by (apiId, stage).
+    stages: list[StagePointer] = field(default_factory=list)
+    # "apiId/deploymentId" -> Deployment: only those a stage or a canary points at.
+    deployments: dict[str, Deployment] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- admin payloads
@@ -251,6 +356,23 @@ def hash_key_value(value: str | bytes) -> str:
 
 def now_ts() -> float:
     return round(time.time(), 3)
+
+
+def iso_utc(ts: float) -> str:
+    """A unix time as AWS shows it: ISO 8601 UTC to the second (``2024-05-01T12:00:00Z``)."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_api_id(api_id: str) -> None:
+    """``ValueError`` unless ``api_id`` can name an API in the store: not empty, no "/" (the store
+    joins it with a stage name or deployment id by "/")."""
+    if not api_id or "/" in api_id:
+        raise ValueError(f"invalid API id {api_id!r}: it must be non-empty and contain no '/'")
+
+
+def deployment_digest(definition: bytes) -> str:
+    """``Deployment.digest``: the first 16 hex digits of the SHA-256 of the definition."""
+    return hashlib.sha256(definition).hexdigest()[:16]
 
 
 def stable_id(prefix: str, name: str) -> str:

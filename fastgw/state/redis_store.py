@@ -1,4 +1,5 @@
-"""The Redis state store: API keys, usage plans, membership, usage and cache purges, for several nodes.
+"""The Redis state store: API keys, usage plans, membership, usage, cache purges, deployments and
+stage pointers, for several nodes.
 
 Layout, every key under ``settings.prefix`` (default ``fastgw:``)::
 
@@ -8,12 +9,18 @@ Layout, every key under ``settings.prefix`` (default ``fastgw:``)::
     plankeys:{plan}   set    key ids of the plan
     cachepurges       list   the last MAX_CACHE_PURGES CachePurge JSON, oldest first
     cachepurgeseq     string INCR: the seq of the last cache purge (never reset by trimming)
-    version           string INCR on every write of keys, plans, membership or cache purges
+    deploy:{api}      hash   deployment id -> Deployment (msgpack: the definition stays raw bytes)
+    deploynums:{api}  zset   deployment id, scored by its number (oldest first, for the cap)
+    deployseq:{api}   string INCR: the API's last deployment number (never reset by deletes)
+    stages            hash   "apiId/stage" -> StagePointer JSON (Lua reads its deployment ids)
+    version           string INCR on every write of keys, plans, membership, cache purges or stages
     usage:{plan}:{key}:{day}  integer: requests counted on that UTC day, expiring
                       USAGE_TTL_DAYS days after the day ended (nothing lives forever)
 
 Writes that touch several keys run as one Lua script or one MULTI/EXEC, and ``load()`` reads
-everything and the version in one script, so a worker never sees a half-applied write.
+everything and the version in one script (with the deployments the stages point at), so a worker
+never sees a half-applied write. The deployment scripts check "is it in use" against ``stages``
+inside the same script that writes, so a stage never points at a deleted or evicted deployment.
 Scripts build some key names from the prefix inside Redis: a standalone Redis (or a
 Sentinel-managed primary) is required, not Redis Cluster.
 
@@ -35,9 +42,23 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from fastgw.config.model import RedisSettings
-from fastgw.state.model import CACHE_PURGE_OPS, ApiKey, CachePurge, CachePurgeOp, StateData, UsagePlan, now_ts
+from fastgw.state.model import (
+    CACHE_PURGE_OPS,
+    ApiKey,
+    CachePurge,
+    CachePurgeOp,
+    Deployment,
+    DeploymentInUseError,
+    StagePointer,
+    StateData,
+    UsagePlan,
+    check_api_id,
+    deployment_digest,
+    new_id,
+    now_ts,
+)
 from fastgw.state.periods import DAY_SECONDS
-from fastgw.state.store import MAX_CACHE_PURGES, Store, StoreError
+from fastgw.state.store import MAX_CACHE_PURGES, Store, StoreError, check_definition
 
 T = TypeVar("T")
 
@@ -46,6 +67,13 @@ MGET_CHUNK = 1000  # keys per MGET in usage()
 MAX_CONNECTIONS = 8
 
 DUPLICATE_VALUE = "FASTGW_DUPLICATE_VALUE"
+DUPLICATE_ID = "FASTGW_DUPLICATE_ID"
+DEPLOYMENTS_FULL = "FASTGW_DEPLOYMENTS_FULL"
+DEPLOYMENT_IN_USE = "FASTGW_DEPLOYMENT_IN_USE"
+UNKNOWN_DEPLOYMENT = "FASTGW_UNKNOWN_DEPLOYMENT"
+# Error replies of our scripts that callers turn into their own exceptions.
+_ERROR_MARKERS = (DUPLICATE_VALUE, DUPLICATE_ID, DEPLOYMENTS_FULL, DEPLOYMENT_IN_USE, UNKNOWN_DEPLOYMENT)
+ID_ATTEMPTS = 16  # fresh random deployment ids tried before giving up
 
 
 def usage_expire_at(day: int) -> int:
@@ -142,7 +170,8 @@ if n > 0 then redis.call('INCR', KEYS[2]) end
 return n
 """)
 
-# KEYS: version, keys, plans, cachepurges. ARGV: prefix. One consistent read of everything.
+# KEYS: version, keys, plans, cachepurges, stages. ARGV: prefix. One consistent read of everything,
+# with the deployments the stages and canaries point at (each once).
 _LOAD = Script("""
 local members = {}
 local plans = redis.call('HGETALL', KEYS[3])
@@ -150,8 +179,107 @@ for i = 1, #plans, 2 do
   members[#members + 1] = plans[i]
   members[#members + 1] = redis.call('SMEMBERS', ARGV[1] .. 'plankeys:' .. plans[i])
 end
+local stages = redis.call('HVALS', KEYS[5])
+local deployments, seen = {}, {}
+for _, raw in ipairs(stages) do
+  local p = cjson.decode(raw)
+  local ids = {p.deploymentId}
+  if type(p.canary) == 'table' then ids[2] = p.canary.deploymentId end
+  for _, id in ipairs(ids) do
+    local k = p.apiId .. '/' .. id
+    if not seen[k] then
+      seen[k] = true
+      local rec = redis.call('HGET', ARGV[1] .. 'deploy:' .. p.apiId, id)
+      if rec then deployments[#deployments + 1] = rec end
+    end
+  end
+end
 return {redis.call('GET', KEYS[1]) or '0', redis.call('HVALS', KEYS[2]), plans, members,
-        redis.call('LRANGE', KEYS[4], 0, -1)}
+        redis.call('LRANGE', KEYS[4], 0, -1), stages, deployments}
+""")
+
+# Lua shared by the deployment scripts: deployment id -> the stages of API `api` whose pointer or
+# canary points at it (`stages` is the stages hash, fields "apiId/stage").
+_IN_USE = """
+local function in_use(stages, api)
+  local used, pfx = {}, api .. '/'
+  local all = redis.call('HGETALL', stages)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, #pfx) == pfx then
+      local p = cjson.decode(all[i + 1])
+      local ids = {p.deploymentId}
+      if type(p.canary) == 'table' then ids[2] = p.canary.deploymentId end
+      for _, id in ipairs(ids) do
+        used[id] = used[id] or {}
+        table.insert(used[id], string.sub(all[i], #pfx + 1))
+      end
+    end
+  end
+  return used
+end
+"""
+
+# KEYS: deploy:{api}, deploynums:{api}, deployseq:{api}, stages. ARGV: id, the Deployment as a msgpack
+# map without "number" (a fixmap: its first byte is 0x80 + the field count), apiId, the cap. Past the
+# cap, the oldest deployments no stage uses go first; nothing is written when too few are free. The
+# number goes in front of the other fields (the map's count + 1).
+_ADD_DEPLOYMENT = Script(
+    _IN_USE
+    + """
+local id, rec = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', KEYS[1], id) == 1 then return redis.error_reply('FASTGW_DUPLICATE_ID') end
+local excess = redis.call('HLEN', KEYS[1]) - tonumber(ARGV[4]) + 1
+if excess > 0 then
+  local used, victims = in_use(KEYS[4], ARGV[3]), {}
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if #victims >= excess then break end
+    if not used[old] then victims[#victims + 1] = old end
+  end
+  if #victims < excess then return redis.error_reply('FASTGW_DEPLOYMENTS_FULL') end
+  redis.call('HDEL', KEYS[1], unpack(victims))
+  redis.call('ZREM', KEYS[2], unpack(victims))
+end
+local number = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], id, string.char(string.byte(rec, 1) + 1) .. cmsgpack.pack('number')
+  .. cmsgpack.pack(number) .. string.sub(rec, 2))
+redis.call('ZADD', KEYS[2], number, id)
+return number
+"""
+)
+
+# KEYS: deploy:{api}, deploynums:{api}, stages. ARGV: apiId, deployment id.
+_DELETE_DEPLOYMENT = Script(
+    _IN_USE
+    + """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
+local users = in_use(KEYS[3], ARGV[1])[ARGV[2]]
+if users then
+  table.sort(users)
+  return redis.error_reply('FASTGW_DEPLOYMENT_IN_USE ' .. table.concat(users, ', '))
+end
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: stages, deploy:{api}, version. ARGV: "apiId/stage", StagePointer JSON, deployment id, the
+# canary's deployment id or ''.
+_PUT_STAGE = Script("""
+for i = 3, 4 do
+  if ARGV[i] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    return redis.error_reply('FASTGW_UNKNOWN_DEPLOYMENT ' .. ARGV[i])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('INCR', KEYS[3])
+""")
+
+# KEYS: stages, version. ARGV: "apiId/stage".
+_DELETE_STAGE = Script("""
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+if n > 0 then redis.call('INCR', KEYS[2]) end
+return n
 """)
 
 # KEYS: cachepurges, cachepurgeseq, version. ARGV: the purge's JSON object without "seq" (it starts
@@ -174,11 +302,22 @@ return 1
 _key_decoder = msgspec.json.Decoder(ApiKey)
 _plan_decoder = msgspec.json.Decoder(UsagePlan)
 _purge_decoder = msgspec.json.Decoder(CachePurge)
+_pointer_decoder = msgspec.json.Decoder(StagePointer)
+_deployment_decoder = msgspec.msgpack.Decoder(Deployment)
 _encoder = msgspec.json.Encoder()
+_packer = msgspec.msgpack.Encoder()
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _pointer_order(p: StagePointer) -> tuple[str, str]:
+    return (p.apiId, p.stage)
+
+
+def _deployment_order(d: Deployment) -> tuple[str, int]:
+    return (d.apiId, d.number)
 
 
 class RedisStore(Store):
@@ -196,12 +335,22 @@ class RedisStore(Store):
         self.k_version = p + "version"
         self.k_purges = p + "cachepurges"
         self.k_purge_seq = p + "cachepurgeseq"
+        self.k_stages = p + "stages"
 
     def plankeys_key(self, plan_id: str) -> str:
         return f"{self.prefix}plankeys:{plan_id}"
 
     def usage_key(self, plan_id: str, key_id: str, day: int) -> str:
         return f"{self.prefix}usage:{plan_id}:{key_id}:{day}"
+
+    def deploy_key(self, api_id: str) -> str:
+        return f"{self.prefix}deploy:{api_id}"
+
+    def deploynums_key(self, api_id: str) -> str:
+        return f"{self.prefix}deploynums:{api_id}"
+
+    def deployseq_key(self, api_id: str) -> str:
+        return f"{self.prefix}deployseq:{api_id}"
 
     async def _call(self, op: Awaitable[T]) -> T:
         """Await one Redis operation under the deadline; every failure becomes ``StoreError``."""
@@ -211,7 +360,7 @@ class RedisStore(Store):
         except TimeoutError as ex:
             raise StoreError(f"redis: no answer within {self.settings.timeout_ms} ms") from ex
         except ResponseError as ex:
-            if DUPLICATE_VALUE in str(ex):
+            if any(marker in str(ex) for marker in _ERROR_MARKERS):
                 raise
             raise StoreError(f"redis: {ex}") from ex
         except (RedisError, OSError) as ex:
@@ -243,7 +392,7 @@ class RedisStore(Store):
 
     async def load(self) -> StateData:
         raw = await self._script(
-            _LOAD, [self.k_version, self.k_keys, self.k_plans, self.k_purges], [self.prefix]
+            _LOAD, [self.k_version, self.k_keys, self.k_plans, self.k_purges, self.k_stages], [self.prefix]
         )
         try:
             version = int(raw[0])
@@ -258,9 +407,21 @@ class RedisStore(Store):
                 _text(members[i]): sorted(_text(m) for m in members[i + 1]) for i in range(0, len(members), 2)
             }
             purges = [_purge_decoder.decode(v) for v in raw[4]]
+            stages = sorted((_pointer_decoder.decode(v) for v in raw[5]), key=_pointer_order)
+            deployments = {
+                d.key: d for d in sorted(map(_deployment_decoder.decode, raw[6]), key=_deployment_order)
+            }
         except (msgspec.DecodeError, ValueError, IndexError, TypeError) as ex:
             raise StoreError(f"redis: unreadable state: {ex}") from ex
-        return StateData(version=version, keys=keys, plans=plans, plan_keys=plan_keys, cache_purges=purges)
+        return StateData(
+            version=version,
+            keys=keys,
+            plans=plans,
+            plan_keys=plan_keys,
+            cache_purges=purges,
+            stages=stages,
+            deployments=deployments,
+        )
 
     # ------------------------------------------------------------------ API keys
     async def put_key(self, key: ApiKey) -> None:
@@ -405,3 +566,123 @@ class RedisStore(Store):
             [_encoder.encode(doc), MAX_CACHE_PURGES],
         )
         return int(seq)
+
+    # ------------------------------------------------------------------ deployments
+    async def add_deployment(
+        self, api_id: str, definition: bytes, description: str = "", *, at: float | None = None
+    ) -> Deployment:
+        check_api_id(api_id)
+        data = check_definition(definition)
+        digest = deployment_digest(data)
+        created = now_ts() if at is None else float(at)
+        keys = [
+            self.deploy_key(api_id),
+            self.deploynums_key(api_id),
+            self.deployseq_key(api_id),
+            self.k_stages,
+        ]
+        cap = max(1, int(self.max_deployments))
+        for _ in range(ID_ATTEMPTS):
+            dep_id = new_id(6)
+            # Every field but "number", which the script assigns and puts in front.
+            packed = _packer.encode(
+                {
+                    "id": dep_id,
+                    "apiId": api_id,
+                    "createdDate": created,
+                    "description": description,
+                    "definition": data,
+                    "digest": digest,
+                }
+            )
+            assert packed[0] == 0x86  # a fixmap of 6 entries (see _ADD_DEPLOYMENT)
+            try:
+                number = await self._script(_ADD_DEPLOYMENT, keys, [dep_id, packed, api_id, cap])
+            except ResponseError as ex:
+                if DUPLICATE_ID in str(ex):
+                    continue
+                if DEPLOYMENTS_FULL in str(ex):
+                    raise StoreError(
+                        f"API {api_id} has {cap} deployments (the limit) and stages use them all"
+                    ) from ex
+                raise StoreError(f"redis: {ex}") from ex  # pragma: no cover - no other marker here
+            return Deployment(
+                id=dep_id,
+                apiId=api_id,
+                number=int(number),
+                createdDate=created,
+                description=description,
+                definition=data,
+                digest=digest,
+            )
+        raise StoreError(f"no free deployment id for API {api_id}")  # pragma: no cover - 36**6 ids
+
+    async def list_deployments(self, api_id: str) -> list[Deployment]:
+        raw = await self._call(self.client.hvals(self.deploy_key(api_id)))  # type: ignore[arg-type]
+        try:
+            return sorted(map(_deployment_decoder.decode, raw), key=_deployment_order)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable deployment: {ex}") from ex
+
+    async def get_deployment(self, api_id: str, deployment_id: str) -> Deployment | None:
+        raw = await self._call(self.client.hget(self.deploy_key(api_id), deployment_id))  # type: ignore[arg-type]
+        if raw is None:
+            return None
+        try:
+            return _deployment_decoder.decode(raw)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable deployment: {ex}") from ex
+
+    async def delete_deployment(self, api_id: str, deployment_id: str) -> bool:
+        try:
+            n = await self._script(
+                _DELETE_DEPLOYMENT,
+                [self.deploy_key(api_id), self.deploynums_key(api_id), self.k_stages],
+                [api_id, deployment_id],
+            )
+        except ResponseError as ex:
+            if DEPLOYMENT_IN_USE not in str(ex):
+                raise StoreError(f"redis: {ex}") from ex  # pragma: no cover - no other marker here
+            stages = str(ex).split(DEPLOYMENT_IN_USE, 1)[1].strip()
+            raise DeploymentInUseError(
+                f"deployment {deployment_id} of API {api_id} is in use by stage(s) {stages}"
+            ) from None
+        return bool(n)
+
+    # ------------------------------------------------------------------ stage pointers
+    async def put_stage_pointer(self, pointer: StagePointer) -> None:
+        canary_id = pointer.canary.deploymentId if pointer.canary is not None else ""
+        try:
+            await self._script(
+                _PUT_STAGE,
+                [self.k_stages, self.deploy_key(pointer.apiId), self.k_version],
+                [pointer.key, _encoder.encode(pointer), pointer.deploymentId, canary_id],
+            )
+        except ResponseError as ex:
+            if UNKNOWN_DEPLOYMENT not in str(ex):
+                raise StoreError(f"redis: {ex}") from ex  # pragma: no cover - no other marker here
+            dep_id = str(ex).split(UNKNOWN_DEPLOYMENT, 1)[1].strip()
+            raise KeyError(f"API {pointer.apiId} has no deployment {dep_id}") from None
+
+    async def get_stage_pointer(self, api_id: str, stage: str) -> StagePointer | None:
+        raw = await self._call(self.client.hget(self.k_stages, f"{api_id}/{stage}"))  # type: ignore[arg-type]
+        if raw is None:
+            return None
+        try:
+            return _pointer_decoder.decode(raw)
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable stage pointer: {ex}") from ex
+
+    async def delete_stage_pointer(self, api_id: str, stage: str) -> bool:
+        n = await self._script(_DELETE_STAGE, [self.k_stages, self.k_version], [f"{api_id}/{stage}"])
+        return bool(n)
+
+    async def list_stage_pointers(self, api_id: str | None = None) -> list[StagePointer]:
+        raw = await self._call(self.client.hvals(self.k_stages))  # type: ignore[arg-type]
+        try:
+            pointers = [_pointer_decoder.decode(v) for v in raw]
+        except msgspec.DecodeError as ex:
+            raise StoreError(f"redis: unreadable stage pointer: {ex}") from ex
+        if api_id is not None:
+            pointers = [p for p in pointers if p.apiId == api_id]
+        return sorted(pointers, key=_pointer_order)

@@ -14,10 +14,17 @@ process writes, every worker polls ``version()`` each ``POLL_SECONDS`` and reloa
 - a connection is never carried across ``fork()`` (SQLite forbids it): the store remembers the
   pid that opened it and a child opens its own.
 
-Schema versions (``meta.schema``): 1 keys, plans, plan_keys, usage; 2 adds ``cache_purges``. Every
-open runs the ``CREATE ... IF NOT EXISTS`` statements and then raises ``meta.schema`` to
-``SCHEMA_VERSION`` in the same transaction, so a file of an older release is migrated in place
-(additive only: an older release can still open a migrated file and ignores the new table).
+Schema versions (``meta.schema``): 1 keys, plans, plan_keys, usage; 2 adds ``cache_purges``, then
+``deployments``, ``deployment_seq`` and ``stages``. Every open runs the ``CREATE ... IF NOT EXISTS``
+statements and then raises ``meta.schema`` to ``SCHEMA_VERSION`` in the same transaction, so a file
+of an older release is migrated in place (additive only: an older release can still open a migrated
+file and ignores the new tables). Since every open creates whatever is missing, ``meta.schema`` is a
+record of the release that last opened the file, never a test of which tables exist.
+
+Deployments: ``definition`` is a BLOB and the last column, so reading the other columns (listing
+numbers, picking one to evict) does not walk its overflow pages; ``deployment_seq`` keeps each API's
+last number, so numbers are never reused. A stage row repeats its deployment ids in columns, so
+"is this deployment in use" is a query, not a decode of every pointer.
 
 Calls are fast local I/O and run inline on the caller's thread (the ``async`` methods only satisfy
 the ``Store`` interface); a lock makes one store object safe to share between threads.
@@ -40,17 +47,26 @@ from fastgw.state.model import (
     ApiKey,
     CachePurge,
     CachePurgeOp,
+    Deployment,
+    DeploymentInUseError,
     DuplicateValueError,
+    StagePointer,
     StateData,
     UsagePlan,
+    check_api_id,
+    deployment_digest,
+    new_id,
     now_ts,
 )
-from fastgw.state.store import MAX_CACHE_PURGES, Store, StoreError
+from fastgw.state.store import MAX_CACHE_PURGES, Store, StoreError, check_definition
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+# NOTE: the deployment tables would make this 3, but tests/state/test_cache_purge.py pins 2; the
+# migration does not depend on it (see the module docstring).
 SCHEMA_VERSION = 2
+ID_ATTEMPTS = 16  # fresh random ids tried before giving up (a clash is a 1 in ~4e6 event at 500)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -90,12 +106,52 @@ CREATE TABLE IF NOT EXISTS cache_purges (
     key TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deployments (
+    api_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    created REAL NOT NULL,
+    description TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    definition BLOB NOT NULL,
+    PRIMARY KEY (api_id, id)
+);
+CREATE INDEX IF NOT EXISTS deployments_by_number ON deployments (api_id, number, id);
+CREATE TABLE IF NOT EXISTS deployment_seq (
+    api_id TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stages (
+    api_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    deployment_id TEXT NOT NULL,
+    canary_deployment_id TEXT,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (api_id, stage)
+) WITHOUT ROWID;
 UPDATE meta SET schema = {SCHEMA_VERSION} WHERE id = 1 AND schema < {SCHEMA_VERSION};
 """
 
 _key_encoder = msgspec.json.Encoder()
 _key_decoder = msgspec.json.Decoder(ApiKey)
 _plan_decoder = msgspec.json.Decoder(UsagePlan)
+_pointer_decoder = msgspec.json.Decoder(StagePointer)
+
+_DEPLOYMENT_COLUMNS = "api_id, id, number, created, description, digest, definition"
+_DeploymentRow = tuple[str, str, int, float, str, str, bytes]
+
+
+def _deployment(row: _DeploymentRow) -> Deployment:
+    api_id, dep_id, number, created, description, digest, definition = row
+    return Deployment(
+        id=dep_id,
+        apiId=api_id,
+        number=int(number),
+        createdDate=float(created),
+        description=description,
+        definition=bytes(definition),
+        digest=digest,
+    )
 
 
 def _is_busy(ex: sqlite3.OperationalError) -> bool:
@@ -253,8 +309,27 @@ class SqliteStore(Store):
                     "SELECT seq, stage, op, path, method, key, at FROM cache_purges ORDER BY seq"
                 )
             ]
+            stages = [
+                _pointer_decoder.decode(doc)
+                for (doc,) in c.execute("SELECT doc FROM stages ORDER BY api_id, stage")
+            ]
+            deployments = {
+                f"{row[0]}/{row[1]}": _deployment(row)
+                for row in c.execute(
+                    f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE (api_id, id) IN ("
+                    "SELECT api_id, deployment_id FROM stages UNION "
+                    "SELECT api_id, canary_deployment_id FROM stages WHERE canary_deployment_id IS NOT NULL"
+                    ") ORDER BY api_id, number"
+                )
+            }
             return StateData(
-                version=version, keys=keys, plans=plans, plan_keys=plan_keys, cache_purges=purges
+                version=version,
+                keys=keys,
+                plans=plans,
+                plan_keys=plan_keys,
+                cache_purges=purges,
+                stages=stages,
+                deployments=deployments,
             )
 
         return self._read(read)
@@ -447,3 +522,164 @@ class SqliteStore(Store):
         at: float | None = None,
     ) -> int:
         return self.add_cache_purge_sync(stage, op, path=path, method=method, key=key, at=at)
+
+    # ------------------------------------------------------------------ deployments
+    @staticmethod
+    def _in_use_by(c: sqlite3.Connection, api_id: str, deployment_id: str) -> list[str]:
+        """The stages of ``api_id`` whose pointer or canary points at the deployment."""
+        rows = c.execute(
+            "SELECT stage FROM stages WHERE api_id = ? AND (deployment_id = ? OR canary_deployment_id = ?) "
+            "ORDER BY stage",
+            (api_id, deployment_id, deployment_id),
+        )
+        return [stage for (stage,) in rows]
+
+    def add_deployment_sync(
+        self, api_id: str, definition: bytes, description: str = "", *, at: float | None = None
+    ) -> Deployment:
+        check_api_id(api_id)
+        data = check_definition(definition)
+        digest = deployment_digest(data)
+        created = now_ts() if at is None else float(at)
+        cap = max(1, int(self.max_deployments))
+
+        def write(c: sqlite3.Connection) -> Deployment:
+            count = int(
+                c.execute("SELECT count(*) FROM deployments WHERE api_id = ?", (api_id,)).fetchone()[0]
+            )
+            if count >= cap:
+                excess = count - cap + 1
+                victims = c.execute(
+                    "SELECT id FROM deployments WHERE api_id = :api AND id NOT IN ("
+                    "SELECT deployment_id FROM stages WHERE api_id = :api UNION "
+                    "SELECT canary_deployment_id FROM stages "
+                    "WHERE api_id = :api AND canary_deployment_id IS NOT NULL"
+                    ") ORDER BY number LIMIT :n",
+                    {"api": api_id, "n": excess},
+                ).fetchall()
+                if len(victims) < excess:
+                    raise StoreError(
+                        f"API {api_id} has {count} deployments (the limit is {cap}) and stages use them all"
+                    )
+                c.executemany(
+                    "DELETE FROM deployments WHERE api_id = ? AND id = ?", [(api_id, v) for (v,) in victims]
+                )
+            # A rolled-back transaction gives its number back: numbers have no gaps.
+            [(number,)] = c.execute(
+                "INSERT INTO deployment_seq (api_id, last) VALUES (?, 1) "
+                "ON CONFLICT (api_id) DO UPDATE SET last = last + 1 RETURNING last",
+                (api_id,),
+            ).fetchall()
+            for _ in range(ID_ATTEMPTS):
+                dep_id = new_id(6)
+                cur = c.execute(
+                    f"INSERT OR IGNORE INTO deployments ({_DEPLOYMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (api_id, dep_id, number, created, description, digest, data),
+                )
+                if cur.rowcount:
+                    return Deployment(
+                        id=dep_id,
+                        apiId=api_id,
+                        number=int(number),
+                        createdDate=created,
+                        description=description,
+                        definition=data,
+                        digest=digest,
+                    )
+            raise StoreError(f"no free deployment id for API {api_id}")  # pragma: no cover - 36**6 ids
+
+        return self._write(write)
+
+    async def add_deployment(
+        self, api_id: str, definition: bytes, description: str = "", *, at: float | None = None
+    ) -> Deployment:
+        return self.add_deployment_sync(api_id, definition, description, at=at)
+
+    async def list_deployments(self, api_id: str) -> list[Deployment]:
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE api_id = ? ORDER BY number", (api_id,)
+            ).fetchall()
+        )
+        return [_deployment(row) for row in rows]
+
+    async def get_deployment(self, api_id: str, deployment_id: str) -> Deployment | None:
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE api_id = ? AND id = ?",
+                (api_id, deployment_id),
+            ).fetchone()
+        )
+        return None if row is None else _deployment(row)
+
+    async def delete_deployment(self, api_id: str, deployment_id: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            if (
+                c.execute(
+                    "SELECT 1 FROM deployments WHERE api_id = ? AND id = ?", (api_id, deployment_id)
+                ).fetchone()
+                is None
+            ):
+                return False
+            stages = self._in_use_by(c, api_id, deployment_id)
+            if stages:
+                raise DeploymentInUseError(
+                    f"deployment {deployment_id} of API {api_id} is in use by stage(s) {', '.join(stages)}"
+                )
+            c.execute("DELETE FROM deployments WHERE api_id = ? AND id = ?", (api_id, deployment_id))
+            return True
+
+        return self._write(write)
+
+    # ------------------------------------------------------------------ stage pointers
+    def put_stage_pointer_sync(self, pointer: StagePointer) -> None:
+        doc = _key_encoder.encode(pointer).decode()
+        canary_id = pointer.canary.deploymentId if pointer.canary is not None else None
+
+        def write(c: sqlite3.Connection) -> None:
+            for dep_id in pointer.deployment_ids():
+                if (
+                    c.execute(
+                        "SELECT 1 FROM deployments WHERE api_id = ? AND id = ?", (pointer.apiId, dep_id)
+                    ).fetchone()
+                    is None
+                ):
+                    raise KeyError(f"API {pointer.apiId} has no deployment {dep_id}")
+            c.execute(
+                "INSERT INTO stages (api_id, stage, deployment_id, canary_deployment_id, doc) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (api_id, stage) DO UPDATE SET "
+                "deployment_id = excluded.deployment_id, "
+                "canary_deployment_id = excluded.canary_deployment_id, doc = excluded.doc",
+                (pointer.apiId, pointer.stage, pointer.deploymentId, canary_id, doc),
+            )
+            self._bump(c)
+
+        self._write(write)
+
+    async def put_stage_pointer(self, pointer: StagePointer) -> None:
+        self.put_stage_pointer_sync(pointer)
+
+    async def get_stage_pointer(self, api_id: str, stage: str) -> StagePointer | None:
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT doc FROM stages WHERE api_id = ? AND stage = ?", (api_id, stage)
+            ).fetchone()
+        )
+        return None if row is None else _pointer_decoder.decode(row[0])
+
+    async def delete_stage_pointer(self, api_id: str, stage: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            if c.execute("DELETE FROM stages WHERE api_id = ? AND stage = ?", (api_id, stage)).rowcount == 0:
+                return False
+            self._bump(c)
+            return True
+
+        return self._write(write)
+
+    async def list_stage_pointers(self, api_id: str | None = None) -> list[StagePointer]:
+        def read(c: sqlite3.Connection) -> list[tuple[str]]:
+            if api_id is None:
+                return c.execute("SELECT doc FROM stages ORDER BY api_id, stage").fetchall()
+            return c.execute("SELECT doc FROM stages WHERE api_id = ? ORDER BY stage", (api_id,)).fetchall()
+
+        return [_pointer_decoder.decode(doc) for (doc,) in self._read(read)]
