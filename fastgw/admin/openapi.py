@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Struct, field
 
 import fastgw
+from fastgw.admin.deploy import DeploymentCreate
 from fastgw.state.model import (
     ApiKey,
     ApiKeyCreate,
@@ -108,6 +109,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     UsagePlanPatch,
     UsagePlanKeyCreate,
     CachePurgeRequest,
+    DeploymentCreate,
     ApiKey,
     ApiKeys,
     UsagePlan,
@@ -193,6 +195,7 @@ _API = _path_param(
     "restapi_id", "API id (the config's apis[].id, or the id derived from its name), or its name"
 )
 _STAGE = _path_param("stage_name", "Stage name")
+_DEPLOYMENT = _path_param("deployment_id", "Deployment id")
 
 
 @functools.cache
@@ -409,6 +412,74 @@ def openapi_document() -> dict[str, Any]:
                 ("202", "Accepted: the recorded purge", "CachePurge"),
                 params=[_API, _STAGE],
                 body="CachePurgeRequest",
+            ),
+        },
+        "/restapis/{restapi_id}/deployments": {
+            "get": _op(
+                "GetDeployments",
+                "The API's deployments, newest first (id, number, createdDate, description, digest)",
+                ("200", "{items: [Deployment]}", None),
+                params=[_API],
+            ),
+            "post": _op(
+                "CreateDeployment",
+                "AWS CreateDeployment: snapshot the API's definition as the config file has it now; with "
+                "stageName point that stage at it (workers switch within a second), with canarySettings "
+                "make it the stage's canary instead. Refused (400, nothing written) when the stage would "
+                "not compile",
+                ("201", "The deployment", None),
+                params=[_API],
+                body="DeploymentCreate",
+            ),
+        },
+        "/restapis/{restapi_id}/deployments/{deployment_id}": {
+            "get": _op(
+                "GetDeployment",
+                "One deployment (embed=definition adds the stored definition)",
+                ("200", "The deployment", None),
+                params=[_API, _DEPLOYMENT, _query("embed", "'definition' to include it")],
+            ),
+            "delete": _op(
+                "DeleteDeployment",
+                "Delete a deployment no stage or canary serves (409 otherwise)",
+                ("202", "Deleted (no body)", None),
+                params=[_API, _DEPLOYMENT],
+                conflict=True,
+            ),
+        },
+        "/restapis/{restapi_id}/stages": {
+            "get": _op(
+                "GetStages",
+                "The config's stages of the API with the deployment and canary each serves",
+                ("200", "{item: [Stage]}", None),
+                params=[_API],
+            ),
+        },
+        "/restapis/{restapi_id}/stages/{stage_name}": {
+            "get": _op("GetStage", "One stage", ("200", "The stage", None), params=[_API, _STAGE]),
+            "patch": _op(
+                "UpdateStage",
+                "AWS patchOperations: replace /deploymentId (rollback), replace "
+                "/canarySettings/percentTraffic|deploymentId|useStageCache, replace|remove "
+                "/canarySettings/stageVariableOverrides/NAME, remove /canarySettings, copy from "
+                "/canarySettings/deploymentId to /deploymentId (promote)",
+                ("200", "The stage", None),
+                params=[_API, _STAGE],
+                body="PatchRequest",
+            ),
+        },
+        "/restapis/{restapi_id}/stages/{stage_name}/exports/{export_type}": {
+            "get": _op(
+                "GetExport",
+                "AWS GetExport: the API the stage serves as OpenAPI 3.0 (oas30) or Swagger 2.0 (swagger); "
+                "extensions=integrations (or apigateway) adds the x-amazon-apigateway-* extensions",
+                ("200", "The document", None),
+                params=[
+                    _API,
+                    _STAGE,
+                    _path_param("export_type", "oas30 | swagger"),
+                    _query("extensions", "integrations | apigateway | authorizers (comma-separated)"),
+                ],
             ),
         },
         "/usageplans/{usageplanId}/usage": {

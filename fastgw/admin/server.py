@@ -237,6 +237,14 @@ ROUTES: list[_Route] = [
     _Route(("usageplans", _PLAN, "usage"), {"GET": "get_usage"}),
     _Route(("restapis", _API, "stages", _STAGE, "cache", "data"), {"DELETE": "flush_stage_cache"}),
     _Route(("restapis", _API, "stages", _STAGE, "cache", "purge"), {"POST": "purge_stage_cache"}),
+    _Route(("restapis", _API, "deployments"), {"GET": "list_deployments", "POST": "create_deployment"}),
+    _Route(
+        ("restapis", _API, "deployments", "{deployment_id}"),
+        {"GET": "get_deployment", "DELETE": "delete_deployment"},
+    ),
+    _Route(("restapis", _API, "stages"), {"GET": "list_stages"}),
+    _Route(("restapis", _API, "stages", _STAGE), {"GET": "get_stage", "PATCH": "patch_stage"}),
+    _Route(("restapis", _API, "stages", _STAGE, "exports", "{export_type}"), {"GET": "get_export"}),
 ]
 
 
@@ -380,8 +388,11 @@ class AdminApp:
         token: str,
         flush: FlushFn | None = None,
         quota_view: QuotaViewFn | None = None,
+        load: Callable[[], GatewayConfig] | None = None,
     ) -> None:
         self.config = config
+        #: Reads the config file as it is now (deployments snapshot it); None: ``config``.
+        self.load = load
         self.store = store
         self._token = token.encode()
         self.flush = flush
@@ -391,6 +402,7 @@ class AdminApp:
         self.draining = False
         self.server: asyncio.AbstractServer | None = None
         self.flush_task: asyncio.Task[None] | None = None
+        self._deploy: Any = None  # fastgw.admin.deploy.DeploymentHandlers, on first use
         # API stage names as the config spells them -> canonical "apiId:stage".
         self._api_ids: dict[str, str] = {}
         self._stages: set[tuple[str, str]] = set()
@@ -435,7 +447,13 @@ class AdminApp:
             name = route.methods.get(req.method)
             if name is None:
                 return 405, {"message": "Method Not Allowed"}, [("allow", ", ".join(route.methods))]
-            handler: Handler = getattr(self, "h_" + name)
+            handler: Handler | None = getattr(self, "h_" + name, None)
+            if handler is None:
+                if self._deploy is None:
+                    from fastgw.admin.deploy import DeploymentHandlers
+
+                    self._deploy = DeploymentHandlers(self)
+                handler = getattr(self._deploy, "h_" + name)
             status, body = await handler(req, *params)
             return status, body, []
         except ApiError as ex:
@@ -1344,10 +1362,11 @@ async def serve_admin(
     flush: FlushFn | None = None,
     quota_view: QuotaViewFn | None = None,
     sock: socket.socket | None = None,
+    load: Callable[[], GatewayConfig] | None = None,
 ) -> asyncio.Server:
     """Listen on ``gateway.admin.listen`` (or serve ``sock``, already bound by the supervisor)
     and serve the admin API; stop it with ``stop_admin``."""
-    app = AdminApp(config, store, token, flush, quota_view)
+    app = AdminApp(config, store, token, flush, quota_view, load)
     loop = asyncio.get_running_loop()
     if sock is not None:
         server = await loop.create_server(lambda: AdminProtocol(app), sock=sock)
@@ -1384,6 +1403,7 @@ def run_admin_process(
     *,
     token: str | None = None,
     sock: socket.socket | None = None,
+    load: Callable[[], GatewayConfig] | None = None,
 ) -> None:
     """Entry point of the admin process: serve until SIGTERM/SIGINT, then drain (bounded).
 
@@ -1405,7 +1425,7 @@ def run_admin_process(
     try:
         loop.run_until_complete(store.open())
         flush = flush_factory(store) if flush_factory is not None else None
-        server = loop.run_until_complete(serve_admin(config, store, token, flush=flush, sock=sock))
+        server = loop.run_until_complete(serve_admin(config, store, token, flush=flush, sock=sock, load=load))
         stopper = _Stopper()
 
         def on_signal(signum: int) -> None:

@@ -78,10 +78,11 @@ def _make_loader(
     from fastgw.config.load import load_config_file
     from fastgw.demo import DEMO_CONFIG
 
-    path = _find_config(args.config)
+    openapi = getattr(args, "openapi", None)
+    path = args.config if openapi else _find_config(args.config)
     helpers: list[tuple[str, Callable[[], None]]] = []
     variables: dict[str, str] = {}
-    if path is None:
+    if path is None and not openapi:
         from fastgw.demo.echo import run_echo
 
         path = DEMO_CONFIG
@@ -95,7 +96,14 @@ def _make_loader(
         )
 
     def load() -> object:
-        config = load_config_file(path)
+        if openapi:
+            from fastgw.cli.openapi_cli import openapi_config
+
+            config, notes = openapi_config(args, load_config_file(path) if path else None)
+            for note in notes:
+                print(note, file=sys.stderr)
+        else:
+            config = load_config_file(path)
         gw = config.gateway
         if args.listen:
             gw = msgspec.structs.replace(gw, listen=args.listen)
@@ -144,6 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     sup = Supervisor(load, workers, pid_file=args.pid_file, helpers=helpers)  # type: ignore[arg-type]
     listen = config.gateway.listen  # type: ignore[attr-defined]
     print(f"fastgw: listening on http://{listen} with {workers} worker(s)", file=sys.stderr)
+    if getattr(args, "openapi", None):
+        from fastgw.cli.openapi_cli import describe
+
+        for line in describe(config, listen):
+            print(line, file=sys.stderr)
     tls = config.gateway.tls  # type: ignore[attr-defined]
     if tls is not None:
         print(f"fastgw: listening on https://{tls.listen}", file=sys.stderr)
@@ -267,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pid-file", default=DEFAULT_PID_FILE, help="where the supervisor writes its pid")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
+    from fastgw.cli.openapi_cli import add_import_command, add_run_options  # (fastgw/cli/openapi_cli.py)
+
+    add_run_options(run)
+    add_import_command(sub)
 
     val = sub.add_parser("validate", help="check config files; print every error with its path")
     val.add_argument("files", nargs="+")
@@ -299,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fastgw.cli.cache import add_cache_commands  # cache flush | purge (fastgw/cli/cache.py)
 
     add_cache_commands(sub)
+    from fastgw.cli.deploy import add_deploy_commands  # deploy, stages, rollback, ... (fastgw/cli/deploy.py)
+
+    add_deploy_commands(sub)
     from fastgw.mapping.cli import add_render_template_command  # render-template (fastgw/mapping/cli.py)
 
     add_render_template_command(sub)

@@ -13,9 +13,12 @@ import hashlib
 import ipaddress
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from fastgw.config.load import ConfigError, ConfigIssue
 from fastgw.config.model import (
@@ -32,6 +35,9 @@ from fastgw.config.model import (
 from fastgw.server import replies
 from fastgw_core.errors import RouteError
 from fastgw_core.router import RouteTrie
+
+if TYPE_CHECKING:
+    from fastgw.deployments import StageDeployment
 
 _STAGE_VAR = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?\-+=&#~]+)\}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
@@ -147,6 +153,12 @@ class StageRuntime:
     routes: list[RouteRuntime] = field(default_factory=list)
     # REST gatewayResponses (fastgw.pipeline.gateway_responses.GatewayResponses), or None.
     gateway_responses: Any = None
+    # The deployment served (None: the config's definition of the API).
+    deployment_id: str | None = None
+    # A canary release: the canary deployment's stage and the percentage of requests it gets.
+    canary: StageRuntime | None = None
+    canary_percent: float = 0.0
+    is_canary: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -325,8 +337,15 @@ def _route_key(key: str, kind: str, path: str, issues: list[ConfigIssue]) -> tup
     return method, template
 
 
-def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnapshot:
-    """Build the runtime snapshot or raise ``ConfigError`` listing every semantic problem."""
+def compile_config(
+    config: GatewayConfig,
+    source: str = "config",
+    deployments: Mapping[tuple[str, str], StageDeployment] | None = None,
+) -> RuntimeSnapshot:
+    """Build the runtime snapshot or raise ``ConfigError`` listing every semantic problem.
+
+    ``deployments``: (API id, stage name) -> the deployment that stage serves instead of the
+    config's definition of the API (fastgw.deployments), with its canary."""
     issues: list[ConfigIssue] = []
     targets: dict[tuple[str, str, int], Target] = {}
     proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -397,17 +416,27 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         site = Site(not_found=not_found)
         api_plugins = binder.bind(api.plugins, f"{a_path}.plugins", f"api {api.name}")
         stage_map: dict[str, StageRuntime] = {}
-        for s_i, stage in enumerate(api.stages):
-            s_path = f"{a_path}.stages[{s_i}]"
-            if stage.name in stage_map:
-                issues.append(ConfigIssue(f"{s_path}.name", f"duplicate stage {stage.name!r}"))
-                continue
-            if stage.name == "$default" and api.kind != "http":
-                issues.append(ConfigIssue(f"{s_path}.name", "'$default' stages exist only on HTTP APIs"))
-                continue
+        config_api = api
+
+        def build_stage(
+            stage: Stage,
+            s_i: int,
+            s_path: str,
+            api: Api,
+            cache_uid: str,
+            customs: Any,
+            *,
+            rt_api: ApiRuntime = rt_api,
+            api_id: str = api_id,
+            a_path: str = a_path,
+            api_plugins: Any = api_plugins,
+            config_api: Api = config_api,
+        ) -> StageRuntime:
+            """One stage of this API, routes compiled from ``api`` (the config's definition or a
+            deployment's); ``cache_uid`` names its response cache."""
             trie = RouteTrie()
             rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
-            if gw_customs is not None:
+            if customs is not None:
                 no_route = RouteRuntime(
                     "",
                     rt_api,
@@ -415,13 +444,11 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     MockRuntime(replies.MISSING_AUTH_TOKEN),
                     stage_uid=f"{api_id}:{stage.name}",
                 )
-                rt_stage.gateway_responses = GatewayResponses(gw_customs, rt_stage.variables, no_route)
+                rt_stage.gateway_responses = GatewayResponses(customs, rt_stage.variables, no_route)
             stage_plugins = binder.bind(stage.plugins, f"{s_path}.plugins", f"stage {stage.name}")
             authorizers = pb.compile_authorizers(
                 api, api_id, stage, functions, a_path, issues, True, config.gateway.aws.region
             )
-            stage_map[stage.name] = rt_stage
-            stages.append(rt_stage)
             for r_i, route in enumerate(api.routes):
                 r_path = f"{a_path}.routes[{r_i}]"
                 parsed = _route_key(route.route, api.kind, f"{r_path}.route", issues if s_i == 0 else [])
@@ -468,7 +495,7 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                     from fastgw.pipeline.caching import compile_route_cache
 
                     rt_route.cache = compile_route_cache(
-                        rt_route.stage_uid,
+                        cache_uid,
                         stage.cache,
                         stage.route_cache.get(route.route),
                         route,
@@ -508,7 +535,8 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                 except RouteError as ex:
                     if s_i == 0:
                         issues.append(ConfigIssue(f"{r_path}.route", str(ex)))
-            keys = {r.route for r in api.routes}
+            # Per-route settings name the config's routes (a deployment may predate some).
+            keys = {r.route for r in config_api.routes}
             for field_name in ("route_throttle", "route_cache"):
                 for key in getattr(stage, field_name):
                     if key not in keys:
@@ -517,6 +545,41 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
                         )
             if stage.cache is not None and api.kind != "rest":
                 issues.append(ConfigIssue(f"{s_path}.cache", "the response cache is for REST APIs (AWS)"))
+            return rt_stage
+
+        for s_i, stage in enumerate(api.stages):
+            s_path = f"{a_path}.stages[{s_i}]"
+            if stage.name in stage_map:
+                issues.append(ConfigIssue(f"{s_path}.name", f"duplicate stage {stage.name!r}"))
+                continue
+            if stage.name == "$default" and api.kind != "http":
+                issues.append(ConfigIssue(f"{s_path}.name", "'$default' stages exist only on HTTP APIs"))
+                continue
+            uid = f"{api_id}:{stage.name}"
+            deployed = deployments.get((api_id, stage.name)) if deployments else None
+            if deployed is None:
+                rt_stage = build_stage(stage, s_i, s_path, api, uid, gw_customs)
+            else:
+                # The stage serves a deployment's snapshot of the API, not the config's.
+                d_path = f"{s_path} (deployment {deployed.deployment_id})"
+                d_customs = compile_gateway_responses(deployed.api, d_path, issues)
+                rt_stage = build_stage(stage, s_i, d_path, deployed.api, uid, d_customs)
+                rt_stage.deployment_id = deployed.deployment_id
+                canary = deployed.canary
+                if canary is not None:
+                    c_stage = msgspec.structs.replace(
+                        stage, variables={**stage.variables, **canary.variables}
+                    )
+                    c_path = f"{s_path} (canary deployment {canary.deployment_id})"
+                    c_customs = compile_gateway_responses(canary.api, c_path, issues)
+                    c_uid = uid if canary.use_stage_cache else f"{uid}:canary"
+                    rt_canary = build_stage(c_stage, s_i, c_path, canary.api, c_uid, c_customs)
+                    rt_canary.deployment_id = canary.deployment_id
+                    rt_canary.is_canary = True
+                    rt_stage.canary = rt_canary
+                    rt_stage.canary_percent = canary.percent
+            stage_map[stage.name] = rt_stage
+            stages.append(rt_stage)
             if stage.name == "$default":
                 site.root = rt_stage
             else:
@@ -581,7 +644,11 @@ def compile_config(config: GatewayConfig, source: str = "config") -> RuntimeSnap
         # Stage-major compilation meets an API-level problem once per stage: report it once.
         unique = list({(i.path, i.message): i for i in issues}.values())
         raise ConfigError(unique, source)
-    digest = hashlib.sha256(repr(config).encode()).hexdigest()[:12]
+    served = sorted(
+        (k, d.deployment_id, d.canary and (d.canary.deployment_id, d.canary.percent))
+        for k, d in (deployments or {}).items()
+    )
+    digest = hashlib.sha256((repr(config) + repr(served)).encode()).hexdigest()[:12]
     return RuntimeSnapshot(
         config=config,
         digest=digest,

@@ -779,6 +779,16 @@ class Stage(_Model):
         dict[str, MethodCacheSettings],
         Meta(description="Per-route cache settings, keyed by the route key as written in `routes`."),
     ] = field(default_factory=dict)
+    autoDeploy: Annotated[
+        bool,
+        Meta(
+            description="true: the stage serves the config's definition of the API; once a deployment "
+            "is chosen for it (`fastgw deploy`, `fastgw rollback`), every start or reload that changes "
+            "the definition deploys it anew (AWS autoDeploy). false: the stage serves the deployment an "
+            "operator chose; the first start deploys the config's definition, and later config changes "
+            "take effect only when deployed (AWS REST APIs)."
+        ),
+    ] = True
 
 
 GatewayResponseType = Literal[

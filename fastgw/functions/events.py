@@ -126,6 +126,7 @@ class _Static:
         "bin_exact",
         "bin_prefixes",
         "default_domain",
+        "deployment_id",
         "domain",
         "key_required",
         "resource",
@@ -143,6 +144,8 @@ class _Static:
         self.api_id = api.id
         self.account_id = api.account_id
         self.stage = route.stage.name
+        #: The deployment the stage serves (requestContext.deploymentId), None: the config's.
+        self.deployment_id = route.stage.deployment_id
         # What a stage adds in front of the path on the execute-api host ("/prod").
         self.stage_prefix = "" if self.stage == "$default" else "/" + self.stage
         self.variables: dict[str, str] | None = dict(route.stage.variables) or None
@@ -458,6 +461,8 @@ def _context_v1(req: Request, st: _Static, ua: str | None, for_authorizer: bool 
             "resourcePath": st.resource,
             "stage": st.stage,
         }
+        if st.deployment_id is not None:
+            ctx["deploymentId"] = st.deployment_id
         if auth is not None and not for_authorizer:
             ctx["authorizer"] = _authorizer_v1(auth)
         return ctx

@@ -36,6 +36,7 @@ import logging
 import re
 import socket
 import time
+from random import random as _random
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -941,6 +942,10 @@ class Exchange:
         if stage is None:
             self.local_error = site.not_found
             return
+        canary = stage.canary
+        if canary is not None and _random() * 100.0 < stage.canary_percent:
+            # A canary release: this request (not the connection) goes to the canary deployment.
+            stage = canary
         gwr = stage.gateway_responses
         if gwr is not None:
             # Customised gateway responses map request values: keep what the Request is built

@@ -85,6 +85,7 @@ class Supervisor:
         # the store, quota counters seeded from recorded usage; then the admin API process.
         self.table = create_table(self.config.gateway.state)
         self.state = self._prepare_state(self.config)
+        self.snapshot = self._with_deployments(self.config, self.snapshot)
         if self.config.gateway.admin.enabled:
             # Bound here, once: a busy admin address fails the start with a clear error instead
             # of a helper that dies on every restart; the admin process inherits the socket.
@@ -131,8 +132,16 @@ class Supervisor:
         store = make_store(config.gateway.state)
 
         async def run() -> StateData:
+            from fastgw import deployments
+
             try:
-                return await prepare_state(config, store, self.table if seed else None)
+                data = await prepare_state(config, store, self.table if seed else None)
+                # Stage pointers as the config's stages ask (autoDeploy), then what they serve.
+                done = await deployments.sync(config, store)
+                if done:
+                    log.info("deployed", extra={"deployments": done})
+                    data = await store.load()
+                return data
             finally:
                 await store.close()
 
@@ -143,6 +152,22 @@ class Supervisor:
             return self.state or StateData()
         except ValueError as ex:
             raise ConfigError([ConfigIssue(*str(ex).split(": ", 1))]) from None
+
+    def _with_deployments(self, config: GatewayConfig, snapshot: RuntimeSnapshot) -> RuntimeSnapshot:
+        """``snapshot`` recompiled with the deployments the stage pointers name, if any."""
+        from fastgw import deployments
+
+        served = deployments.resolve(config, self.state)
+        if not served:
+            return snapshot
+        try:
+            return compile_config(config, deployments=served)
+        except ConfigError as ex:
+            log.error(
+                "deployed definitions do not compile with this config; stages serve the config's",
+                extra={"errors": [str(i) for i in ex.issues]},
+            )
+            return snapshot
 
     def _admin_target(self, config: GatewayConfig, sock: socket.socket) -> Callable[[], None]:
         from fastgw.admin.server import run_admin_process
@@ -157,7 +182,9 @@ class Supervisor:
         flush = usage_flusher(table) if table is not None else None
 
         def target() -> None:
-            run_admin_process(config, lambda: make_store(settings), flush, token=token, sock=sock)
+            run_admin_process(
+                config, lambda: make_store(settings), flush, token=token, sock=sock, load=self.load
+            )
 
         return target
 
@@ -339,7 +366,7 @@ class Supervisor:
             )
             return False
         self.config = config
-        self.snapshot = snapshot
+        self.snapshot = self._with_deployments(config, snapshot)
         data = msgspec.json.encode(config)
         frame = struct.pack(">I", len(data)) + data
         for slot in self.slots:

@@ -107,6 +107,11 @@ class Worker:
         self.date_line = b""
         self._update_date()
         self._ticker: asyncio.TimerHandle | None = None
+        # What the stage pointers said when the snapshot was compiled (fastgw.deployments).
+        from fastgw import deployments
+
+        self.state = state
+        self.served = deployments.served(state)
 
     # ------------------------------------------------------------------ lifecycle
     async def serve(self, sock: socket.socket, tls_sock: socket.socket | None = None) -> None:
@@ -122,7 +127,9 @@ class Worker:
             )
             self.tls.start()
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
-        self.poller = StatePoller(self.gate, make_store(self.snapshot.config.gateway.state), self.loop)
+        self.poller = StatePoller(
+            self.gate, make_store(self.snapshot.config.gateway.state), self.loop, self._on_state
+        )
         self.poller.start()
         log.info(
             "worker serving",
@@ -183,9 +190,43 @@ class Worker:
         caches().redis_settings = snapshot.config.gateway.state.redis
         log.info("config swapped", extra={"worker": self.index, "config": snapshot.digest})
 
-    def reload_text(self, text: bytes) -> bool:
+    def _on_state(self, state: StateData) -> None:
+        """A new state from the store: recompile when the stage pointers moved."""
+        from fastgw import deployments
+
+        self.state = state
+        served = deployments.served(state)
+        if served == self.served:
+            return
+        self.served = served
+        config = self.snapshot.config
         try:
-            snapshot = compile_config(load_config_text(text))
+            snapshot = compile_config(config, deployments=deployments.resolve(config, state))
+        except ConfigError as ex:
+            log.error(
+                "deployments rejected; the running stages keep serving",
+                extra={"worker": self.index, "errors": [str(i) for i in ex.issues]},
+            )
+            return
+        self.swap(snapshot)
+
+    def reload_text(self, text: bytes) -> bool:
+        from fastgw import deployments
+
+        try:
+            config = load_config_text(text)
+            served = deployments.resolve(config, self.state)
+            try:
+                snapshot = compile_config(config, deployments=served)
+            except ConfigError as ex:
+                if not served:
+                    raise
+                # As the supervisor does: the config's own definitions rather than no reload.
+                log.error(
+                    "deployed definitions do not compile with this config; stages serve the config's",
+                    extra={"worker": self.index, "errors": [str(i) for i in ex.issues]},
+                )
+                snapshot = compile_config(config)
         except ConfigError as ex:
             log.error("config rejected", extra={"worker": self.index, "errors": [str(i) for i in ex.issues]})
             return False

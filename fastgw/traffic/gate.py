@@ -116,7 +116,9 @@ class Gate:
         gw = snapshot.config.gateway
         self.headers = gw.throttle_headers
         gw_bucket = BucketSpec("gw", gw.throttle.rateLimit, gw.throttle.burstLimit, self.table)
-        for stage in snapshot.stages:
+        # A canary's routes share their stage's buckets (same names).
+        canaries = [s.canary for s in snapshot.stages if s.canary is not None]
+        for stage in [*snapshot.stages, *canaries]:
             for route in stage.routes:
                 t: ThrottleSettings | None = route.throttle
                 if t is not None:

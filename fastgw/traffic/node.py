@@ -127,10 +127,18 @@ def usage_flusher(table: SharedTable) -> Callable[[Store], Callable[[], Awaitabl
 class StatePoller:
     """Reloads a worker's keys and plans when the store's version changes (every 0.5 s)."""
 
-    def __init__(self, gate: Gate, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        on_state: Callable[[StateData], None] | None = None,
+    ) -> None:
         self.gate = gate
         self.store = store
         self.loop = loop
+        #: Called with every newly loaded state (the worker recompiles when stage pointers move).
+        self.on_state = on_state
         self.version: int | None = None
         self.task: asyncio.Task[None] | None = None
         self.failures = 0
@@ -148,6 +156,8 @@ class StatePoller:
             from fastgw.pipeline.caching import caches
 
             caches().apply_purges(data.cache_purges, self.loop)
+            if self.on_state is not None:
+                self.on_state(data)
 
     async def run(self) -> None:
         await self.store.open()
