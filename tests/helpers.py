@@ -308,6 +308,7 @@ class Gateway:
         cwd: Path | None = None,
         ready_path: str = "/__fastgw_test_ready",
         state_path: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.config_path = config_path
         self.port = free_port()
@@ -331,6 +332,7 @@ class Gateway:
             f"{HOST}:{self.admin_port}",
             "--state",
             str(self.state_path),
+            *(extra_args or []),
         ]
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
@@ -455,6 +457,7 @@ class GatewayFactory:
         cwd: Path | None = None,
         extra_env: dict[str, str] | None = None,
         state_path: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> Gateway:
         path: Path | None = None
         if config is not None:
@@ -468,6 +471,7 @@ class GatewayFactory:
             extra_env=extra_env,
             cwd=cwd,
             state_path=state_path,
+            extra_args=extra_args,
         )
         self.started.append(gw)
         return gw

@@ -254,21 +254,41 @@ def _parse_base(url: str, path: str, issues: list[ConfigIssue]) -> tuple[Target 
     except ValueError as ex:
         issues.append(ConfigIssue(path, f"invalid URI {url!r}: {ex}"))
         return None, ""
-    if parts.scheme != "http":
-        issues.append(
-            ConfigIssue(path, f"URI {url!r}: scheme must be http (https upstreams are not supported yet)")
-        )
+    if parts.scheme not in ("http", "https"):
+        issues.append(ConfigIssue(path, f"URI {url!r}: scheme must be http or https"))
         return None, ""
     if not parts.hostname or "{" in parts.netloc:
         issues.append(ConfigIssue(path, f"URI {url!r} has no literal host"))
         return None, ""
+    default_port = 443 if parts.scheme == "https" else 80
     if port is None:
-        port = 80
-    host_header = parts.hostname if port == 80 else f"{parts.hostname}:{port}"
+        port = default_port
+    host_header = parts.hostname if port == default_port else f"{parts.hostname}:{port}"
     if ":" in parts.hostname:  # IPv6 literal
-        host_header = f"[{parts.hostname}]" if port == 80 else f"[{parts.hostname}]:{port}"
+        host_header = f"[{parts.hostname}]" if port == default_port else f"[{parts.hostname}]:{port}"
     rest = url.split(parts.netloc, 1)[1]
     return Target(parts.scheme, parts.hostname, port, host_header.encode("idna")), rest
+
+
+_UPSTREAM_TLS: dict[str, Any] = {"ca_file": None, "context": None}
+
+
+def set_upstream_ca(ca_file: str | None) -> None:
+    """The CA file https integrations are verified against (the worker's gateway.upstream)."""
+    if ca_file != _UPSTREAM_TLS["ca_file"]:
+        _UPSTREAM_TLS["ca_file"] = ca_file
+        _UPSTREAM_TLS["context"] = None
+
+
+def upstream_ssl_context() -> Any:
+    """The client TLS context of https integrations: verifying, host name included."""
+    ctx = _UPSTREAM_TLS["context"]
+    if ctx is None:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=_UPSTREAM_TLS["ca_file"])
+        _UPSTREAM_TLS["context"] = ctx
+    return ctx
 
 
 def _compile_proxy(
@@ -599,6 +619,14 @@ def compile_config(
 
     _check_traffic(config, by_name, issues)
     _check_tls(config, issues)
+    ca_file = config.gateway.upstream.ca_file
+    if ca_file is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as ex:
+            issues.append(ConfigIssue("$.gateway.upstream.ca_file", f"cannot load {ca_file!r}: {ex}"))
     hosts: dict[str, Site] = {}
     for d_i, domain in enumerate(config.domains):
         d_path = f"$.domains[{d_i}]"

@@ -84,6 +84,13 @@ class UpstreamSettings(_Model):
     eject_seconds: Annotated[
         float, Meta(gt=0, description="Seconds an ejected target stays out of the round-robin.")
     ] = 10.0
+    ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM file of the CAs trusted for https:// integrations (default: the system's). "
+            "Certificates are always verified, host name included."
+        ),
+    ] = None
 
 
 class ThrottleSettings(_Model):

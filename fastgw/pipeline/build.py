@@ -644,6 +644,11 @@ async def upstream_call(
     the gateway's reply for a timeout (504) or a failure (502)."""
     from fastgw.upstream.client import HttpClientError, HttpClientTimeout
 
+    ssl = None
+    if target.scheme == "https":
+        from fastgw.config.compile import upstream_ssl_context
+
+        ssl = upstream_ssl_context()
     try:
         return await svc.client.request(
             target.host,
@@ -654,6 +659,7 @@ async def upstream_call(
             body,
             timeout,
             host_header=target.host_header.decode(),
+            ssl=ssl,
         )
     except HttpClientTimeout:
         return replies.INTEGRATION_TIMEOUT

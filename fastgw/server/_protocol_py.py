@@ -1687,10 +1687,19 @@ class UpstreamPool:
     async def _connect(self, client: Exchange) -> None:
         t = self.target
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: UpstreamConnection(self), t.host, t.port),
-                self.settings.connect_timeout,
-            )
+            if t.scheme == "https":
+                from fastgw.config.compile import upstream_ssl_context
+
+                connecting = self.loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    t.host,
+                    t.port,
+                    ssl=upstream_ssl_context(),
+                    server_hostname=t.host,
+                )
+            else:
+                connecting = self.loop.create_connection(lambda: UpstreamConnection(self), t.host, t.port)
+            _, conn = await asyncio.wait_for(connecting, self.settings.connect_timeout)
         except (TimeoutError, OSError) as ex:
             self.connecting -= 1
             self.record_failure()

@@ -24,7 +24,7 @@ import time
 import uuid
 
 from fastgw.authorizers.runtime import make_decision_cache
-from fastgw.config.compile import RuntimeSnapshot, compile_config
+from fastgw.config.compile import RuntimeSnapshot, compile_config, set_upstream_ca
 from fastgw.config.load import ConfigError, load_config_text
 from fastgw.pipeline.runtime import Services
 from fastgw.server.protocol import Exchange, HttpProtocol, Pools
@@ -94,6 +94,7 @@ class Worker:
         self.poller: StatePoller | None = None
         self.limits = snapshot.config.gateway.limits
         self.pools = Pools(snapshot.config.gateway.upstream, loop)
+        set_upstream_ca(snapshot.config.gateway.upstream.ca_file)
         self.connections: set[HttpProtocol] = set()
         self.waiting: set[Exchange] = set()
         self.draining = False
@@ -181,6 +182,7 @@ class Worker:
 
     def swap(self, snapshot: RuntimeSnapshot) -> None:
         self._swap_tls(snapshot)
+        set_upstream_ca(snapshot.config.gateway.upstream.ca_file)
         self.gate.bind(snapshot)
         self.snapshot = snapshot
         self.limits = snapshot.config.gateway.limits

@@ -252,3 +252,27 @@ def test_export_gives_the_served_api_back_as_openapi(gateway_factory: GatewayFac
     )
     gw2 = gateway_factory(yaml.safe_load(gw2_cfg.read_text()))
     assert version(gw2)["v"] == "v1"
+
+
+def test_nodes_sharing_redis_follow_one_deployment(gateway_factory: GatewayFactory, redis_url: str) -> None:
+    def shared(version_: str) -> dict[str, Any]:
+        cfg = config(version_)
+        prefix = f"dep{time.monotonic_ns()}:"
+        cfg["gateway"] = {"state": {"backend": "redis", "redis": {"url": redis_url, "prefix": prefix}}}
+        return cfg
+
+    cfg = shared("v1")
+    a = gateway_factory(cfg)
+    b = gateway_factory(cfg)
+    first = admin_call(a, "GET", "/restapis/shop1/stages/prod")["deploymentId"]
+    # Both nodes started on the same store: one initial deployment, served by both.
+    assert admin_call(b, "GET", "/restapis/shop1/stages/prod")["deploymentId"] == first
+    v2 = {**cfg, "apis": config("v2")["apis"]}
+    a.write_config(v2)
+    b.write_config(v2)
+    fastgw(a, "deploy", "shop", "--stage", "prod")
+    t0 = time.monotonic()
+    assert wait_for(lambda: version(a)["v"] == version(b)["v"] == "v2", 3.0)
+    assert time.monotonic() - t0 < 1.5
+    fastgw(b, "rollback", "shop", "--stage", "prod", "--to", first)
+    assert wait_for(lambda: version(a)["v"] == version(b)["v"] == "v1", 3.0)
