@@ -15,7 +15,7 @@
 - ``GET /restapis/{restapi_id}/stages/{stage_name}/exports/{export_type}``: the API that stage
   serves as OpenAPI 3.0 (``oas30``) or Swagger 2.0 (``swagger``); ``?extensions=`` with
   ``integrations``/``apigateway`` adds the ``x-amazon-apigateway-*`` extensions (AWS GetExport);
-  ``Accept: application/yaml`` answers YAML.
+  always JSON (``fastgw export --yaml`` converts).
 
 Every change is checked first: the stage's new deployments must compile with the running config
 (a rollback to a deployment that names a function the config no longer has is refused with the
@@ -183,6 +183,8 @@ class DeploymentHandlers:
         elif body.canarySettings is not None:
             raise bad_request("canarySettings needs stageName", "$.canarySettings")
         definition = dp.definition_of(api)
+        if body.canarySettings is not None:
+            _percent(body.canarySettings.percentTraffic, "$.canarySettings.percentTraffic")
         if body.canarySettings is not None and pointer is None:
             raise bad_request(
                 f"Stage {body.stageName} has no deployment yet: deploy it before adding a canary",
@@ -341,10 +343,13 @@ class DeploymentHandlers:
             if dep is not None:
                 served = dp.api_of(dep.definition, api)
         wanted = {e.strip() for e in (req.arg("extensions") or "").split(",") if e.strip()}
-        doc = export_api(
-            served,
-            spec="oas30" if export_type == "oas30" else "swagger",
-            extensions=bool(wanted & {"integrations", "apigateway", "authorizers"}),
-            stage=stage_name,
-        )
+        try:
+            doc = export_api(
+                served,
+                spec="oas30" if export_type == "oas30" else "swagger",
+                extensions=bool(wanted & {"integrations", "apigateway", "authorizers"}),
+                stage=stage_name,
+            )
+        except ValueError as ex:  # e.g. Swagger 2.0 of an HTTP API (AWS exports those as OAS 3 only)
+            raise bad_request(str(ex), "$.exportType") from None
         return 200, doc

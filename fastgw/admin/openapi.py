@@ -482,6 +482,15 @@ def openapi_document() -> dict[str, Any]:
                 ],
             ),
         },
+        "/metrics": {
+            "get": _op(
+                "GetMetrics",
+                "Prometheus text exposition (format 0.0.4) of the node's metrics, every worker summed: "
+                "AWS's Count, 4XXError, 5XXError, CacheHitCount, CacheMissCount, Latency and "
+                "IntegrationLatency per API, stage and route, and the gateway's own gauges and counters",
+                ("200", "text/plain; version=0.0.4", None),
+            ),
+        },
         "/usageplans/{usageplanId}/usage": {
             "get": _op(
                 "GetUsage",

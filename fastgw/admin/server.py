@@ -208,6 +208,14 @@ class Request:
 
 
 @dataclass(slots=True)
+class Raw:
+    """A response body sent as it is (not JSON): Prometheus text, a page."""
+
+    data: bytes
+    content_type: str
+
+
+@dataclass(slots=True)
 class _Failure:
     """A request the parser refused: answered in order, then the connection closes."""
 
@@ -245,6 +253,7 @@ ROUTES: list[_Route] = [
     _Route(("restapis", _API, "stages"), {"GET": "list_stages"}),
     _Route(("restapis", _API, "stages", _STAGE), {"GET": "get_stage", "PATCH": "patch_stage"}),
     _Route(("restapis", _API, "stages", _STAGE, "exports", "{export_type}"), {"GET": "get_export"}),
+    _Route(("metrics",), {"GET": "metrics"}),
 ]
 
 
@@ -951,6 +960,17 @@ class AdminApp:
         )
         return purge
 
+    async def h_metrics(self, req: Request) -> tuple[int, Any]:
+        """Prometheus text exposition of the node's metrics (every worker's, summed)."""
+        from fastgw.telemetry import metrics, prometheus
+        from fastgw.telemetry.node import node_directory
+
+        directory = node_directory()
+        if directory is None:
+            raise not_found("Metrics are not collected by this process")
+        text = prometheus.exposition(metrics.node_totals(directory))
+        return 200, Raw(text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+
     async def h_flush_stage_cache(self, req: Request, restapi_id: str, stage_name: str) -> tuple[int, Any]:
         """AWS FlushStageCache: 202 and no body; every worker drops the stage's entries."""
         stage = self._stage_uid(restapi_id, stage_name)
@@ -1306,7 +1326,11 @@ class AdminProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        payload = b"" if body is None else msgspec.json.encode(body)
+        if isinstance(body, Raw):
+            payload, content_type = body.data, body.content_type
+        else:
+            payload = b"" if body is None else msgspec.json.encode(body)
+            content_type = "application/json"
         lines = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
             f"content-length: {len(payload)}",
@@ -1314,7 +1338,7 @@ class AdminProtocol(asyncio.Protocol):
             "cache-control: no-store",
         ]
         if body is not None:
-            lines.append("content-type: application/json")
+            lines.append(f"content-type: {content_type}")
         lines.extend(f"{name}: {value}" for name, value in headers)
         if close:
             lines.append("connection: close")

@@ -128,6 +128,8 @@ class RouteRuntime:
     auth_scopes: tuple[str, ...] = ()
     # The stage's response cache for this route (fastgw.pipeline.caching.RouteCache), or None.
     cache: Any = None
+    # This worker's metrics of the route (fastgw.telemetry.metrics.RouteStats), or None.
+    stats: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -159,6 +161,8 @@ class StageRuntime:
     canary: StageRuntime | None = None
     canary_percent: float = 0.0
     is_canary: bool = False
+    # The stage's access log (fastgw.telemetry.access.StageAccessLog), or None.
+    access_log: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -456,6 +460,19 @@ def compile_config(
             deployment's); ``cache_uid`` names its response cache."""
             trie = RouteTrie()
             rt_stage = StageRuntime(rt_api, stage.name, dict(stage.variables), trie)
+            settings = stage.accessLogSettings
+            if settings is not None:
+                from fastgw.telemetry.access import compile_access_log
+                from fastgw.telemetry.accesslog import AccessLogFormatError
+
+                try:
+                    rt_stage.access_log = compile_access_log(settings.format, settings.destination, api.kind)
+                except AccessLogFormatError as ex:
+                    issues.append(ConfigIssue(f"{s_path}.accessLogSettings.format", str(ex)))
+                except OSError as ex:
+                    issues.append(
+                        ConfigIssue(f"{s_path}.accessLogSettings.destination", f"cannot open: {ex.strerror}")
+                    )
             if customs is not None:
                 no_route = RouteRuntime(
                     "",

@@ -752,6 +752,27 @@ class MethodCacheSettings(_Model):
     ] = None
 
 
+class AccessLogSettings(_Model):
+    """A stage's access log (AWS accessLogSettings): one line per request."""
+
+    format: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            description="'clf', 'json', 'xml' or 'csv' (AWS's console formats), or a format string of "
+            "$context variables ($context.requestId, $context.identity.sourceIp, $context.status, "
+            "$context.responseLatency, ...); unknown variables are refused at load.",
+        ),
+    ]
+    destination: Annotated[
+        str | None,
+        Meta(
+            description="File the lines are appended to (reopened on SIGUSR1, for logrotate); "
+            "absent: standard error."
+        ),
+    ] = None
+
+
 class Stage(_Model):
     """A stage: the address prefix of an API and its stage variables."""
 
@@ -796,6 +817,9 @@ class Stage(_Model):
             "take effect only when deployed (AWS REST APIs)."
         ),
     ] = True
+    accessLogSettings: Annotated[
+        AccessLogSettings | None, Meta(description="Access log of the stage (none when absent).")
+    ] = None
 
 
 GatewayResponseType = Literal[

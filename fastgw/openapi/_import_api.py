@@ -99,6 +99,11 @@ FASTGW_API = "x-fastgw-api"
 FASTGW_ROUTE = "x-fastgw-route"
 FASTGW_INTEGRATION = "x-fastgw-integration"
 FASTGW_AUTHORIZER = "x-fastgw-authorizer"
+#: On a path parameter: declared only because OpenAPI requires every template variable to be
+#: (not one of the route's method request parameters).
+FASTGW_IMPLICIT = "x-fastgw-implicit"
+#: On a model: its $schema, when not draft 4.
+FASTGW_SCHEMA = "x-fastgw-schema"
 
 
 def _merged(into: dict[str, Any], extra: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
@@ -422,6 +427,11 @@ class Builder:
             converted = self._schema(schema, p, ())
             if not isinstance(converted, dict):
                 continue
+            if FASTGW_SCHEMA in converted:
+                # fastgw's export: the model's draft when not 4 (OpenAPI schemas have no $schema).
+                draft = r.string(converted.pop(FASTGW_SCHEMA), child(p, FASTGW_SCHEMA))
+                if draft is not None and "$schema" not in converted:
+                    converted = {"$schema": draft, **converted}
             if "$schema" not in converted:
                 converted = {"$schema": DRAFT4, **converted}
             self.models[name] = converted
@@ -584,7 +594,8 @@ class Builder:
             header = scheme.get("name")
             if isinstance(header, str) and header:
                 # AWS takes a TOKEN / Cognito authorizer's header from the scheme's `name`.
-                out["identitySource"] = f"method.request.header.{header}"
+                prefix = "$request.header." if self.kind == "http" else "method.request.header."
+                out["identitySource"] = prefix + header
         if "identityValidationExpression" in spec:
             got = r.string(spec["identityValidationExpression"], at("identityValidationExpression"))
             if got is not None:
@@ -798,7 +809,6 @@ class Builder:
             return
         if converted.cache_key_parameters:
             route["cacheKeyParameters"] = converted.cache_key_parameters
-        self._fastgw_leftovers(op, path, route)
         security = op["security"] if "security" in op else root_security
         if security is not None:
             self._security(security, child(path, "security") if "security" in op else "$.security", route)
@@ -825,6 +835,9 @@ class Builder:
                     route["requestValidator"] = name
         if self.kind == "rest":
             self._request_parameters(template, method, op, path, shared_params, item_path, route)
+        # NOTE: last, so that fastgw's own fields win over what the AWS form implies (a Swagger
+        # body parameter's one model, the declared parameters' requestParameters).
+        self._fastgw_leftovers(op, path, route)
         index = len(self.routes)
         self.origins[f"routes[{index}]"] = path
         self.origins[f"routes[{index}].integration"] = tp
@@ -833,15 +846,21 @@ class Builder:
 
     def _fastgw_leftovers(self, op: dict[str, Any], path: str, route: dict[str, Any]) -> None:
         """What fastgw's exporter wrote beside AWS's extensions (``x-fastgw-route`` and
-        ``x-fastgw-integration``: settings AWS has no form for) goes back into the route."""
+        ``x-fastgw-integration``: settings AWS has no form for) goes back into the route, over
+        what the AWS form said (objects merged one level deep: ``requestModels`` and
+        ``requestParameters`` entries replace the ones read from the parameters and body)."""
         r = self.r
         if FASTGW_INTEGRATION in op:
             left = r.obj(op[FASTGW_INTEGRATION], child(path, FASTGW_INTEGRATION))
             if left is not None:
                 current = route["integration"]
                 if isinstance(left.get("mock"), dict):
-                    # A MOCK in fastgw's simple form (status, headers, body), written as AWS's form.
+                    # A MOCK in fastgw's simple form (status, headers, body), written as AWS's form
+                    # (whose passthroughBehavior is the route's own).
+                    aws_form = current
                     current = {"type": "MOCK", **left["mock"]}
+                    if "passthroughBehavior" in aws_form:
+                        current["passthroughBehavior"] = aws_form["passthroughBehavior"]
                 route["integration"] = _merged(current, left, ("type", "mock"))
         if FASTGW_ROUTE in op:
             left = r.obj(op[FASTGW_ROUTE], child(path, FASTGW_ROUTE))
@@ -927,6 +946,10 @@ class Builder:
             if where == "path":
                 if name not in template_params:
                     r.error(pp, f"path parameter {name!r} is not in the path {template!r}")
+                    continue
+                if FASTGW_IMPLICIT in param and r.boolean(param[FASTGW_IMPLICIT], child(pp, FASTGW_IMPLICIT)):
+                    # fastgw's export declares every template variable (OpenAPI requires it) and
+                    # marks those the route's requestParameters did not name.
                     continue
                 out[f"method.request.path.{name}"] = True
             elif where == "query":

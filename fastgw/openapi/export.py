@@ -22,11 +22,14 @@ written as fastgw extensions, each holding the owner's leftover fields under the
 (defaults omitted, as the config model encodes):
 
 ``x-fastgw-api`` (root)
-    ``kind`` (always), then Api fields without an AWS form: ``id``, ``stages``, ``plugins``.
+    ``kind`` (always), then Api fields without an AWS form: ``id``, ``stages``, ``plugins``;
+    HTTP APIs: ``models`` (AWS's HTTP APIs have none; ``components.schemas`` still describes them).
 ``x-fastgw-route`` (operation)
     Route fields without an AWS form: ``plugins``; ``authorizationScopes`` of a route without an
     authorizer; ``requestParameters`` other than header / querystring / path; Swagger only:
-    ``requestModels`` when the body maps several models (a body parameter holds one).
+    ``requestModels`` when the body maps several models (a body parameter holds one); HTTP APIs:
+    ``requestParameters`` and ``requestModels`` whole (also written as OpenAPI parameters and
+    request body, which AWS's HTTP API import ignores).
 ``x-fastgw-integration`` (operation)
     ``targets``, ``pass_query``, ``timeout_ms`` beyond AWS's limit (29 s REST, 30 s HTTP APIs),
     the mapping of the other API kind (REST ``requestParameters`` on an HTTP API,
@@ -38,6 +41,12 @@ written as fastgw extensions, each holding the owner's leftover fields under the
 ``x-fastgw-authorizer`` (security scheme)
     ``cache_per_route``, ``timeout_ms``, JWT settings beyond issuer and audience, fields the API
     kind has no AWS form for.
+``x-fastgw-schema`` (model)
+    A model's ``$schema`` when it is not draft 4 (OpenAPI's schema objects cannot hold one).
+``x-fastgw-implicit: true`` (REST path parameter)
+    The route's ``requestParameters`` do not name ``method.request.path.NAME``: the parameter is
+    declared only because OpenAPI requires every template variable to be (AWS's importer would
+    make it a method request parameter; fastgw's does not).
 """
 
 from __future__ import annotations
@@ -77,6 +86,7 @@ _ANY = "x-amazon-apigateway-any-method"
 _METHOD_ORDER = ("get", "put", "post", "delete", "options", "head", "patch")
 _MODEL_URL = re.compile(r"^https://apigateway\.amazonaws\.com/restapis/[^/]+/models/([^/#?]+)$")
 _TEMPLATE_PARAM = re.compile(r"\{([^{}]+?)(\+?)\}")
+_DRAFT4 = "http://json-schema.org/draft-04/schema"
 # Method request parameters with an OpenAPI form ("in"), by the AWS location word.
 _PARAM_IN = {"path": "path", "querystring": "query", "header": "header"}
 # Integration timeouts AWS accepts (ms): REST APIs 50..29000, HTTP APIs 50..30000.
@@ -285,7 +295,9 @@ class _Exporter:
                 doc["definitions"] = schemas
         if self.ext:
             doc.update(self.root_extensions())
-            doc["x-fastgw-api"] = {"kind": api.kind, **_leftover(api, *_API_CARRIED, "kind")}
+            # HTTP APIs: AWS's have no models, so the importer reads an HTTP API's from here.
+            carried = _API_CARRIED if self.kind == "rest" else tuple(k for k in _API_CARRIED if k != "models")
+            doc["x-fastgw-api"] = {"kind": api.kind, **_leftover(api, *carried, "kind")}
         return doc
 
     def root_extensions(self) -> dict[str, Any]:
@@ -330,9 +342,13 @@ class _Exporter:
 
     # ------------------------------------------------------------------------ models
     def model(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """A model as a schema: AWS model URLs become local refs; ``$schema`` goes (AWS drops it)."""
+        """A model as a schema: AWS model URLs become local refs; ``$schema`` goes (OpenAPI's
+        schema objects have none; AWS's models are draft 4, which an import restores), another
+        draft than 4 is kept as ``x-fastgw-schema``."""
         out = self._rewrite_refs(schema)
-        out.pop("$schema", None)
+        draft = out.pop("$schema", None)
+        if self.ext and draft is not None and str(draft).rstrip("#") != _DRAFT4:
+            out["x-fastgw-schema"] = draft
         return out
 
     def _rewrite_refs(self, value: Any) -> Any:
@@ -401,10 +417,21 @@ class _Exporter:
     # ------------------------------------------------------------------------ operations
     def operation(self, route: Route, method: str, template: str) -> dict[str, Any]:
         op: dict[str, Any] = {}
-        route_left = _leftover(route, *_ROUTE_CARRIED)
+        if self.kind == "http":
+            # AWS's HTTP APIs have no method request parameters or request models: written as
+            # OpenAPI (for the reader) and, for the importer, in x-fastgw-route.
+            route_left = _leftover(route, *(k for k in _ROUTE_CARRIED if k not in _HTTP_UNCARRIED))
+        else:
+            route_left = _leftover(route, *_ROUTE_CARRIED)
         params: list[dict[str, Any]] = []
         if self.kind != "http":
-            params.extend(self.parameter(n, "path", True, greedy=g) for n, g in _params(template))
+            for n, g in _params(template):
+                param = self.parameter(n, "path", True, greedy=g)
+                if self.ext and f"method.request.path.{n}" not in route.requestParameters:
+                    # OpenAPI requires every template variable declared; the mark keeps an
+                    # import from making it one of the route's method request parameters.
+                    param["x-fastgw-implicit"] = True
+                params.append(param)
         seen = {(p["in"], p["name"]) for p in params}
         uncarried: dict[str, bool] = {}
         for key, required in route.requestParameters.items():
@@ -422,8 +449,9 @@ class _Exporter:
                 continue
             seen.add((where, name))
             params.append(self.parameter(name, where, required or where == "path"))
-        if uncarried:
-            route_left["requestParameters"] = uncarried
+        if uncarried and self.kind != "http":
+            # Sorted: an import puts them after the declared ones, whatever the config's order.
+            route_left["requestParameters"] = dict(sorted(uncarried.items()))
         if route.requestModels:
             if self.oas3:
                 op["requestBody"] = {
@@ -636,8 +664,7 @@ class _Exporter:
                 spec["type"] = "cognito_user_pools"
                 spec["providerARNs"] = list(auth.providerARNs)
                 carried.append("providerARNs")
-                if joined:
-                    spec["identitySource"] = joined
+                spec["identitySource"] = source  # the gateway's default when unset, as for JWT
                 spec["authorizerResultTtlInSeconds"] = auth.authorizerResultTtlInSeconds
                 carried.append("authorizerResultTtlInSeconds")
         else:
@@ -711,6 +738,9 @@ _ROUTE_CARRIED = (
     "cacheKeyParameters",
     "authorizationType",
 )
+
+# Route fields an HTTP API's AWS form cannot carry (they go to x-fastgw-route whole).
+_HTTP_UNCARRIED = ("requestParameters", "requestModels")
 
 
 def _params(template: str) -> list[tuple[str, bool]]:

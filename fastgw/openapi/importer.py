@@ -25,7 +25,8 @@ Choices, where AWS leaves one:
   the API its prefix, as on AWS.
 - **Kind.** ``x-amazon-apigateway-importexport-version`` marks an HTTP API export; anything else is
   read as a REST API. HTTP APIs get no models, method request parameters or request models (AWS's
-  HTTP APIs have none); ``isDefaultRoute`` makes the ``$default`` route.
+  HTTP APIs have none) but those fastgw's own export carries (below); ``isDefaultRoute`` makes the
+  ``$default`` route.
 - **Security.** Every scheme named by an operation's ``security`` list applies (AWS reads the
   requirement objects together): an authorizer scheme sets ``authorizer`` (scopes become
   ``authorizationScopes`` for JWT and Cognito authorizers), an ``x-api-key`` header scheme sets
@@ -46,8 +47,10 @@ Choices, where AWS leaves one:
   ``{id}.execute-api`` address). The name is ``name``, else ``base``'s, else ``info.title``.
 - **fastgw's own export.** ``x-fastgw-api`` / ``-route`` / ``-integration`` / ``-authorizer``
   (written by ``fastgw.openapi.export`` for what AWS's extensions cannot carry: stages, plugins,
-  upstream targets, fastgw-only authorizer settings) are read back, so export then import gives
-  the API again. Other vendors' ``x-`` extensions are ignored, their content unread.
+  upstream targets, fastgw-only authorizer settings, an HTTP API's models) are read back, over
+  what the AWS form says, and a path parameter marked ``x-fastgw-implicit: true`` (declared only
+  because OpenAPI requires it) is not made a method request parameter, so export then import
+  gives the API again. Other vendors' ``x-`` extensions are ignored, their content unread.
 - **Modes.** ``overwrite`` replaces routes, models, authorizers and the API settings the document
   sets, keeping ``base``'s id, name, stages and plugins; ``merge`` adds the document to ``base``,
   the document winning on conflicts (a route of the same key or matching the same requests, a
@@ -253,6 +256,10 @@ def import_document(
     api, origins = _assemble(builder, base_api, mode, api_name or "api", the_id, the_kind, warnings)
     if isinstance(carried.get("plugins"), list):
         api["plugins"] = copy.deepcopy(carried["plugins"])
+    if the_kind == "http" and isinstance(carried.get("models"), dict):
+        # AWS's HTTP APIs have no models; fastgw's export carries an HTTP API's here.
+        api["models"] = {**api.get("models", {}), **copy.deepcopy(carried["models"])}
+        origins["models"] = child(child("$", FASTGW_API), "models")
     doc_stages = carried.get("stages") if isinstance(carried.get("stages"), list) else None
     if doc_stages and not (base_api and base_api.get("stages")):
         origins["stages"] = child(child("$", FASTGW_API), "stages")

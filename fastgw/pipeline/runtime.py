@@ -289,9 +289,14 @@ class RoutePipeline:
             cache = self.cache
             if cache is not None and not cache.early:
                 got = await cache.lookup_request(req, svc, self.iam)
+                ex = req.exchange
                 if type(got) is bytes:
                     req.cache_key = got
+                    if ex is not None:
+                        ex.cache_state = 2
                 elif got is not None:
+                    if ex is not None:
+                        ex.cache_state = 1
                     return got  # type: ignore[return-value]
             result = await self.integration(req, svc)
             if type(result) is Handoff:

@@ -52,7 +52,10 @@ def compile_models(
     errors = []
     for name, schema in models.items():
         try:
-            out[name] = fastjsonschema.compile(dict(schema), handlers={"https": resolve, "http": resolve})
+            # AWS models are JSON Schema draft 4 unless they say otherwise (fastjsonschema's own
+            # default is draft 7, where e.g. exclusiveMaximum is a number, not a flag).
+            doc = {"$schema": "http://json-schema.org/draft-04/schema#", **schema}
+            out[name] = fastjsonschema.compile(doc, handlers={"https": resolve, "http": resolve})
         except Exception as ex:  # JsonSchemaDefinitionException, a bad $ref, ...
             errors.append((name, f"not a valid JSON Schema draft 4 model: {ex}"))
     return out, errors

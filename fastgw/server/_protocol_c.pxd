@@ -55,10 +55,11 @@ cdef class Exchange:
     cdef public str p_path, p_inner
     cdef public str method
     cdef public list out
-    cdef public bytes query, req_head, target_path, request_id
-    cdef public Py_ssize_t body_len, buf_bytes
+    cdef public bytes query, req_head, target_path, request_id, url
+    cdef public Py_ssize_t body_len, buf_bytes, resp_len
     cdef public int body_mode
-    cdef public double deadline, p_deadline
+    cdef public double deadline, p_deadline, t0, t_int, int_ms
+    cdef public int cache_state
     cdef public bint http10, keep_alive, request_done, response_started, response_done
     cdef public bint retried, resp_chunked, expect
 
@@ -77,12 +78,13 @@ cdef class Exchange:
     cpdef upstream_ready(self, UpstreamConnection conn)
     cpdef upstream_failed(self, bint reused, bint got_bytes)
     cpdef int response_flags(self)
-    cpdef upstream_whole(self, bytes out, int out_flags, bint keep_alive)
+    cpdef upstream_whole(self, bytes out, int status, int out_flags, bint keep_alive)
     cpdef upstream_head(self, int status, bytes raw_head, UpstreamConnection conn)
     cpdef upstream_body(self, bytes data)
     cpdef flush_out(self)
     cpdef upstream_done(self, bint keep_alive)
     cpdef respond_local(self, reply)
+    cpdef observe(self, route, int status)
     cpdef abort_upstream(self)
 
 

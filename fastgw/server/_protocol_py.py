@@ -811,6 +811,7 @@ class Exchange:
         "buf",
         "buf_bytes",
         "cache_key",
+        "cache_state",
         "collect",
         "conn",
         "deadline",
@@ -818,6 +819,7 @@ class Exchange:
         "gate",
         "gwr",
         "http10",
+        "int_ms",
         "integration",
         "keep_alive",
         "local_error",
@@ -841,16 +843,20 @@ class Exchange:
         "request_done",
         "request_id",
         "resp_chunked",
+        "resp_len",
         "response_done",
         "response_started",
         "retried",
         "route",
         "snapshot",
+        "t0",
+        "t_int",
         "target_path",
         "task",
         "up_buf",
         "up_method",
         "up_status",
+        "url",
     )
 
     def __init__(self, proto: HttpProtocol, method: str, http10: bool, keep_alive: bool) -> None:
@@ -893,6 +899,15 @@ class Exchange:
         self.up_buf: list[bytes] | None = None  # its body so far (``buf`` keeps the request's)
         # The pipeline's own deadline while a collected exchange runs under the integration's.
         self.p_deadline = 0.0
+        # Metrics (fastgw.telemetry): when the request head was in, when the integration
+        # request left and how long its response took (ms, -1: none), the cache outcome
+        # (0: no cache, 1: hit, 2: miss).
+        self.t0 = proto.loop.time()
+        self.url = b""
+        self.resp_len = -1  # body bytes sent (access logs' responseLength), -1: not known
+        self.t_int = 0.0
+        self.int_ms = -1.0
+        self.cache_state = 0
         # Routes with a request pipeline (functions, authorizers, plugins): what the pipeline's
         # Request is built from once the body is in, and the Task running it.
         self.pipeline: object = None
@@ -918,6 +933,7 @@ class Exchange:
         if url[:1] != b"/":
             # Absolute-form (RFC 9112 3.2.2): accepted, and its authority replaces Host.
             url, host = _absolute_form(url)
+        self.url = url
         q = url.find(b"?")
         if q >= 0:
             raw_path = url[:q]
@@ -946,6 +962,11 @@ class Exchange:
         if canary is not None and _random() * 100.0 < stage.canary_percent:
             # A canary release: this request (not the connection) goes to the canary deployment.
             stage = canary
+        if stage.access_log is not None:
+            # The access log reads headers once the response is out, by when the connection
+            # has moved on to the next request's lists.
+            self.p_fwd = proto.fwd
+            self.p_host = host
         gwr = stage.gateway_responses
         if gwr is not None:
             # Customised gateway responses map request values: keep what the Request is built
@@ -995,8 +1016,10 @@ class Exchange:
                 got = cache.lookup_head(self.method, proto.fwd, self.query, match.params, proto.loop.time())
                 if type(got) is bytes:
                     self.cache_key = got
+                    self.cache_state = 2
                 elif got is not None:
                     self.local_error = got
+                    self.cache_state = 1
                     return
             if gwr is None:
                 self.capture(proto.fwd, host, path, inner)
@@ -1215,6 +1238,7 @@ class Exchange:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
         worker = self.proto.worker
         now = self.proto.loop.time()
+        self.t_int = now
         pool = self.proto.pools.pick(integ, now)
         self.pool = pool
         self.deadline = now + integ.timeout
@@ -1330,8 +1354,10 @@ class Exchange:
             flags |= IN_CLOSE
         return flags
 
-    def upstream_whole(self, out: bytes, out_flags: int, keep_alive: bool) -> None:
+    def upstream_whole(self, out: bytes, status: int, out_flags: int, keep_alive: bool) -> None:
         """The whole response came in one read and the fast path relayed it (head + body)."""
+        self.up_status = status
+        self.resp_len = len(out) - out.find(b"\r\n\r\n") - 4
         if out_flags & OUT_CLOSE:
             self.keep_alive = False
         self.response_started = True
@@ -1348,6 +1374,8 @@ class Exchange:
             self.up_buf = []
             self.buf_bytes = 0
             return
+        self.up_status = status
+        self.resp_len = 0
         flags = self.response_flags()
         head, _, out_flags = rewrite_response_head(raw_head, self.request_id, flags)
         if out_flags & OUT_CLOSE:
@@ -1379,6 +1407,7 @@ class Exchange:
             self.up_buf.append(data)  # type: ignore[union-attr]
             return
         self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+        self.resp_len += len(data)
         if self.resp_chunked:
             self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -1397,6 +1426,9 @@ class Exchange:
         self.proto.worker.waiting.discard(self)
         if conn is not None:
             conn.release(keep_alive and self.request_done)
+        t_int = self.t_int
+        if t_int:
+            self.int_ms = (self.proto.loop.time() - t_int) * 1000.0
         if self.collect is not None:
             buf = self.up_buf
             body = (buf[0] if len(buf) == 1 else b"".join(buf)) if buf else b""
@@ -1406,6 +1438,9 @@ class Exchange:
             self.out.append(b"0\r\n\r\n")
         self.flush_out()
         self.response_done = True
+        route = self.route
+        if route is not None:
+            self.observe(route, self.up_status)
         if self.request_done:
             self.proto.exchange_done(self)
         elif not self.keep_alive:
@@ -1434,13 +1469,32 @@ class Exchange:
         )
         if self.method == "HEAD":
             proto.transport.write(head)
+            self.resp_len = 0
         else:
             proto.transport.write(head + reply.body)
+            self.resp_len = len(reply.body)
         self.response_done = True
+        route = self.route
+        if route is not None:
+            self.observe(route, reply.status)
         if self.request_done:
             proto.exchange_done(self)
         elif not self.keep_alive:
             proto.transport.close()
+
+    def observe(self, route: RouteRuntime, status: int) -> None:
+        """Count the finished response in the route's metrics (fastgw.telemetry.metrics) and
+        write its access log line (fastgw.telemetry.access)."""
+        now = self.proto.loop.time()
+        stats = route.stats
+        if stats is not None:
+            int_ms = self.int_ms
+            stats.record(
+                status, (now - self.t0) * 1000.0, int_ms if int_ms >= 0.0 else None, self.cache_state
+            )
+        access_log = route.stage.access_log
+        if access_log is not None:
+            access_log.emit(self, route, status, now)
 
     def on_timeout(self) -> None:
         """The integration deadline passed (called by the worker's ticker)."""
@@ -1537,7 +1591,7 @@ class UpstreamConnection:
             whole = relay_response(data, client.request_id, client.response_flags())
             if whole is not None:
                 self.awaiting_head = False
-                client.upstream_whole(whole[0], whole[2], whole[3])
+                client.upstream_whole(whole[0], whole[1], whole[2], whole[3])
                 return
         if self.awaiting_head:
             # PERF: no on_header callback is bound; the raw head is kept and rewritten by

@@ -76,11 +76,17 @@ class Supervisor:
         self.state: StateData | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._signals: list[int] = []
+        self.metrics_dir: str | None = None
+        self._own_metrics_dir = False
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
         self.config = self.load()
         self.snapshot = compile_config(self.config)
+        # Metrics: the directory the workers publish their snapshots to (fastgw.telemetry).
+        from fastgw.telemetry.node import create_node_directory
+
+        self.metrics_dir, self._own_metrics_dir = create_node_directory()
         # Traffic state: the shared table the workers inherit, the config's keys and plans in
         # the store, quota counters seeded from recorded usage; then the admin API process.
         self.table = create_table(self.config.gateway.state)
@@ -213,6 +219,7 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the worker's own handler
                 set_process_name(f"fastgw-w{slot.index}")
                 run_worker(
                     snapshot,  # type: ignore[arg-type]
@@ -251,6 +258,7 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
                 set_process_name(f"fastgw-{helper.name}")
                 helper.target()
             except BaseException:
@@ -267,7 +275,7 @@ class Supervisor:
     def run(self) -> int:
         os.set_blocking(self._wake_w, False)
         signal.set_wakeup_fd(self._wake_w)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
         try:
             self.start()
@@ -288,6 +296,11 @@ class Supervisor:
                 for sig in pending:
                     if sig == signal.SIGHUP:
                         self.reload()
+                    elif sig == signal.SIGUSR1:
+                        # logrotate: the workers reopen their access log files.
+                        for slot in self.slots:
+                            if slot.pid:
+                                _kill(slot.pid, signal.SIGUSR1)
                     elif sig in (signal.SIGTERM, signal.SIGINT):
                         return self.shutdown()
                 self._reap()
@@ -297,6 +310,10 @@ class Supervisor:
                     os.unlink(self.pid_file)
                 except OSError:
                     pass
+            if self.metrics_dir is not None and self._own_metrics_dir:
+                from fastgw.telemetry.node import remove_node_directory
+
+                remove_node_directory(self.metrics_dir)
 
     def _reap(self) -> None:
         while True:

@@ -22,6 +22,7 @@ import ssl
 import struct
 import time
 import uuid
+from typing import Any
 
 from fastgw.authorizers.runtime import make_decision_cache
 from fastgw.config.compile import RuntimeSnapshot, compile_config, set_upstream_ca
@@ -108,6 +109,16 @@ class Worker:
         self.date_line = b""
         self._update_date()
         self._ticker: asyncio.TimerHandle | None = None
+        # Metrics (fastgw.telemetry): this worker's counters, bound to the snapshot's routes and
+        # published once a second for the node's totals.
+        from fastgw.telemetry.metrics import MetricsPublisher, WorkerMetrics
+        from fastgw.telemetry.node import node_directory
+
+        self.metrics = WorkerMetrics()
+        directory = node_directory()
+        self.publisher = MetricsPublisher(directory, index) if directory else None
+        self._ticks = 0
+        bind_metrics(self.metrics, snapshot)
         # What the stage pointers said when the snapshot was compiled (fastgw.deployments).
         from fastgw import deployments
 
@@ -152,6 +163,9 @@ class Worker:
                 self.waiting.discard(ex)
                 ex.on_timeout()
         self.pools.tick(now)
+        self._ticks += 1
+        if self._ticks % 10 == 0 and self.publisher is not None:
+            self.publish_metrics()
         if self.draining and not self.connections:
             self._finish()
             return
@@ -180,7 +194,24 @@ class Worker:
             self.tls.contexts = contexts
             self.tls.handshake_timeout = snapshot.config.gateway.limits.header_timeout
 
+    def publish_metrics(self) -> None:
+        """The gauges of the moment, then this worker's snapshot for the node's totals."""
+        metrics = self.metrics
+        gauges = metrics.gauges
+        gauges["active_connections"] = float(len(self.connections))
+        in_use = idle = 0
+        for pool in self.pools.pools.values():
+            idle += len(pool.idle)
+            in_use += len(pool.all) - len(pool.idle)
+        gauges["upstream_connections_in_use"] = float(in_use)
+        gauges["upstream_connections_idle"] = float(idle)
+        try:
+            self.publisher.publish(metrics)  # type: ignore[union-attr]
+        except OSError as ex:
+            log.warning("metrics not published", extra={"worker": self.index, "error": str(ex)})
+
     def swap(self, snapshot: RuntimeSnapshot) -> None:
+        bind_metrics(self.metrics, snapshot)
         self._swap_tls(snapshot)
         set_upstream_ca(snapshot.config.gateway.upstream.ca_file)
         self.gate.bind(snapshot)
@@ -281,6 +312,27 @@ def _read_config_pipe(worker: Worker, fd: int, buf: bytearray) -> None:
         worker.reload_text(text)
 
 
+def bind_metrics(metrics: Any, snapshot: RuntimeSnapshot) -> None:
+    """Give every route of ``snapshot`` (canaries included) its stats in ``metrics``, with AWS's
+    dimensions: REST ApiName / Stage / Resource / Method, HTTP APIs ApiId / Stage / Route."""
+    canaries = [s.canary for s in snapshot.stages if s.canary is not None]
+    for stage in [*snapshot.stages, *canaries]:
+        name = f"{stage.name}/Canary" if stage.is_canary else stage.name
+        for route in stage.routes:
+            api = route.api
+            resource = route.template or ("$default" if route.method == "$default" else "/")
+            route.stats = metrics.route(
+                (api.id, name, route.method, resource),
+                api.name,
+                api.id,
+                api.kind,
+                name,
+                resource,
+                route.method,
+                route.key,
+            )
+
+
 def run_worker(
     snapshot: RuntimeSnapshot,
     sock: socket.socket | None,
@@ -305,6 +357,9 @@ def run_worker(
     loop.add_signal_handler(signal.SIGTERM, worker.drain)
     loop.add_signal_handler(signal.SIGINT, worker.drain)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor handles reloads
+    from fastgw.telemetry import access
+
+    loop.add_signal_handler(signal.SIGUSR1, access.reopen_all)  # logrotate
     if config_fd is not None:
         os.set_blocking(config_fd, False)
         loop.add_reader(config_fd, _read_config_pipe, worker, config_fd, bytearray())
@@ -316,5 +371,6 @@ def run_worker(
         loop.run_until_complete(asyncio.wait_for(worker.limiter.aclose(), 2.0))
         loop.run_until_complete(asyncio.wait_for(worker.services.aclose(), 2.0))
     finally:
+        access.close_all()
         log.info("worker stopped", extra={"worker": index, "uptime_s": round(time.monotonic() - started, 3)})
         loop.close()

@@ -942,15 +942,40 @@ def test_fastgw_export_round_trips(spec: str) -> None:
     assert result.warnings == []
     back = copy.deepcopy(result.api)
     back["models"]["Order"].pop("$schema")  # the draft-4 marker is the importer's
-    # Path parameters are declared on every route (as AWS exports them) and come back as
-    # required method request parameters, which a matched route always has.
-    for route in back["routes"]:
-        params = route.pop("requestParameters", {})
-        assert all(k.startswith("method.request.path.") and v is True for k, v in params.items())
+    # Path parameters are declared on every route (OpenAPI requires it), marked x-fastgw-implicit
+    # where the route does not name them: none comes back as a method request parameter.
+    assert all("requestParameters" not in route for route in back["routes"])
     back["routes"].sort(key=lambda r: r["route"])  # the export orders paths its own way
     want = copy.deepcopy(api)
     want["routes"].sort(key=lambda r: r["route"])
     assert msgspec.convert(back, Api) == msgspec.convert(want, Api)
+
+
+def test_fastgw_export_marks_are_read_and_checked() -> None:
+    """x-fastgw-implicit (a path parameter declared for OpenAPI's sake only) and x-fastgw-schema (a
+    model's draft other than 4), as fastgw's export writes them."""
+    param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    d = doc(
+        {
+            "/a/{id}": {
+                "get": op(MOCK, parameters=[{**param, "x-fastgw-implicit": True}]),
+                "put": op(MOCK, parameters=[{**param, "x-fastgw-implicit": False}]),
+            }
+        },
+        components={
+            "schemas": {"M": {"type": "number", "x-fastgw-schema": "http://json-schema.org/draft-07/schema#"}}
+        },
+    )
+    api = import_document(d).api
+    assert "requestParameters" not in routes(api)["GET /a/{id}"]
+    assert routes(api)["PUT /a/{id}"]["requestParameters"] == {"method.request.path.id": True}
+    assert api["models"]["M"] == {"$schema": "http://json-schema.org/draft-07/schema#", "type": "number"}
+    d["paths"]["/a/{id}"]["get"]["parameters"][0]["x-fastgw-implicit"] = "yes"
+    d["components"]["schemas"]["M"]["x-fastgw-schema"] = 7
+    assert problems(d) == [
+        ("$.components.schemas.M.x-fastgw-schema", "expected a string, got number"),
+        ("$.paths['/a/{id}'].get.parameters[0].x-fastgw-implicit", "expected a boolean, got string"),
+    ]
 
 
 # ---------------------------------------------------------------------------- end to end

@@ -155,3 +155,25 @@ def test_bad_models_and_validators_are_config_errors(tmp_path: Path) -> None:
     assert "$.apis[0].routes[0].requestValidator" in text
     assert "$.apis[0].routes[1].requestModels.application/json" in text
     assert "$.apis[0].routes[1].requestParameters.method.request.cookie.c" in text
+
+
+def test_models_are_draft_4_unless_they_say_otherwise() -> None:
+    from fastjsonschema import JsonSchemaValueException
+
+    from fastgw.pipeline.validation import compile_models
+
+    compiled, errors = compile_models(
+        {
+            "Draft4": {"type": "number", "maximum": 5, "exclusiveMaximum": True},
+            "Draft7": {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "number",
+                "exclusiveMaximum": 5,
+            },
+        }
+    )
+    assert errors == []
+    for name in ("Draft4", "Draft7"):
+        compiled[name](4)
+        with pytest.raises(JsonSchemaValueException):
+            compiled[name](5)

@@ -1,0 +1,166 @@
+"""Access logs of the data plane: a stage's ``accessLogSettings`` applied to finished exchanges.
+
+``compile_access_log`` (config load) resolves a preset or checks a ``$context`` format string
+(fastgw.telemetry.accesslog) and gives the stage a ``StageAccessLog``; the protocol calls its
+``emit`` when a response has been written (``Exchange.observe``). Values are read from the
+exchange only for the variables the format names, and the line is queued for a background
+thread of this worker (``AccessLogWriter``, one per destination and process, created on first
+use: after the fork). ``reopen_all`` is logrotate's SIGUSR1.
+
+What the protocol knows is logged; variables that only a request pipeline knows (authorizer
+results, error messages of mapped integrations) print ``-``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastgw.telemetry.accesslog import AccessLogFormat, AccessLogWriter, compile_format, preset
+
+if TYPE_CHECKING:
+    from fastgw.config.compile import RouteRuntime
+
+_WRITERS: dict[str | None, AccessLogWriter] = {}
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def writer_for(destination: str | None) -> AccessLogWriter:
+    w = _WRITERS.get(destination)
+    if w is None:
+        w = _WRITERS[destination] = AccessLogWriter(destination)
+    return w
+
+
+def reopen_all() -> None:
+    for w in _WRITERS.values():
+        w.reopen()
+
+
+def close_all() -> None:
+    for w in list(_WRITERS.values()):
+        w.close()
+    _WRITERS.clear()
+
+
+def dropped_lines() -> int:
+    return sum(w.dropped for w in _WRITERS.values())
+
+
+def compile_access_log(fmt: str, destination: str | None, kind: str) -> StageAccessLog:
+    """A stage's access log; raises AccessLogFormatError for a bad format."""
+    text = preset(fmt, kind) if fmt.strip().lower() in ("clf", "json", "xml", "csv") else fmt  # type: ignore[arg-type]
+    if destination is not None:
+        # A destination that cannot be opened fails the load, not the worker.
+        with open(destination, "ab"):
+            pass
+    return StageAccessLog(compile_format(text, kind), destination)  # type: ignore[arg-type]
+
+
+def _clf_time(epoch: float) -> str:
+    t = time.gmtime(epoch)
+    day = f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}"
+    return f"{day}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def _header(ex: Any, name: str) -> str | None:
+    from fastgw.pipeline.caching import _HeadLookup
+
+    fwd = ex.p_fwd if ex.p_fwd is not None else ex.proto.fwd
+    return _HeadLookup(fwd).get(name)
+
+
+def _host(ex: Any) -> str | None:
+    host = ex.p_host if ex.p_host is not None else ex.proto.host
+    if not host:
+        return None
+    text = host.decode("latin-1")
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+class _Values:
+    """The variables of one finished exchange, computed on demand."""
+
+    __slots__ = ("ex", "now", "route", "status")
+
+    def __init__(self, ex: Any, route: RouteRuntime, status: int, now: float) -> None:
+        self.ex = ex
+        self.route = route
+        self.status = status
+        self.now = now
+
+    def get(self, name: str) -> object | None:
+        fn = _GETTERS.get(name)
+        return fn(self) if fn is not None else None
+
+
+def _epoch(v: _Values) -> float:
+    # The exchange's start on the wall clock: now minus the time it took (loop clock).
+    return time.time() - (v.now - v.ex.t0)
+
+
+def _path(v: _Values) -> str | None:
+    url = getattr(v.ex, "url", None)
+    if not url:
+        return v.ex.p_path or None
+    return str(url.split(b"?", 1)[0].decode("latin-1"))
+
+
+def _int_ms(v: _Values) -> object | None:
+    ms = v.ex.int_ms
+    return round(ms) if ms >= 0.0 else None
+
+
+def _up_status(v: _Values) -> object | None:
+    return v.ex.up_status if v.ex.t_int else None
+
+
+_GETTERS: dict[str, Callable[[_Values], object | None]] = {
+    "requestId": lambda v: v.ex.request_id.decode(),
+    "extendedRequestId": lambda v: v.ex.request_id.decode(),
+    "apiId": lambda v: v.route.api.id,
+    "stage": lambda v: v.route.stage.name,
+    "domainName": _host,
+    "domainPrefix": lambda v: (_host(v.ex) or "").split(".", 1)[0] or None,
+    "httpMethod": lambda v: v.ex.method,
+    "path": _path,
+    "resourcePath": lambda v: v.route.template or v.route.key,
+    "routeKey": lambda v: v.route.key,
+    "resourceId": lambda v: v.route.key,
+    "protocol": lambda v: "HTTP/1.0" if v.ex.http10 else "HTTP/1.1",
+    "requestTime": lambda v: _clf_time(_epoch(v)),
+    "requestTimeEpoch": lambda v: int(_epoch(v) * 1000),
+    "status": lambda v: v.status,
+    "responseLength": lambda v: v.ex.resp_len if v.ex.resp_len >= 0 else None,
+    "responseLatency": lambda v: round((v.now - v.ex.t0) * 1000.0),
+    "integrationLatency": _int_ms,
+    "integration.latency": _int_ms,
+    "integrationStatus": _up_status,
+    "integration.status": _up_status,
+    "integration.integrationStatus": _up_status,
+    "identity.sourceIp": lambda v: v.ex.proto.peer,
+    "identity.userAgent": lambda v: _header(v.ex, "user-agent"),
+    "identity.apiKeyId": lambda v: v.ex.p_key_id,
+    "identity.apiKey": lambda v: v.ex.p_api_key.decode("latin-1") if v.ex.p_api_key else None,
+}
+# Domain lookups take the exchange, not the values.
+_GETTERS["domainName"] = lambda v: _host(v.ex)
+
+
+class StageAccessLog:
+    """A stage's compiled format and destination."""
+
+    __slots__ = ("destination", "format", "writer")
+
+    def __init__(self, fmt: AccessLogFormat, destination: str | None) -> None:
+        self.format = fmt
+        self.destination = destination
+        self.writer: AccessLogWriter | None = None
+
+    def emit(self, ex: Any, route: RouteRuntime, status: int, now: float) -> None:
+        writer = self.writer
+        if writer is None:
+            writer = self.writer = writer_for(self.destination)
+        writer.write(self.format.render(_Values(ex, route, status, now).get))

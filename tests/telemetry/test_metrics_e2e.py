@@ -1,0 +1,153 @@
+"""Metrics end to end: a real gateway with two workers, traffic of known shape, and a Prometheus
+scrape of the admin listener's ``/metrics`` that must count it exactly (node totals, not one
+worker's): Count, 4XXError, 5XXError per route with AWS's dimensions, CacheHitCount and
+CacheMissCount, IntegrationLatency only where an integration ran, Latency histograms that
+bracket what the client measured, and the gateway's own gauges."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from helpers import ADMIN_TOKEN, HOST, Gateway, GatewayFactory, RawConn, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(port: int) -> dict[str, Any]:
+    slow = {"type": "HTTP_PROXY", "uri": f"http://127.0.0.1:{port}/slow?ms=120"}
+    return {
+        "apis": [
+            {
+                "name": "shop",
+                "id": "shop1",
+                "routes": [
+                    {"route": "GET /ok", "integration": {"type": "MOCK", "body": "ok"}},
+                    {"route": "GET /missing", "integration": {"type": "MOCK", "status": 404, "body": "no"}},
+                    {
+                        "route": "GET /fail",
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "uri": f"http://127.0.0.1:{port}/status?code=503",
+                        },
+                    },
+                    {"route": "GET /slow", "integration": slow},
+                    {
+                        "route": "GET /cached",
+                        "integration": {"type": "HTTP_PROXY", "uri": f"http://127.0.0.1:{port}/plain"},
+                    },
+                ],
+                "stages": [
+                    {
+                        "name": "prod",
+                        "cache": {"ttl_seconds": 60},
+                        "route_cache": {
+                            "GET /ok": {"enabled": False},
+                            "GET /missing": {"enabled": False},
+                            "GET /slow": {"enabled": False},
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "lean",
+                "id": "lean1",
+                "kind": "http",
+                "routes": [
+                    {
+                        "route": "GET /h/{id}",
+                        "integration": {"type": "HTTP_PROXY", "uri": f"http://127.0.0.1:{port}/h/{{id}}"},
+                    }
+                ],
+                "stages": [{"name": "$default"}],
+            },
+        ]
+    }
+
+
+def scrape(gw: Gateway) -> str:
+    req = urllib.request.Request(
+        f"http://{HOST}:{gw.admin_port}/metrics", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["content-type"].startswith("text/plain")
+        return str(resp.read().decode())
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    hits = [v for (n, ls), v in found.items() if n == name and set(labels.items()) <= ls]
+    assert len(hits) == 1, (name, labels, [k for k in found if k[0] == name])
+    return hits[0]
+
+
+def test_a_scrape_counts_the_node_traffic_exactly(gateway_factory: GatewayFactory, scripted: Any) -> None:
+    gw = gateway_factory(config(scripted.port), workers=2)
+    plan = {"/prod/ok": 7, "/prod/missing": 3, "/prod/fail": 2, "/prod/cached": 4}
+    for target, n in plan.items():
+        for _ in range(n):
+            with RawConn(gw.port) as c:  # new connections: both workers serve
+                c.request("GET", target)
+    timings = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        with RawConn(gw.port) as c:
+            assert c.request("GET", "/prod/slow").status == 200
+        timings.append((time.monotonic() - t0) * 1000)
+    for i in range(5):
+        with RawConn(gw.port) as c:
+            assert c.request("GET", f"/h/{i}", host="lean1.execute-api.local").status == 200
+
+    rest = {"ApiName": "shop", "Stage": "prod"}
+
+    def settled() -> bool:
+        found = samples(scrape(gw))
+        try:
+            return value(found, "fastgw_Count_total", Resource="/slow", Method="GET", **rest) == 2
+        except AssertionError:
+            return False
+
+    assert wait_for(settled, 5.0)
+    found = samples(scrape(gw))
+    assert value(found, "fastgw_Count_total", Resource="/ok", Method="GET", **rest) == 7
+    assert value(found, "fastgw_4XXError_total", Resource="/ok", Method="GET", **rest) == 0
+    assert value(found, "fastgw_4XXError_total", Resource="/missing", Method="GET", **rest) == 3
+    assert value(found, "fastgw_5XXError_total", Resource="/fail", Method="GET", **rest) == 2
+    # Each worker has its own memory cache: one miss per worker that served the route.
+    misses = value(found, "fastgw_CacheMissCount_total", Resource="/cached", Method="GET", **rest)
+    hits = value(found, "fastgw_CacheHitCount_total", Resource="/cached", Method="GET", **rest)
+    assert 1 <= misses <= 2 and hits + misses == 4
+    assert value(found, "fastgw_Count_total", ApiId="lean1", Stage="$default", Route="GET /h/{id}") == 5
+    # Latency: the two slow requests fall in the buckets around what the client measured.
+    count = value(found, "fastgw_Latency_milliseconds_count", Resource="/slow", Method="GET", **rest)
+    assert count == 2
+    total = value(found, "fastgw_Latency_milliseconds_sum", Resource="/slow", Method="GET", **rest)
+    assert 2 * 115 <= total <= sum(timings) + 5
+    assert (
+        value(found, "fastgw_Latency_milliseconds_bucket", Resource="/slow", Method="GET", le="100.0", **rest)
+        == 0
+    )
+    assert (
+        value(found, "fastgw_Latency_milliseconds_bucket", Resource="/slow", Method="GET", le="+Inf", **rest)
+        == 2
+    )
+    integ = value(
+        found, "fastgw_IntegrationLatency_milliseconds_count", Resource="/slow", Method="GET", **rest
+    )
+    assert integ == 2
+    assert (
+        value(found, "fastgw_IntegrationLatency_milliseconds_count", Resource="/ok", Method="GET", **rest)
+        == 0
+    )
+    assert "fastgw_active_connections" in {n for n, _ in found}
