@@ -745,6 +745,113 @@ def mode_traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- telemetry mode
+
+TEL_OFF = "no metrics"
+TEL_METRICS = "metrics"
+TEL_LOGS = "metrics + JSON access log"
+# The issue's budget: share of req/s that metrics plus JSON access logs may cost.
+TELEMETRY_BUDGET = {TEL_METRICS: 0.05, TEL_LOGS: 0.05}
+
+
+def telemetry_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
+    rows = []
+    for sc in scenarios:
+        base = res.get((sc.key, TEL_OFF))
+        for tkey, budget in TELEMETRY_BUDGET.items():
+            c = res.get((sc.key, tkey))
+            if c is None or base is None:
+                continue
+            cost = 1.0 - c.rps / base.rps if base.rps and not math.isnan(base.rps) else math.nan
+            verdict = "-" if math.isnan(cost) else ("yes" if cost <= budget else "NO")
+            cpu, cpu_base = c.user_us + c.sys_us, base.user_us + base.sys_us
+            rows.append(
+                [
+                    sc.label,
+                    tkey,
+                    report.fmt_ratio(c.rps, base.rps),
+                    "-" if math.isnan(cost) else f"{cost:+.1%}",
+                    f"{budget:.0%}",
+                    verdict,
+                    _signed(c.user_us - base.user_us, 2),
+                    _signed(cpu - cpu_base, 2),
+                ]
+            )
+    return report.markdown_table(
+        [
+            "scenario",
+            "target",
+            "req/s vs no metrics",
+            "req/s cost",
+            "budget",
+            "within",
+            "user +us/req",
+            "CPU +us/req",
+        ],
+        rows,
+        align="llrrrlrr",
+    )
+
+
+def mode_telemetry(args: argparse.Namespace) -> int:
+    nginx, wrk = ensure_tools()
+    assert nginx is not None
+    proxy_cores, load_cores = pinning(cpu_count())
+    with tempfile.TemporaryDirectory(prefix="fastgw-bench-") as tmpdir, ProcessSet() as procs:
+        tmp = Path(tmpdir)
+        keep = set(args.scenarios.split(",")) if args.scenarios else {"small@64"}
+        scenarios = [s for s in standard_scenarios(tmp) if s.key in keep]
+        upstream = start_upstream(procs, nginx, tmp, load_cores)
+        if upstream.error:
+            return 2
+        access_log = tmp / "access.log"
+        configs = {
+            TEL_OFF: bench_config(upstream.port, metrics=False),
+            TEL_METRICS: bench_config(upstream.port),
+            TEL_LOGS: bench_config(upstream.port, access_log=str(access_log)),
+        }
+        targets = []
+        for i, (name, text) in enumerate(configs.items()):
+            cfg = tmp / f"fastgw-tel{i}.yaml"
+            cfg.write_text(text)
+            server = start_fastgw(procs, f"fastgw-tel{i}", cfg, 1, tmp, proxy_cores)
+            targets.append(Target(name, server, "/prod", load_cores))
+        log_plan(scenarios, targets, args)
+        res = measure(wrk, scenarios, targets, args.repeat, args.duration, args.warmup, upstream)
+        logged = sum(1 for _ in access_log.open()) if access_log.exists() else 0
+        info = report.machine_info(nginx, wrk)
+    table = results_table(scenarios, targets, res)
+    ratios = telemetry_ratio_table(scenarios, res)
+    fails = print_results(table, ratios, targets)
+    print(f"\naccess log lines written: {logged:,}")
+    if args.no_write:
+        return 0
+    body = "\n\n".join(
+        filter(
+            None,
+            [
+                "## Telemetry: metrics and access logs on the hot path",
+                report.machine_md(info),
+                f"Command: `{report.command_line()}`  \n"
+                f"{args.repeat} runs of {args.duration:g} s per cell (interleaved, median shown), "
+                f"{args.warmup:g} s warm-up; every fastgw 1 worker pinned to core {proxy_cores}, wrk "
+                f"and the upstream nginx to {load_cores}.",
+                "Targets (the bench config): **no metrics** = `gateway.metrics: false`; **metrics** = the "
+                "default (per-route Count/4XX/5XX/latency histograms); **metrics + JSON access log** = "
+                "also `accessLogSettings: {format: json}` on the stage, to a file "
+                f"({logged:,} lines written).",
+                table,
+                "Against no metrics (budget from the issue: metrics plus JSON access logs cost at most "
+                "5 % of req/s):",
+                ratios,
+                fails,
+            ],
+        )
+    )
+    report.update_results("telemetry", body)
+    return 0
+
+
 # --------------------------------------------------------------------------- functions mode
 
 FN_PROXY = "HTTP_PROXY to nginx"
@@ -1292,6 +1399,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="small GET @64/@256 against fastgw with 1 and 2 workers (section of RESULTS.md)",
     )
     p.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="cost of metrics and access logs: small GET @64 (or --scenarios) against three fastgw, 1 "
+        "worker each: metrics off, on (the default), on with a JSON access log to a file; section "
+        "'telemetry' of RESULTS.md",
+    )
+    p.add_argument(
         "--traffic",
         action="store_true",
         help="cost of traffic management: small GET @64 (or --scenarios) against three fastgw, 1 worker "
@@ -1346,11 +1460,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--repeat and --duration must be >= 1")
     if args.config is None and (args.requests or args.workers or args.connections):
         p.error("--request/--workers/--connections belong to user mode: add --config YOUR.yaml")
-    modes = (args.config, args.workers_compare, args.traffic, args.functions, args.auth, args.rest)
+    modes = (
+        args.config,
+        args.workers_compare,
+        args.traffic,
+        args.functions,
+        args.auth,
+        args.rest,
+        args.telemetry,
+    )
     if sum(map(bool, modes)) > 1:
         p.error(
-            "--config, --workers-compare, --traffic, --functions, --auth and --rest are separate modes: "
-            "pick one"
+            "--config, --workers-compare, --traffic, --telemetry, --functions, --auth and --rest are "
+            "separate modes: pick one"
         )
     if args.scenarios:
         unknown = set(args.scenarios.split(",")) - {"small@64", "small@256", "16k@64", "post1m@16"}
@@ -1370,6 +1492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return mode_workers(args)
             if args.traffic:
                 return mode_traffic(args)
+            if args.telemetry:
+                return mode_telemetry(args)
             if args.functions:
                 return mode_functions(args)
             if args.auth:

@@ -195,6 +195,8 @@ def bench_config(
     keepalive_timeout: float | None = None,
     api_key: str | None = None,
     redis_url: str | None = None,
+    metrics: bool = True,
+    access_log: str | None = None,
 ) -> str:
     """The bench's fastgw config: REST API ``bench``, route ``ANY /{proxy+}`` to the upstream, stage prod.
 
@@ -215,6 +217,11 @@ def bench_config(
         if api_key
         else "    stages: [{name: prod}]\n"
     )
+    if access_log is not None:
+        log_settings = f'{{format: json, destination: "{access_log}"}}'
+        stages = f"    stages: [{{name: prod, accessLogSettings: {log_settings}}}]\n"
+    if not metrics:
+        state += "  metrics: false\n"
     plans = ""
     if api_key is not None:
         plans = (

@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fastgw.cli.deploy import add_deploy_commands  # deploy, stages, rollback, ... (fastgw/cli/deploy.py)
 
     add_deploy_commands(sub)
+    from fastgw.cli.top import add_top_command  # top (fastgw/cli/top.py)
+
+    add_top_command(sub)
     from fastgw.mapping.cli import add_render_template_command  # render-template (fastgw/mapping/cli.py)
 
     add_render_template_command(sub)

@@ -1,11 +1,11 @@
 """``fastgw top``: a live view of a node's traffic, per API, stage and route, from the admin ``/metrics``.
 
-Every ``--interval`` seconds (default 2) the command scrapes the admin API's ``GET /metrics``
-(Prometheus text, see ``fastgw.telemetry.prometheus``), diffs it against the previous scrape and
-prints one row per (API, stage, route): requests/s, 4xx/s, 5xx/s, p50 and p99 of ``Latency`` over
-the interval, and the cache hit ratio, sorted by requests/s, ``--limit`` rows (0: all). A header
-shows the node's gauges (open connections, upstream connections in use and idle, workers
-reporting) and the throttled and quota-refused rates.
+Every ``--interval`` seconds (default 2, counted from the previous answer) the command scrapes the
+admin API's ``GET /metrics`` (Prometheus text, see ``fastgw.telemetry.prometheus``), diffs it
+against the previous scrape and prints one row per (API, stage, route): requests/s, 4xx/s, 5xx/s,
+p50 and p99 of ``Latency`` over the interval, and the cache hit ratio, sorted by requests/s,
+``--limit`` rows (0: all). A header shows the node's gauges (open connections, upstream
+connections in use and idle, workers reporting) and the throttled and quota-refused rates.
 
 On a terminal each frame replaces the previous one (ANSI cursor codes, lines clipped to the
 window); piped, frames follow each other as plain text. ``--once`` prints one frame (two scrapes
@@ -14,10 +14,13 @@ one document per line). Ctrl-C exits 0.
 
 The maths are Prometheus's: a counter that went down was reset and its increase is its new value
 (``increase()``), and percentiles interpolate inside the bucket deltas as ``histogram_quantile``
-does. The workers publish their counts about once a second, so an interval shorter than about 1 s
-sees steps rather than rates. The connection options (``--admin``, ``--token``, ``-c``,
-``--timeout``) and the exit codes (1: the admin API refused, 2: unreachable) are those of the other
-admin commands (``fastgw.admin.client``). No prometheus_client at run time: the parser is below.
+does. The workers publish their counts about once a second and the exposition carries no
+timestamps, so the counts of a T-second frame come from the floor or the ceiling of T publishes: a
+rate can be off by up to 1/T of itself (rarely for whole-second intervals, often for 1.5 s).
+
+The connection options (``--admin``, ``--token``, ``-c``, ``--timeout``) and the exit codes (1: the
+admin API refused, 2: unreachable) are those of the other admin commands (``fastgw.admin.client``).
+No prometheus_client at run time: the parser is below.
 """
 
 from __future__ import annotations
@@ -270,7 +273,7 @@ class RouteRow:
             "api_id": self.id.api_id,
             "stage": self.id.stage,
             "route": self.id.route,
-            "requests": self.requests,
+            "requests": _plain(self.requests),
             "requests_per_s": _round(self.requests_per_s),
             "errors_4xx_per_s": _round(self.errors_4xx_per_s),
             "errors_5xx_per_s": _round(self.errors_5xx_per_s),
@@ -296,10 +299,10 @@ class NodeStatus:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "active_connections": self.active_connections,
-            "upstream_connections_in_use": self.upstream_in_use,
-            "upstream_connections_idle": self.upstream_idle,
-            "workers_reporting": self.workers_reporting,
+            "active_connections": _plain(self.active_connections),
+            "upstream_connections_in_use": _plain(self.upstream_in_use),
+            "upstream_connections_idle": _plain(self.upstream_idle),
+            "workers_reporting": _plain(self.workers_reporting),
             "throttled_per_s": _round(self.throttled_per_s),
             "quota_refused_per_s": _round(self.quota_refused_per_s),
             "requests_per_s": _round(self.requests_per_s),
@@ -327,6 +330,13 @@ class Frame:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _plain(value: float | None) -> float | int | None:
+    """Counts and gauges as JSON numbers: integral values without a ``.0``."""
+    if value is not None and value.is_integer():
+        return int(value)
+    return value
 
 
 def route_row(rid: RouteId, previous: RouteTotals | None, current: RouteTotals, seconds: float) -> RouteRow:
@@ -406,6 +416,11 @@ _COLUMNS = ("REQ/S", "4XX/S", "5XX/S", "P50 MS", "P99 MS", "HIT %", "API", "STAG
 _NUMERIC = 6  # the first columns are right-aligned numbers; the names come last, so clipping cuts them
 
 
+def _printable(text: str) -> str:
+    # APPSEC: names come from the config (and the wire); no control characters reach the terminal.
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -419,7 +434,7 @@ def render_frame(frame: Frame, limit: int = DEFAULT_LIMIT, title: str = "fastgw 
     n = frame.node
     shown = top_rows(frame.rows, limit)
     lines = [
-        f"{title}  interval {frame.seconds:.1f}s  routes {len(shown)} of {len(frame.rows)}",
+        f"{_printable(title)}  interval {frame.seconds:.1f}s  routes {len(shown)} of {len(frame.rows)}",
         f"connections {_int(n.active_connections)}  upstream {_int(n.upstream_in_use)} in use / "
         f"{_int(n.upstream_idle)} idle  workers {_int(n.workers_reporting)}  "
         f"throttled {_num(n.throttled_per_s)}/s  quota refused {_num(n.quota_refused_per_s)}/s",
@@ -438,9 +453,9 @@ def render_frame(frame: Frame, limit: int = DEFAULT_LIMIT, title: str = "fastgw 
                 _num(r.p50_ms),
                 _num(r.p99_ms),
                 _num(hit),
-                r.id.api,
-                r.id.stage,
-                r.id.route,
+                _printable(r.id.api),
+                _printable(r.id.stage),
+                _printable(r.id.route),
             ]
         )
     widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
@@ -488,24 +503,24 @@ def run_top(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Scrape with ``fetch`` every ``interval`` seconds and write a frame per scrape after the first.
+    """Scrape with ``fetch`` and write a frame per scrape after the first, each scrape ``interval``
+    seconds after the previous one arrived (rates divide by the measured time between them).
 
     Returns 0 after one frame with ``once``; otherwise runs until interrupted. Errors of ``fetch``
     (``AdminError``, ``AdminUnreachable``) and of the parser (ValueError) propagate.
     """
     out = out or sys.stdout
     tty = out.isatty() and not as_json
-    previous = Scrape(clock(), parse_exposition(fetch()))
-    deadline = previous.time
+    text = fetch()
+    previous = Scrape(clock(), parse_exposition(text))
     while True:
-        deadline += interval
-        now = clock()
-        if deadline > now:
-            sleep(deadline - now)
-        else:  # a slow scrape: start counting again from now instead of catching up
-            deadline = now
-        samples = parse_exposition(fetch())
-        current = Scrape(clock(), samples)
+        # NOTE: the next scrape is due ``interval`` after the previous one arrived, so a slow
+        # scrape delays the next rather than making it immediate; rates use the measured time.
+        wait = previous.time + interval - clock()
+        if wait > 0:
+            sleep(wait)
+        text = fetch()
+        current = Scrape(clock(), parse_exposition(text))
         frame = compute_frame(previous, current)
         if as_json:
             doc = frame.to_json(limit)

@@ -202,6 +202,13 @@ class GatewaySettings(_Model):
     ] = False
     limits: Limits = field(default_factory=Limits)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    metrics: Annotated[
+        bool,
+        Meta(
+            description="Count every request per API, stage and route (AWS's metrics, scraped at the "
+            "admin listener's /metrics)."
+        ),
+    ] = True
     throttle: Annotated[
         ThrottleSettings,
         Meta(description="Gateway-wide limit over all APIs (AWS account level: 10,000 rps, burst 5,000)."),

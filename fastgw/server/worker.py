@@ -31,6 +31,7 @@ from fastgw.pipeline.runtime import Services
 from fastgw.server.protocol import Exchange, HttpProtocol, Pools
 from fastgw.server.tls import TlsContexts, TlsListener, build_contexts
 from fastgw.state.model import StateData
+from fastgw.telemetry import access
 from fastgw.traffic.node import StatePoller, create_table, make_gate, make_limiter, make_store
 from fastgw_core.limits import SharedTable
 
@@ -164,6 +165,7 @@ class Worker:
                 ex.on_timeout()
         self.pools.tick(now)
         self._ticks += 1
+        access.flush_all()
         if self._ticks % 10 == 0 and self.publisher is not None:
             self.publish_metrics()
         if self.draining and not self.connections:
@@ -315,6 +317,8 @@ def _read_config_pipe(worker: Worker, fd: int, buf: bytearray) -> None:
 def bind_metrics(metrics: Any, snapshot: RuntimeSnapshot) -> None:
     """Give every route of ``snapshot`` (canaries included) its stats in ``metrics``, with AWS's
     dimensions: REST ApiName / Stage / Resource / Method, HTTP APIs ApiId / Stage / Route."""
+    if not snapshot.config.gateway.metrics:
+        return
     canaries = [s.canary for s in snapshot.stages if s.canary is not None]
     for stage in [*snapshot.stages, *canaries]:
         name = f"{stage.name}/Canary" if stage.is_canary else stage.name
@@ -357,8 +361,6 @@ def run_worker(
     loop.add_signal_handler(signal.SIGTERM, worker.drain)
     loop.add_signal_handler(signal.SIGINT, worker.drain)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor handles reloads
-    from fastgw.telemetry import access
-
     loop.add_signal_handler(signal.SIGUSR1, access.reopen_all)  # logrotate
     if config_fd is not None:
         os.set_blocking(config_fd, False)

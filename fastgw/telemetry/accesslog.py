@@ -308,9 +308,19 @@ class AccessLogFormat:
         self._quoted = tuple(quoted)
         self.names = frozenset(slots)
 
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """The variable names in the order ``render_values`` takes their values."""
+        return self._slots
+
     def render(self, get: Callable[[str], object | None]) -> str:
         """One log line (no newline): ``get(name)`` for each variable, ``-`` for None or empty."""
-        vals = [v if type(v) is str and v else _text(v) for v in map(get, self._slots)]
+        return self.render_values(list(map(get, self._slots)))
+
+    def render_values(self, values: list[object | None]) -> str:
+        """One log line from the values of ``slots``, in order (the hot path's form: callers
+        that precompile one getter per slot skip the lookups by name)."""
+        vals = [v if type(v) is str and v else _text(v) for v in values]
         if self._quoted:
             for i in self._quoted:
                 if vals[i] != "-":
