@@ -207,6 +207,25 @@ class Worker:
             in_use += len(pool.all) - len(pool.idle)
         gauges["upstream_connections_in_use"] = float(in_use)
         gauges["upstream_connections_idle"] = float(idle)
+        # Counters other parts of the worker keep (absolute values: they only grow).
+        from fastgw.pipeline.caching import caches
+
+        counters = metrics.counters
+        gate = self.gate
+        counters["throttled"] = gate.refused
+        counters["quota_refused"] = gate.quota_refused
+        counters["forbidden"] = gate.forbidden
+        fallbacks = getattr(self.limiter, "fallbacks", 0)
+        counters["redis_fallbacks"] = int(fallbacks) if isinstance(fallbacks, int) else 0
+        cache = caches().stats()
+        gauges["cache_entries"] = float(cache["items"])
+        gauges["cache_bytes"] = float(cache["size_bytes"])
+        counters["cache_redis_errors"] = cache["redis_errors"]
+        decisions = self.services.decisions
+        if decisions is not None:
+            counters["authorizer_cache_hits"] = decisions.hits
+            counters["authorizer_cache_misses"] = decisions.misses
+        counters["access_log_dropped"] = access.dropped_lines()
         try:
             self.publisher.publish(metrics)  # type: ignore[union-attr]
         except OSError as ex:

@@ -151,3 +151,30 @@ def test_a_scrape_counts_the_node_traffic_exactly(gateway_factory: GatewayFactor
         == 0
     )
     assert "fastgw_active_connections" in {n for n, _ in found}
+
+
+def test_gateway_internals_are_scraped(gateway_factory: GatewayFactory) -> None:
+    cfg = {
+        "apis": [
+            {
+                "name": "tight",
+                "routes": [{"route": "GET /x", "integration": {"type": "MOCK", "body": "x"}}],
+                "stages": [{"name": "prod", "throttle": {"rateLimit": 0.01, "burstLimit": 1}}],
+            }
+        ]
+    }
+    gw = gateway_factory(cfg)
+    with RawConn(gw.port) as c:
+        got = [c.request("GET", "/prod/x").status for _ in range(4)]
+    assert got == [200, 429, 429, 429]
+
+    def throttled() -> float:
+        found = samples(scrape(gw))
+        return next((v for (n, _), v in found.items() if n == "fastgw_throttled_total"), -1.0)
+
+    assert wait_for(lambda: throttled() == 3, 5.0), throttled()
+    found = samples(scrape(gw))
+    assert value(found, "fastgw_Count_total", ApiName="tight", Resource="/x") == 4
+    assert value(found, "fastgw_4XXError_total", ApiName="tight", Resource="/x") == 3
+    names = {n for n, _ in found}
+    assert {"fastgw_quota_refused_total", "fastgw_cache_entries", "fastgw_active_connections"} <= names
