@@ -5,7 +5,7 @@ integration responses), ``http_proxy`` -> HTTP_PROXY, ``http`` -> HTTP, ``aws_pr
 AWS_PROXY and ``aws`` -> AWS (Lambda functions only). What fastgw cannot honour is reported:
 a warning when the route still works as the document means it in the essentials (an IAM role, a
 VPC link in front of a reachable URL, a TLS setting), an error when it cannot be served at all
-(an AWS service other than Lambda, an ``https://`` endpoint, a load balancer ARN).
+(an AWS service other than Lambda, a load balancer ARN).
 """
 
 from __future__ import annotations
@@ -115,15 +115,8 @@ def _http_uri(r: Reader, uri: str, path: str) -> bool:
             "does not have; use the endpoint's http:// URL",
         )
         return False
-    if uri.lower().startswith("https://"):
-        r.error(
-            path,
-            "https:// endpoints are not supported by fastgw's HTTP integrations yet (http:// only); "
-            "point the URI at a plain-HTTP endpoint or a local TLS-terminating proxy",
-        )
-        return False
-    if not uri.lower().startswith("http://"):
-        r.error(path, f"{uri!r} is not an http:// URL")
+    if not uri.lower().startswith(("http://", "https://")):
+        r.error(path, f"{uri!r} is not an http:// or https:// URL")
         return False
     return True
 

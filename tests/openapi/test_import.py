@@ -609,7 +609,6 @@ def test_what_fastgw_cannot_serve_is_refused() -> None:
     d = doc(
         {
             "/s3": {"get": op({"type": "aws", "uri": "arn:aws:apigateway:us-east-1:s3:path/bucket/key"})},
-            "/tls": {"get": op({"type": "http_proxy", "uri": "https://api.example.com/"})},
             "/sqs": {"post": op({"type": "aws_proxy", "integrationSubtype": "SQS-SendMessage", "uri": lam})},
             "/alb": {
                 "get": op(
@@ -625,7 +624,7 @@ def test_what_fastgw_cannot_serve_is_refused() -> None:
     )
     found = dict(problems(d, kind="http"))
     assert "AWS service integrations (s3) are not supported" in found[f"$.paths['/s3'].get.{INTEG}.uri"]
-    assert "https:// endpoints are not supported" in found[f"$.paths['/tls'].get.{INTEG}.uri"]
+    assert f"$.paths['/tls'].get.{INTEG}.uri" not in found
     assert "(SQS-SendMessage) are not supported" in found[f"$.paths['/sqs'].post.{INTEG}.integrationSubtype"]
     assert "VPC link" in found[f"$.paths['/alb'].get.{INTEG}.uri"]
 
@@ -1029,3 +1028,10 @@ def test_the_api_id_comes_from_the_exported_address() -> None:
     assert import_document(swagger).api["id"] == "abc123defg"
     swagger["host"] = "api.example.com"
     assert import_document(swagger).api["id"] != "api"
+
+
+def test_https_endpoints_are_imported() -> None:
+    d = doc({"/tls": {"get": op({"type": "http_proxy", "uri": "https://api.example.com/v1/x"})}})
+    got = import_document(d)
+    routes = {r["route"]: r for r in got.api["routes"]}
+    assert routes["GET /tls"]["integration"]["uri"] == "https://api.example.com/v1/x"
