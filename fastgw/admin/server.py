@@ -1414,6 +1414,45 @@ async def stop_admin(server: asyncio.AbstractServer, timeout: float = DRAIN_TIME
     await app.shutdown(timeout)
 
 
+def start_otlp(config: GatewayConfig) -> Any:
+    """The OTLP metrics exporter of this node (fastgw.telemetry.otel), started; None when off."""
+    import os
+
+    from fastgw.telemetry.node import node_directory
+
+    o = config.gateway.otlp
+    directory = node_directory()
+    if directory is None or not config.gateway.metrics:
+        return None
+    try:
+        from fastgw.telemetry.otel import OtlpMetricsExporter, OtlpSettings, settings_from_env
+    except ImportError:  # pragma: no cover - the otel extra is part of the install
+        return None
+    settings = settings_from_env(
+        OtlpSettings(
+            o.endpoint,
+            o.metrics_endpoint,
+            dict(o.headers),
+            o.interval_seconds,
+            o.timeout_seconds,
+            o.service_name,
+            dict(o.resource_attributes),
+        )
+    )
+    if settings is None:
+        return None
+    try:
+        exporter = OtlpMetricsExporter(
+            settings, directory, instance_id=f"{socket.gethostname()}:{os.getppid()}"
+        )
+    except (RuntimeError, ValueError) as ex:
+        log.error("OTLP metrics export disabled", extra={"error": str(ex)})
+        return None
+    exporter.start()
+    log.info("OTLP metrics export", extra={"url": exporter.url, "interval_s": exporter.interval})
+    return exporter
+
+
 @dataclass
 class _Stopper:
     event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -1446,10 +1485,12 @@ def run_admin_process(
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     store = store_factory()
+    otlp: Any = None
     try:
         loop.run_until_complete(store.open())
         flush = flush_factory(store) if flush_factory is not None else None
         server = loop.run_until_complete(serve_admin(config, store, token, flush=flush, sock=sock, load=load))
+        otlp = start_otlp(config)
         stopper = _Stopper()
 
         def on_signal(signum: int) -> None:
@@ -1466,6 +1507,8 @@ def run_admin_process(
         log.info("admin API draining", extra={"signal": signal.Signals(stopper.signal).name})
         loop.run_until_complete(stop_admin(server, DRAIN_TIMEOUT))
     finally:
+        if otlp is not None:
+            otlp.stop(timeout=5.0)  # a last export, with the workers' last publishes
         try:
             loop.run_until_complete(store.close())
         finally:

@@ -185,6 +185,47 @@ class FunctionSettings(_Model):
     ] = 32
 
 
+class OtlpMetricsSettings(_Model):
+    """Push the node's metrics to an OpenTelemetry collector (OTLP/HTTP, protobuf); off without an
+    endpoint here or in OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT."""
+
+    endpoint: Annotated[
+        str | None,
+        Meta(
+            description="Base URL of the collector, e.g. http://127.0.0.1:4318 (metrics go to "
+            "{endpoint}/v1/metrics). Absent: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT / "
+            "OTEL_EXPORTER_OTLP_ENDPOINT."
+        ),
+    ] = None
+    metrics_endpoint: Annotated[
+        str | None, Meta(description="Full URL of the metrics endpoint (wins over endpoint).")
+    ] = None
+    headers: Annotated[
+        dict[str, str],
+        Meta(
+            description="Headers of every export; OTEL_EXPORTER_OTLP_HEADERS / "
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS add to them."
+        ),
+    ] = field(default_factory=dict)
+    interval_seconds: Annotated[
+        Annotated[float, Meta(gt=0)] | None,
+        Meta(description="Seconds between exports. Absent: OTEL_METRIC_EXPORT_INTERVAL (ms), else 10."),
+    ] = None
+    timeout_seconds: Annotated[
+        Annotated[float, Meta(gt=0)] | None,
+        Meta(
+            description="Seconds one export may take, retries included. Absent: "
+            "OTEL_EXPORTER_OTLP_[METRICS_]TIMEOUT (ms), else 5.",
+        ),
+    ] = None
+    service_name: Annotated[
+        str | None, Meta(description="Resource service.name. Absent: OTEL_SERVICE_NAME, else fastgw.")
+    ] = None
+    resource_attributes: Annotated[
+        dict[str, str], Meta(description="More resource attributes; OTEL_RESOURCE_ATTRIBUTES adds to them.")
+    ] = field(default_factory=dict)
+
+
 class GatewaySettings(_Model):
     """Process-wide settings."""
 
@@ -209,6 +250,7 @@ class GatewaySettings(_Model):
             "admin listener's /metrics)."
         ),
     ] = True
+    otlp: OtlpMetricsSettings = field(default_factory=OtlpMetricsSettings)
     throttle: Annotated[
         ThrottleSettings,
         Meta(description="Gateway-wide limit over all APIs (AWS account level: 10,000 rps, burst 5,000)."),
