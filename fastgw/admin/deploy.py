@@ -24,7 +24,8 @@ problem's path), and nothing is written otherwise. Workers pick a change up with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -38,7 +39,7 @@ from fastgw.admin.server import (
     not_found,
 )
 from fastgw.config.load import ConfigError
-from fastgw.config.model import Api, GatewayConfig
+from fastgw.config.model import STAGE_VARIABLE_NAME, STAGE_VARIABLE_VALUE, Api, GatewayConfig
 from fastgw.state.model import (
     CanaryPointer,
     Deployment,
@@ -57,9 +58,21 @@ INVALID_DEPLOYMENT = "Invalid Deployment identifier specified"
 INVALID_STAGE = "Invalid Stage identifier specified"
 
 
+_VarName = Annotated[str, msgspec.Meta(pattern=STAGE_VARIABLE_NAME)]
+_VarValue = Annotated[str, msgspec.Meta(pattern=STAGE_VARIABLE_VALUE)]
+
+
+def _check_override(name: str, value: str, path: str) -> None:
+    """AWS's stage-variable rules: a value that could end a request line never gets in."""
+    if re.fullmatch(STAGE_VARIABLE_NAME, name) is None:
+        raise bad_request(f"Invalid stage variable name {name!r}: [A-Za-z0-9_]", path)
+    if re.fullmatch(STAGE_VARIABLE_VALUE, value) is None:
+        raise bad_request(f"Invalid stage variable value for {name}: only [A-Za-z0-9-._~:/?#&=,]", path)
+
+
 class CanarySettingsInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     percentTraffic: float = 0.0
-    stageVariableOverrides: dict[str, str] = msgspec.field(default_factory=dict)
+    stageVariableOverrides: dict[_VarName, _VarValue] = msgspec.field(default_factory=dict)
     useStageCache: bool = False
 
 
@@ -141,8 +154,8 @@ class DeploymentHandlers:
         except ConfigError as ex:
             raise ApiError(
                 400,
-                "The deployment does not compile with the running config: "
-                + "; ".join(str(i) for i in ex.issues),
+                "The deployment does not compile with the running config (reload the gateway first "
+                "if the config file changed): " + "; ".join(str(i) for i in ex.issues),
                 "BadRequestException",
             ) from None
 
@@ -209,7 +222,7 @@ class DeploymentHandlers:
                     apiId=api_id, stage=body.stageName, deploymentId=dep.id, canary=canary, updatedAt=now
                 )
             try:
-                await self._check(config, new, [dep])
+                await self._check(self.app.config, new, [dep])
             except ApiError:
                 await store.delete_deployment(api_id, dep.id)
                 raise
@@ -284,7 +297,7 @@ class DeploymentHandlers:
         new = StagePointer(
             apiId=api_id, stage=stage_name, deploymentId=deployment_id, canary=canary, updatedAt=now_ts()
         )
-        await self._check(config, new, [])
+        await self._check(self.app.config, new, [])
         try:
             await store.put_stage_pointer(new)
         except KeyError:
@@ -296,6 +309,8 @@ class DeploymentHandlers:
         canary: CanaryPointer | None, op: Any, field: str, where: str, base: str | None
     ) -> CanaryPointer:
         if canary is None:
+            if base is None:
+                raise bad_request("The stage has no deployment: replace /deploymentId first", where)
             if op.op != "replace" or field != "deploymentId":
                 raise bad_request(
                     "The stage has no canary: replace /canarySettings/deploymentId first", where
@@ -307,6 +322,7 @@ class DeploymentHandlers:
             if op.op == "remove":
                 overrides.pop(name, None)
             elif op.op == "replace":
+                _check_override(name, op.value or "", f"{where}.value")
                 overrides[name] = op.value or ""
             else:
                 raise bad_request(f"Invalid op {op.op} for {field}", where)

@@ -1499,6 +1499,18 @@ def run_admin_process(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+
+        def on_reload() -> None:
+            # The supervisor accepted a new config: deployments are checked against it.
+            app = next(iter(_APPS.values()), None)
+            if app is None or load is None:
+                return
+            try:
+                app.config = load()
+            except Exception as ex:  # the supervisor validated it; a racing edit is logged
+                log.warning("admin config not refreshed", extra={"error": str(ex)})
+
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
         log.info(
             "admin API serving",
             extra={"listen": admin.listen, **({"token_file": generated} if generated else {})},

@@ -43,6 +43,8 @@ _STAGE_VAR = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?\-+=&#~]+)\}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
 _ROUTE_PARAM = re.compile(r"\{([A-Za-z0-9_.-]+)\+?\}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"})
+# What an integration URI (stage variables substituted) may never hold: it becomes a request line.
+_BAD_URI = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 
 
 @dataclass(slots=True, eq=False)
@@ -252,6 +254,9 @@ def _substitute_stage_vars(text: str, stage: Stage, path: str, issues: list[Conf
 
 
 def _parse_base(url: str, path: str, issues: list[ConfigIssue]) -> tuple[Target | None, str]:
+    if _BAD_URI.search(url) is not None:
+        issues.append(ConfigIssue(path, f"URI {url!r} has spaces, control or non-ASCII characters"))
+        return None, ""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -442,6 +447,16 @@ def compile_config(
         stage_map: dict[str, StageRuntime] = {}
         config_api = api
 
+        def served_runtime(defn: Api, rt_api: ApiRuntime = rt_api) -> ApiRuntime:
+            """The API runtime of a deployed definition: its own CORS and binary media types
+            (a deployment snapshots them as AWS's do), the config's identity."""
+            from dataclasses import replace
+
+            from fastgw.pipeline.cors import CorsRuntime
+
+            cors = CorsRuntime(defn.cors) if defn.cors is not None and defn.kind == "http" else None
+            return replace(rt_api, binary_types=tuple(t.lower() for t in defn.binaryMediaTypes), cors=cors)
+
         def build_stage(
             stage: Stage,
             s_i: int,
@@ -600,7 +615,16 @@ def compile_config(
                 # The stage serves a deployment's snapshot of the API, not the config's.
                 d_path = f"{s_path} (deployment {deployed.deployment_id})"
                 d_customs = compile_gateway_responses(deployed.api, d_path, issues)
-                rt_stage = build_stage(stage, s_i, d_path, deployed.api, uid, d_customs)
+                rt_stage = build_stage(
+                    stage,
+                    s_i,
+                    d_path,
+                    deployed.api,
+                    uid,
+                    d_customs,
+                    rt_api=served_runtime(deployed.api),
+                    api_plugins=binder.bind(deployed.api.plugins, f"{d_path}.plugins", f"api {api.name}"),
+                )
                 rt_stage.deployment_id = deployed.deployment_id
                 canary = deployed.canary
                 if canary is not None:
@@ -610,7 +634,16 @@ def compile_config(
                     c_path = f"{s_path} (canary deployment {canary.deployment_id})"
                     c_customs = compile_gateway_responses(canary.api, c_path, issues)
                     c_uid = uid if canary.use_stage_cache else f"{uid}:canary"
-                    rt_canary = build_stage(c_stage, s_i, c_path, canary.api, c_uid, c_customs)
+                    rt_canary = build_stage(
+                        c_stage,
+                        s_i,
+                        c_path,
+                        canary.api,
+                        c_uid,
+                        c_customs,
+                        rt_api=served_runtime(canary.api),
+                        api_plugins=binder.bind(canary.api.plugins, f"{c_path}.plugins", f"api {api.name}"),
+                    )
                     rt_canary.deployment_id = canary.deployment_id
                     rt_canary.is_canary = True
                     rt_stage.canary = rt_canary

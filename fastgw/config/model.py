@@ -801,6 +801,12 @@ class MethodCacheSettings(_Model):
     ] = None
 
 
+# AWS's rules for stage variables: names of alphanumerics and underscores, values of
+# alphanumerics and -._~:/?#&=, (up to 2048 characters).
+STAGE_VARIABLE_NAME = r"^[A-Za-z0-9_]{1,64}$"
+STAGE_VARIABLE_VALUE = r"^[A-Za-z0-9\-._~:/?#&=,]{0,2048}$"
+
+
 class AccessLogSettings(_Model):
     """A stage's access log (AWS accessLogSettings): one line per request."""
 
@@ -833,7 +839,15 @@ class Stage(_Model):
         ),
     ]
     variables: Annotated[
-        dict[str, str], Meta(description="Stage variables, used as ${stageVariables.NAME} in URIs.")
+        dict[
+            Annotated[str, Meta(pattern=STAGE_VARIABLE_NAME)],
+            Annotated[str, Meta(pattern=STAGE_VARIABLE_VALUE)],
+        ],
+        Meta(
+            description="Stage variables, used as ${stageVariables.NAME} in URIs and templates. As on AWS, "
+            "names are [A-Za-z0-9_] and values [A-Za-z0-9-._~:/?#&=,] (nothing that could end a "
+            "request line or header)."
+        ),
     ] = field(default_factory=dict)
     description: Annotated[str, Meta(description="Free text.")] = ""
     throttle: Annotated[

@@ -212,8 +212,8 @@ def convert(node: Any, path: str, r: Reader, ctx: Context) -> Converted | None:
                     if ok:
                         r.warn(
                             child(at("tlsConfig"), key),
-                            f"tlsConfig.{key} has no effect: fastgw's HTTP integrations reach http:// "
-                            "endpoints only (no TLS towards the backend)",
+                            f"tlsConfig.{key} has no effect: https:// endpoints are always verified "
+                            "against gateway.upstream.ca_file (else the system's CAs) and the URI's host",
                         )
     if "cacheNamespace" in obj:
         ns = r.string(obj["cacheNamespace"], at("cacheNamespace"))

@@ -446,6 +446,17 @@ def _stages(
     if not stages and doc_stages:
         stages = [copy.deepcopy(s) for s in doc_stages if isinstance(s, dict)]
         where = child(child("$", FASTGW_API), "stages")
+        for i, s in enumerate(stages):
+            # APPSEC: a document never chooses files on this machine (an access log destination
+            # would let it append request data to any file the gateway can write).
+            if s.pop("accessLogSettings", None) is not None:
+                warnings.append(
+                    ImportProblem(
+                        child(child(where, i), "accessLogSettings"),
+                        "dropped: access logs are configured in the config file, not by documents",
+                        "warning",
+                    )
+                )
     if not stages:
         new: dict[str, Any] = {"name": stage or ("$default" if kind == "http" else "prod")}
         if variables:

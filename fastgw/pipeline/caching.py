@@ -419,14 +419,16 @@ class Caches:
         return done
 
     def _stores(self, stage: str) -> list[Any]:
-        return [s for k, s in self.memories.items() if k[0] == stage]
+        # A stage's canary has its own cache unless it shares the stage's: purge both.
+        canary = stage + ":canary"
+        return [s for k, s in self.memories.items() if k[0] == stage or k[0] == canary]
 
     def _flush(self, stage: str, loop: Any) -> None:
         for store in self._stores(stage):
             store.flush()
-        redis_store = self.redises.get(stage)
-        if redis_store is not None and loop is not None:
-            loop.create_task(_quiet(redis_store.flush()))
+        for redis_store in (self.redises.get(stage), self.redises.get(stage + ":canary")):
+            if redis_store is not None and loop is not None:
+                loop.create_task(_quiet(redis_store.flush()))
 
     def _purge(self, p: Any, loop: Any) -> None:
         if p.op == "flush":
@@ -441,8 +443,9 @@ class Caches:
                     store.purge(p.key.encode("latin-1"))
             else:
                 store.purge_prefix(method, p.path) if p.op == "prefix" else _purge_path(store, method, p.path)
-        redis_store = self.redises.get(p.stage)
-        if redis_store is not None and loop is not None:
+        for redis_store in (self.redises.get(p.stage), self.redises.get(p.stage + ":canary")):
+            if redis_store is None or loop is None:
+                continue
             if p.op == "prefix" or (p.op == "key" and not p.key):
                 loop.create_task(_quiet(redis_store.purge_prefix(method, p.path)))
             elif p.op == "key":

@@ -1328,6 +1328,9 @@ class Exchange:
             self.proto.worker.waiting.discard(self)
             self.flush_out()
             self.proto.transport.abort()
+            route = self.route
+            if route is not None:
+                self.observe(route, self.up_status)  # counted and logged with the status sent
             return
         if reused and not got_bytes and not self.retried and self.body_mode == 0:
             # The classic keep-alive race: the upstream closed an idle connection as we
@@ -1513,6 +1516,9 @@ class Exchange:
             return
         if self.response_started:
             self.proto.transport.abort()
+            route = self.route
+            if route is not None:
+                self.observe(route, self.up_status)
         else:
             self.respond_local(replies.INTEGRATION_TIMEOUT)
 

@@ -259,6 +259,7 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the admin process installs its own
                 set_process_name(f"fastgw-{helper.name}")
                 helper.target()
             except BaseException:
@@ -384,6 +385,9 @@ class Supervisor:
             return False
         self.config = config
         self.snapshot = self._with_deployments(config, snapshot)
+        for helper in self.helpers:
+            if helper.name == "admin" and helper.pid:
+                _kill(helper.pid, signal.SIGHUP)  # it checks deployments against the running config
         data = msgspec.json.encode(config)
         frame = struct.pack(">I", len(data)) + data
         for slot in self.slots:

@@ -119,6 +119,7 @@ class Worker:
         directory = node_directory()
         self.publisher = MetricsPublisher(directory, index) if directory else None
         self._ticks = 0
+        self._counter_base: dict[str, int] | None = None
         bind_metrics(self.metrics, snapshot)
         # What the stage pointers said when the snapshot was compiled (fastgw.deployments).
         from fastgw import deployments
@@ -210,26 +211,35 @@ class Worker:
         # Counters other parts of the worker keep (absolute values: they only grow).
         from fastgw.pipeline.caching import caches
 
-        counters = metrics.counters
         gate = self.gate
-        counters["throttled"] = gate.refused
-        counters["quota_refused"] = gate.quota_refused
-        counters["forbidden"] = gate.forbidden
         fallbacks = getattr(self.limiter, "fallbacks", 0)
-        counters["redis_fallbacks"] = int(fallbacks) if isinstance(fallbacks, int) else 0
         cache = caches().stats()
         gauges["cache_entries"] = float(cache["items"])
         gauges["cache_bytes"] = float(cache["size_bytes"])
-        counters["cache_redis_errors"] = cache["redis_errors"]
+        live = {
+            "throttled": gate.refused,
+            "quota_refused": gate.quota_refused,
+            "forbidden": gate.forbidden,
+            "redis_fallbacks": int(fallbacks) if isinstance(fallbacks, int) else 0,
+            "cache_redis_errors": cache["redis_errors"],
+            "access_log_dropped": access.dropped_lines(),
+        }
         decisions = self.services.decisions
         if decisions is not None:
-            counters["authorizer_cache_hits"] = decisions.hits
-            counters["authorizer_cache_misses"] = decisions.misses
-        counters["access_log_dropped"] = access.dropped_lines()
+            live["authorizer_cache_hits"] = decisions.hits
+            live["authorizer_cache_misses"] = decisions.misses
+        # This process's counts on top of what the slot's previous worker had published (the
+        # publisher carries those over on its first publish): node counters never go back.
+        counters = metrics.counters
+        base = self._counter_base
+        for name, value in live.items():
+            counters[name] = (base.get(name, 0) if base is not None else 0) + value
         try:
             self.publisher.publish(metrics)  # type: ignore[union-attr]
         except OSError as ex:
             log.warning("metrics not published", extra={"worker": self.index, "error": str(ex)})
+        if base is None:
+            self._counter_base = {name: counters.get(name, 0) - value for name, value in live.items()}
 
     def swap(self, snapshot: RuntimeSnapshot) -> None:
         bind_metrics(self.metrics, snapshot)
@@ -252,7 +262,6 @@ class Worker:
         served = deployments.served(state)
         if served == self.served:
             return
-        self.served = served
         config = self.snapshot.config
         try:
             snapshot = compile_config(config, deployments=deployments.resolve(config, state))
@@ -262,6 +271,7 @@ class Worker:
                 extra={"worker": self.index, "errors": [str(i) for i in ex.issues]},
             )
             return
+        self.served = served
         self.swap(snapshot)
 
     def reload_text(self, text: bytes) -> bool:
@@ -272,6 +282,7 @@ class Worker:
             served = deployments.resolve(config, self.state)
             try:
                 snapshot = compile_config(config, deployments=served)
+                self.served = deployments.served(self.state)
             except ConfigError as ex:
                 if not served:
                     raise

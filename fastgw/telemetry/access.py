@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastgw.telemetry.accesslog import AccessLogFormat, compile_format, preset
+from fastgw.telemetry.accesslog import AccessLogFormat, AccessLogWriter, compile_format, preset
 
 if TYPE_CHECKING:
     from fastgw.config.compile import RouteRuntime
@@ -87,7 +87,7 @@ class LoopWriter:
         os.close(self.fd)
         self.fd = fd
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         import os
 
         self.flush()
@@ -95,20 +95,35 @@ class LoopWriter:
             os.close(self.fd)
 
 
-_WRITERS: dict[str | None, LoopWriter] = {}
+_WRITERS: dict[str | None, Any] = {}
 
 
-def writer_for(destination: str | None) -> LoopWriter:
+def writer_for(destination: str | None) -> Any:
+    """The destination's writer in this process: a regular file is written from the event loop
+    (``LoopWriter``: page-cache writes do not block); anything that can block (stderr, a pipe, a
+    FIFO) gets a background thread with a bounded queue (``AccessLogWriter``), so that a slow
+    reader never stalls the worker."""
+    import os
+    import stat
+
     w = _WRITERS.get(destination)
     if w is None:
-        w = _WRITERS[destination] = LoopWriter(destination)
+        regular = False
+        if destination is not None:
+            try:
+                regular = stat.S_ISREG(os.stat(destination).st_mode)
+            except OSError:
+                regular = True  # not there yet: O_CREAT makes a regular file
+        w = LoopWriter(destination) if regular else AccessLogWriter(destination)
+        _WRITERS[destination] = w
     return w
 
 
 def flush_all() -> None:
     """Write what the event loop queued (the worker's ticker, every 100 ms)."""
     for w in _WRITERS.values():
-        w.flush()
+        if type(w) is LoopWriter:
+            w.flush()
 
 
 def reopen_all() -> None:
@@ -130,9 +145,17 @@ def compile_access_log(fmt: str, destination: str | None, kind: str) -> StageAcc
     """A stage's access log; raises AccessLogFormatError for a bad format."""
     text = preset(fmt, kind) if fmt.strip().lower() in ("clf", "json", "xml", "csv") else fmt  # type: ignore[arg-type]
     if destination is not None:
-        # A destination that cannot be opened fails the load, not the worker.
-        with open(destination, "ab"):
-            pass
+        # A destination that cannot be written fails the load, not the worker (nothing is
+        # created here: ``fastgw validate`` has no side effects).
+        import errno
+        import os
+
+        folder = os.path.dirname(os.path.abspath(destination))
+        if not os.path.isdir(folder):
+            raise OSError(errno.ENOENT, f"no folder {folder}")
+        target = destination if os.path.exists(destination) else folder
+        if not os.access(target, os.W_OK):
+            raise OSError(errno.EACCES, f"{target} is not writable")
     return StageAccessLog(compile_format(text, kind), destination)  # type: ignore[arg-type]
 
 

@@ -276,3 +276,101 @@ def test_nodes_sharing_redis_follow_one_deployment(gateway_factory: GatewayFacto
     assert time.monotonic() - t0 < 1.5
     fastgw(b, "rollback", "shop", "--stage", "prod", "--to", first)
     assert wait_for(lambda: version(a)["v"] == version(b)["v"] == "v1", 3.0)
+
+
+def test_stage_variables_cannot_break_a_request_line(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+    from fastgw.config.load import ConfigError, decode_config
+
+    cfg = config("v1")
+    cfg["apis"][0]["stages"][0]["variables"]["color"] = "v HTTP/1.1\r\nX-Evil: 1"
+    with pytest.raises(ConfigError) as info:
+        decode_config(cfg)
+    assert any(i.path == "$.apis[0].stages[0].variables.color" for i in info.value.issues)
+    gw = gateway_factory(config("v1"))
+    gw.write_config(config("v2"))
+    gw.reload()
+    time.sleep(0.5)
+    bad = {
+        "stageName": "prod",
+        "canarySettings": {"percentTraffic": 50, "stageVariableOverrides": {"p": "a b"}},
+    }
+    with pytest.raises(urllib.error.HTTPError) as err:
+        admin_call(gw, "POST", "/restapis/shop1/deployments", bad)
+    assert err.value.code == 400
+    err.value.close()
+    # Nothing was deployed by the refused request.
+    assert len(admin_call(gw, "GET", "/restapis/shop1/deployments")["items"]) == 1
+    fastgw(gw, "deploy", "shop", "--stage", "prod", "--canary", "10")
+    ops = {
+        "patchOperations": [
+            {"op": "replace", "path": "/canarySettings/stageVariableOverrides/p", "value": "x\ny"}
+        ]
+    }
+    with pytest.raises(urllib.error.HTTPError) as err:
+        admin_call(gw, "PATCH", "/restapis/shop1/stages/prod", ops)
+    assert err.value.code == 400
+    err.value.close()
+    # A canary on a stage that serves the config (no deployment yet) is a 400, not a 500.
+    ops = {"patchOperations": [{"op": "replace", "path": "/canarySettings/deploymentId", "value": "x"}]}
+    with pytest.raises(urllib.error.HTTPError) as err:
+        admin_call(gw, "PATCH", "/restapis/shop1/stages/live", ops)
+    assert err.value.code == 400
+    err.value.close()
+
+
+def test_a_deployment_keeps_its_cors_and_needs_a_reload_for_new_functions(
+    gateway_factory: GatewayFactory,
+) -> None:
+    def http_config(origin: str, with_fn: bool = False) -> dict[str, Any]:
+        routes: list[dict[str, Any]] = [{"route": "GET /x", "integration": {"type": "MOCK", "body": "x"}}]
+        cfg: dict[str, Any] = {
+            "apis": [
+                {
+                    "name": "h",
+                    "id": "h1",
+                    "kind": "http",
+                    "cors": {"allowOrigins": [origin], "allowMethods": ["GET"]},
+                    "routes": routes,
+                    "stages": [{"name": "prod", "autoDeploy": False}],
+                }
+            ]
+        }
+        if with_fn:
+            fn = {"type": "AWS_PROXY", "uri": "hello", "payloadFormatVersion": "1.0"}
+            routes.append({"route": "GET /fn", "integration": fn})
+            cfg["functions"] = {"hello": {"handler": "fastgw.demo.functions:handler"}}
+        return cfg
+
+    def allowed(gw: Gateway, origin: str) -> str | None:
+        with RawConn(gw.port) as c:
+            resp = c.request(
+                "OPTIONS",
+                "/prod/x",
+                headers=[("Origin", origin), ("Access-Control-Request-Method", "GET")],
+                host="h1.execute-api.local",
+            )
+        return resp.header("access-control-allow-origin")
+
+    gw = gateway_factory(http_config("https://a.example"))
+    assert allowed(gw, "https://a.example") == "https://a.example"
+    gw.write_config(http_config("https://b.example"))
+    gw.reload()
+    time.sleep(1.0)
+    # The manual stage still serves its deployment, CORS included.
+    assert allowed(gw, "https://a.example") == "https://a.example"
+    assert allowed(gw, "https://b.example") is None
+    fastgw(gw, "deploy", "h1", "--stage", "prod")
+    assert wait_for(lambda: allowed(gw, "https://b.example") == "https://b.example", 3.0)
+    # A definition that needs a function the running config lacks: refused until a reload.
+    gw.write_config(http_config("https://b.example", with_fn=True))
+    bad = fastgw(gw, "deploy", "h1", "--stage", "prod", ok=False)
+    assert bad.returncode == 1 and "reload the gateway first" in bad.stderr
+    gw.reload()
+    time.sleep(1.0)
+    fastgw(gw, "deploy", "h1", "--stage", "prod")
+
+    def fn_status() -> int:
+        with RawConn(gw.port) as c:
+            return c.request("GET", "/prod/fn", host="h1.execute-api.local").status
+
+    assert wait_for(lambda: fn_status() == 200, 3.0), (fn_status(), gw.stderr_text()[-3000:])

@@ -1035,3 +1035,23 @@ def test_https_endpoints_are_imported() -> None:
     got = import_document(d)
     routes = {r["route"]: r for r in got.api["routes"]}
     assert routes["GET /tls"]["integration"]["uri"] == "https://api.example.com/v1/x"
+
+
+def test_a_document_cannot_choose_an_access_log_file() -> None:
+    d = doc(
+        {"/a": {"get": op({"type": "mock", "requestTemplates": {"application/json": '{"statusCode": 200}'}})}}
+    )
+    d["x-fastgw-api"] = {
+        "stages": [
+            {
+                "name": "prod",
+                "accessLogSettings": {
+                    "format": "$context.requestId",
+                    "destination": "/root/.ssh/authorized_keys",
+                },
+            }
+        ]
+    }
+    got = import_document(d)
+    assert "accessLogSettings" not in got.api["stages"][0]
+    assert any(w.path.endswith("accessLogSettings") for w in got.warnings)

@@ -137,3 +137,52 @@ def test_bad_formats_are_refused_with_the_field_path(fmt: str, needle: str, tmp_
         compile_config(decode_config(cfg))
     issues = [i for i in info.value.issues if i.path == "$.apis[0].stages[1].accessLogSettings.format"]
     assert issues and needle in issues[0].message
+
+
+def test_a_destination_that_blocks_never_stalls_the_worker(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader that never reads
+    try:
+        cfg = {
+            "apis": [
+                {
+                    "name": "f",
+                    "routes": [{"route": "GET /x", "integration": {"type": "MOCK", "body": "x"}}],
+                    "stages": [
+                        {"name": "prod", "accessLogSettings": {"format": "json", "destination": str(fifo)}}
+                    ],
+                }
+            ]
+        }
+        gw = gateway_factory(cfg)
+        t0 = time.monotonic()
+        with RawConn(gw.port) as c:
+            for _ in range(3000):  # ~600 KB of lines: ten times the pipe's buffer
+                assert c.request("GET", "/prod/x").status == 200
+        assert time.monotonic() - t0 < 30
+    finally:
+        os.close(reader)
+
+
+def test_validate_creates_no_log_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    log = tmp_path / "never.log"
+    cfg = config(1, log, tmp_path / "other.log")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    got = subprocess.run(
+        [sys.executable, "-m", "fastgw", "validate", str(path)], capture_output=True, text=True
+    )
+    assert got.returncode == 0, got.stderr
+    assert not log.exists()
+    cfg["apis"][0]["stages"][0]["accessLogSettings"]["destination"] = str(tmp_path / "no" / "such" / "x.log")
+    with pytest.raises(ConfigError) as info:
+        compile_config(decode_config(cfg))
+    assert any(i.path == "$.apis[0].stages[0].accessLogSettings.destination" for i in info.value.issues)

@@ -178,3 +178,49 @@ def test_gateway_internals_are_scraped(gateway_factory: GatewayFactory) -> None:
     assert value(found, "fastgw_4XXError_total", ApiName="tight", Resource="/x") == 3
     names = {n for n, _ in found}
     assert {"fastgw_quota_refused_total", "fastgw_cache_entries", "fastgw_active_connections"} <= names
+
+
+def test_cut_responses_and_worker_restarts_keep_the_counts(
+    gateway_factory: GatewayFactory, scripted: Any
+) -> None:
+    import os
+    import signal
+
+    cfg = {
+        "gateway": {"throttle": {"rateLimit": 0.01, "burstLimit": 4}},
+        "apis": [
+            {
+                "name": "cut",
+                "routes": [
+                    {
+                        "route": "GET /partial",
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "uri": f"http://127.0.0.1:{scripted.port}/partial",
+                        },
+                    }
+                ],
+                "stages": [{"name": "prod"}],
+            }
+        ],
+    }
+    gw = gateway_factory(cfg)
+    for _ in range(6):  # 4 cut responses (the upstream closes mid-body), then 2 throttled
+        try:
+            with RawConn(gw.port) as c:
+                c.request("GET", "/prod/partial")
+        except Exception:
+            pass
+
+    def counts() -> tuple[float, float]:
+        found = samples(scrape(gw))
+        count = next((v for (n, ls), v in found.items() if n == "fastgw_Count_total"), -1.0)
+        throttled = next((v for (n, _), v in found.items() if n == "fastgw_throttled_total"), -1.0)
+        return count, throttled
+
+    assert wait_for(lambda: counts() == (6, 2), 5.0), counts()
+    (worker,) = gw.children()
+    os.kill(worker, signal.SIGKILL)
+    assert wait_for(lambda: len(gw.children()) == 1 and gw.children()[0] != worker, 10.0)
+    time.sleep(2.5)  # the new worker has published (it carries the old one's counts over)
+    assert counts() == (6, 2)
