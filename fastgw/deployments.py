@@ -66,6 +66,14 @@ def find_api(config: GatewayConfig, name_or_id: str) -> Api | None:
     return None
 
 
+def effective_auto_deploy(api: Api, stage: Any) -> bool:
+    """Whether reloads redeploy ``stage`` once it has a deployment: its ``autoDeploy``, else
+    (absent) false for REST APIs, as AWS's, and true for HTTP APIs."""
+    if stage.autoDeploy is not None:
+        return bool(stage.autoDeploy)
+    return api.kind == "http"
+
+
 def definition_of(api: Api) -> bytes:
     """What a deployment stores: the API's definition without its stages (canonical JSON)."""
     return msgspec.json.encode(msgspec.structs.replace(api, stages=[]), order="sorted")
@@ -155,19 +163,20 @@ async def sync(config: GatewayConfig, store: Store) -> list[str]:
         fresh: Any = None  # the deployment this sync made for the API (stages share it)
         for stage in api.stages:
             pointer = await store.get_stage_pointer(api_id, stage.name)
-            if stage.autoDeploy and pointer is None:
-                continue  # serves the config's definition directly
+            auto = effective_auto_deploy(api, stage)
+            if pointer is None and stage.autoDeploy is not False:
+                continue  # serves the config's definition directly (until a first deployment)
             if definition is None:
                 definition = definition_of(api)
             if pointer is not None:
-                if not stage.autoDeploy:
+                if not auto:
                     continue
                 current = await store.get_deployment(api_id, pointer.deploymentId)
                 if current is not None and current.digest == digest_of(definition):
                     continue
             dep = fresh
             if dep is None:
-                note = "auto-deployed from the config" if stage.autoDeploy else "initial deployment"
+                note = "auto-deployed from the config" if auto else "initial deployment"
                 dep = fresh = await store.add_deployment(api_id, definition, note)
             canary = pointer.canary if pointer is not None else None
             await store.put_stage_pointer(

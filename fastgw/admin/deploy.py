@@ -167,7 +167,7 @@ class DeploymentHandlers:
             "description": stage.description,
             "deploymentId": pointer.deploymentId if pointer is not None else None,
             "variables": dict(stage.variables),
-            "autoDeploy": stage.autoDeploy,
+            "autoDeploy": dp.effective_auto_deploy(api, stage),
             "cacheClusterEnabled": stage.cache is not None,
             "servesConfig": pointer is None,
         }

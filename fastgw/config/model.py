@@ -871,15 +871,15 @@ class Stage(_Model):
         Meta(description="Per-route cache settings, keyed by the route key as written in `routes`."),
     ] = field(default_factory=dict)
     autoDeploy: Annotated[
-        bool,
+        bool | None,
         Meta(
-            description="true: the stage serves the config's definition of the API; once a deployment "
-            "is chosen for it (`fastgw deploy`, `fastgw rollback`), every start or reload that changes "
-            "the definition deploys it anew (AWS autoDeploy). false: the stage serves the deployment an "
-            "operator chose; the first start deploys the config's definition, and later config changes "
-            "take effect only when deployed (AWS REST APIs)."
+            description="Absent: REST stages serve the config's definition until their first "
+            "`fastgw deploy`; from then on config changes take effect only when deployed (as AWS REST "
+            "APIs); HTTP API stages behave as true. true: once a deployment is chosen for the stage, "
+            "every start or reload that changes the definition deploys it anew (AWS autoDeploy). false: "
+            "the first start deploys the config's definition, and changes take effect only when deployed."
         ),
-    ] = True
+    ] = None
     accessLogSettings: Annotated[
         AccessLogSettings | None, Meta(description="Access log of the stage (none when absent).")
     ] = None

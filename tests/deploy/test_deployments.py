@@ -374,3 +374,20 @@ def test_a_deployment_keeps_its_cors_and_needs_a_reload_for_new_functions(
             return c.request("GET", "/prod/fn", host="h1.execute-api.local").status
 
     assert wait_for(lambda: fn_status() == 200, 3.0), (fn_status(), gw.stderr_text()[-3000:])
+
+
+def test_a_rest_stage_follows_the_config_until_its_first_deployment(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(config("v1"))
+    gw.write_config(config("v2"))
+    gw.reload()
+    # Never deployed: the REST stage serves the config as it is reloaded.
+    assert wait_for(lambda: version(gw, "live")["v"] == "v2", 5.0)
+    assert admin_call(gw, "GET", "/restapis/shop1/stages/live")["autoDeploy"] is False
+    fastgw(gw, "deploy", "shop", "--stage", "live")
+    gw.write_config(config("v3"))
+    gw.reload()
+    time.sleep(1.0)
+    # Deployed once: as on AWS, config changes now wait for a deployment.
+    assert version(gw, "live")["v"] == "v2"
+    fastgw(gw, "deploy", "shop", "--stage", "live")
+    assert wait_for(lambda: version(gw, "live")["v"] == "v3", 3.0)
