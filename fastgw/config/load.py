@@ -121,4 +121,44 @@ def load_config_file(path: str | Path) -> GatewayConfig:
         text = p.read_bytes()
     except OSError as ex:
         raise ConfigError([ConfigIssue("$", f"cannot read {p}: {ex.strerror}")], str(p)) from None
-    return load_config_text(text, str(p))
+    return expand_openapi(load_config_text(text, str(p)), p.parent, str(p))
+
+
+def expand_openapi(config: GatewayConfig, folder: Path, source: str = "config") -> GatewayConfig:
+    """The config with its ``openapi`` documents imported into ``apis`` (and ``openapi`` emptied,
+    so that the result can be encoded and decoded again without importing twice)."""
+    if not config.openapi:
+        return config
+    import logging
+
+    from fastgw.openapi import OpenApiImportError, import_document
+
+    doc = msgspec.to_builtins(config)
+    issues: list[ConfigIssue] = []
+    for i, src in enumerate(config.openapi):
+        path = f"$.openapi[{i}]"
+        try:
+            result = import_document(
+                folder / src.file,
+                kind=src.kind,
+                strict=src.strict,
+                name=src.name,
+                api_id=src.id,
+                stage=src.stage,
+                stage_variables=dict(src.stageVariables) or None,
+            )
+        except OpenApiImportError as ex:
+            issues.extend(ConfigIssue(f"{path} ({src.file}) {p.path}", p.message) for p in ex.problems)
+            continue
+        except OSError as ex:
+            issues.append(ConfigIssue(f"{path}.file", f"cannot read {src.file}: {ex.strerror}"))
+            continue
+        for w in result.warnings:
+            logging.getLogger("fastgw.config").warning(
+                "openapi import warning", extra={"document": src.file, "path": w.path, "warning": w.message}
+            )
+        doc["apis"].append(result.api)
+    if issues:
+        raise ConfigError(issues, source)
+    doc["openapi"] = []
+    return decode_config(doc, source)

@@ -1185,11 +1185,43 @@ class TlsSettings(_Model):
     ] = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
+class OpenApiSource(_Model):
+    """An OpenAPI document (an AWS API Gateway export) served as one of the config's APIs."""
+
+    file: Annotated[
+        str, Meta(min_length=1, description="JSON or YAML file, relative to the config file's folder.")
+    ]
+    kind: Annotated[
+        Literal["rest", "http"] | None,
+        Meta(description="API kind; absent: detected (x-amazon-apigateway-importexport-version: http)."),
+    ] = None
+    name: Annotated[str | None, Meta(description="API name; absent: info.title.")] = None
+    id: Annotated[
+        str | None, Meta(description="API id; absent: the id in the exported address, else derived.")
+    ] = None
+    stage: Annotated[
+        str | None, Meta(description="Stage to serve it on; absent: prod ($default for HTTP APIs).")
+    ] = None
+    stageVariables: Annotated[
+        dict[str, str], Meta(description="Variables of that stage (those the document's URIs use).")
+    ] = field(default_factory=dict)
+    strict: Annotated[bool, Meta(description="Refuse what cannot apply on fastgw instead of warning.")] = (
+        False
+    )
+
+
 class GatewayConfig(_Model):
     """The whole configuration file."""
 
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     apis: Annotated[list[Api], Meta(description="APIs served.")] = field(default_factory=list)
+    openapi: Annotated[
+        list[OpenApiSource],
+        Meta(
+            description="OpenAPI documents imported at every load (start, SIGHUP) and served with `apis`; "
+            "a document that no longer imports is refused with its problems' paths."
+        ),
+    ] = field(default_factory=list)
     domains: Annotated[list[Domain], Meta(description="Custom domain names.")] = field(default_factory=list)
     apiKeys: Annotated[list[ApiKeyConfig], Meta(description="API keys declared here.")] = field(
         default_factory=list

@@ -160,3 +160,51 @@ def test_unbound_functions_and_strict_refuse_to_start(tmp_path: Path) -> None:
     assert got.returncode == 2, got.stderr
     assert "$.x-amazon-apigateway-documentation" in got.stderr
     assert time.monotonic() - t0 < 20
+
+
+def test_documents_listed_in_the_config_are_served_and_reloaded(
+    gateway_factory: GatewayFactory, echo_server: Any, tmp_path: Path
+) -> None:
+    from fastgw.config.load import ConfigError, load_config_file
+
+    write(tmp_path / "echoes.yaml", http_doc())
+    cfg = {
+        "openapi": [{"file": "echoes.yaml", "stageVariables": {"echo": f"127.0.0.1:{echo_server.port}"}}],
+        "apis": [
+            {
+                "name": "own",
+                "routes": [{"route": "GET /own", "integration": {"type": "MOCK", "body": "own"}}],
+                "stages": [{"name": "prod"}],
+            }
+        ],
+    }
+    path = tmp_path / "fastgw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    loaded = load_config_file(path)
+    assert [a.name for a in loaded.apis] == ["own", "echoes"] and loaded.openapi == []
+    gw = gateway_factory(cfg, cwd=tmp_path)
+    # The gateway's config file is written elsewhere: list the document by absolute path there.
+    cfg["openapi"][0]["file"] = str(tmp_path / "echoes.yaml")
+    gw.write_config(cfg)
+    gw.reload()
+    echo_id = next(a.id for a in loaded.apis if a.name == "echoes") or ""
+    from fastgw.openapi.importer import derive_api_id
+
+    echo_id = echo_id or derive_api_id("echoes")
+
+    def echo_status() -> int:
+        return int(call(gw.port, "/echo/a", f"{echo_id}.execute-api.local").status)
+
+    assert wait_for(lambda: echo_status() == 200, 5.0)
+    assert call(gw.port, "/prod/own", "own.example").status == 200
+    # A document that stops importing: the reload is refused with its path, the APIs keep serving.
+    write(
+        tmp_path / "echoes.yaml",
+        {**http_doc(), "paths": {"/x": {"get": {"x-amazon-apigateway-integration": 5}}}},
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_file(gw.config_path)
+    assert any(i.path.startswith("$.openapi[0]") for i in info.value.issues)
+    gw.reload()
+    assert wait_for(lambda: "reload rejected" in gw.stderr_text(), 5.0)
+    assert echo_status() == 200
