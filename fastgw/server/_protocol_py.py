@@ -1085,6 +1085,20 @@ class Exchange:
         if route is None:
             return
         if self.pipeline is not None:
+            cache = route.cache  # type: ignore[union-attr]
+            if cache is not None and cache.early and self.cache_state == 0 and self.cache_key is None:
+                # The gate waited for the shared store (Redis), so the head's cache lookup was
+                # not made: make it now.
+                got = cache.lookup_head(
+                    self.method, self.p_fwd, self.query, self.params, self.proto.loop.time()
+                )
+                if type(got) is bytes:
+                    self.cache_key = got
+                    self.cache_state = 2
+                elif got is not None:
+                    self.cache_state = 1
+                    self.respond_local(got)
+                    return
             if self.request_done:
                 self.start_pipeline()
             elif self.expect:

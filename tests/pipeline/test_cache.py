@@ -214,3 +214,28 @@ def test_two_gateways_share_the_redis_cache(
     assert wait_for(lambda: seq(call(two.port, "GET", "/prod/items/42")) == first, 3.0)
     admin_call(one, "DELETE", "/restapis/cachey1/stages/prod/cache/data")
     assert wait_for(lambda: seq(call(two.port, "GET", "/prod/items/42")) != first, 3.0)
+
+
+def test_keyed_routes_with_the_redis_traffic_backend_still_hit_the_cache(
+    gateway_factory: GatewayFactory, scripted: Any, redis_url: str
+) -> None:
+    # The traffic gate waits for Redis on these requests, so the protocol's head-time cache
+    # lookup cannot run then: it must run once the gate has answered.
+    cfg = config(scripted.port, redis_url=redis_url)  # memory cache, Redis traffic state
+    cfg["apis"][0]["routes"][1]["apiKeyRequired"] = True  # GET /plain
+    key = "cache-key-value-0123456789abcdef"
+    cfg["apiKeys"] = [{"name": "k", "value": key}]
+    cfg["usagePlans"] = [
+        {
+            "name": "p",
+            "apiStages": [{"apiId": "cachey1", "stage": "prod"}],
+            "throttle": {"rateLimit": 1000, "burstLimit": 1000},
+            "keys": ["k"],
+        }
+    ]
+    gw = gateway_factory(cfg)
+    before = len(scripted.requests_for("/plain"))
+    with RawConn(gw.port) as c:
+        got = [c.request("GET", "/prod/plain", headers=[("x-api-key", key)]) for _ in range(4)]
+    assert {seq(r) for r in got} == {seq(got[0])}
+    assert len(scripted.requests_for("/plain")) == before + 1
