@@ -5,7 +5,7 @@ Every kernel module here is a facade that binds the compiled build (``_x_c``) un
 pure-Python twin (``_x_py``). ``COMPILED`` reports which build each facade loaded.
 """
 
-from fastgw_core import cachekey, headers, limits, reqhead, router, urlnorm
+from fastgw_core import cachekey, headers, limits, reqhead, router, stats, urlnorm
 
 __version__ = "0.1.0"
 
@@ -16,6 +16,17 @@ COMPILED: dict[str, bool] = {
     "reqhead": reqhead.COMPILED,
     "limits": limits.COMPILED,
     "cachekey": cachekey.COMPILED,
+    "stats": stats.COMPILED,
 }
 
-__all__ = ["COMPILED", "__version__", "cachekey", "headers", "limits", "reqhead", "router", "urlnorm"]
+__all__ = [
+    "COMPILED",
+    "__version__",
+    "cachekey",
+    "headers",
+    "limits",
+    "reqhead",
+    "router",
+    "stats",
+    "urlnorm",
+]

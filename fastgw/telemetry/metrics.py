@@ -8,7 +8,9 @@ How the numbers travel:
 
 - Each worker owns one ``WorkerMetrics``. Only its event loop updates it, so nothing is locked.
   The request path holds a ``RouteStats`` per route (bound when the snapshot is compiled, found
-  again by key after a reload) and calls ``RouteStats.record`` once per request.
+  again by key after a reload) and calls ``RouteStats.record`` once per request. ``RouteStats``,
+  the bounds and ``bucket_quantile`` live in the ``fastgw_core.stats`` kernel (compiled, with a
+  pure-Python twin) and are re-exported here.
 - About once a second a ``MetricsPublisher`` writes ``WorkerMetrics.snapshot()`` (msgpack) to
   ``<directory>/worker-<index>.msgpack`` with write-then-rename, so a reader never sees half a file.
 - The admin process calls ``node_totals(directory)``. It sums the fresh snapshots into a
@@ -35,43 +37,21 @@ import logging
 import os
 import re
 import time
-from bisect import bisect_left
 from collections.abc import Iterable
 from typing import cast
 
 import msgspec
 
+from fastgw_core.stats import CACHE_HIT as CACHE_HIT
+from fastgw_core.stats import CACHE_MISS as CACHE_MISS
+from fastgw_core.stats import CACHE_NONE as CACHE_NONE
+from fastgw_core.stats import HISTOGRAMS as HISTOGRAMS
+from fastgw_core.stats import LATENCY_BUCKETS_MS as LATENCY_BUCKETS_MS
+from fastgw_core.stats import NBUCKETS as _NBUCKETS
+from fastgw_core.stats import RouteStats as RouteStats
+from fastgw_core.stats import bucket_quantile as bucket_quantile
+
 log = logging.getLogger("fastgw.telemetry")
-
-#: Upper bounds (inclusive, Prometheus ``le``) of the latency histogram buckets, in milliseconds.
-#: A last ``+Inf`` bucket is implicit. Changing them makes older snapshot files unreadable
-#: (their bounds are checked), so a rolling upgrade just drops a worker from the totals until it
-#: republishes.
-LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    25.0,
-    50.0,
-    100.0,
-    250.0,
-    500.0,
-    1000.0,
-    2500.0,
-    5000.0,
-    10000.0,
-    30000.0,
-)
-_NBUCKETS = len(LATENCY_BUCKETS_MS) + 1
-
-#: ``cache`` argument of ``RouteStats.record``.
-CACHE_NONE = 0
-CACHE_HIT = 1
-CACHE_MISS = 2
-
-#: Histogram metric names accepted by ``percentile``.
-HISTOGRAMS = ("Latency", "IntegrationLatency")
 
 #: Gauges that the node aggregates with max instead of sum (a sum of versions means nothing).
 MAX_GAUGES = frozenset({"config_version"})
@@ -80,145 +60,6 @@ SNAPSHOT_VERSION = 1
 _FILE_RE = re.compile(r"worker-(\d+)\.msgpack")
 
 RouteKey = tuple[str, str, str, str]
-
-
-class RouteStats:
-    """One (api, stage, route) of one worker. Updated by the worker's event loop only: no locks.
-
-    Histograms are stored per bucket, not cumulatively: ``latency[i]`` counts the values in
-    ``(LATENCY_BUCKETS_MS[i-1], LATENCY_BUCKETS_MS[i]]``, and the last slot counts the values above
-    the highest bound. The same class holds node-level sums (``NodeMetrics.routes``).
-    """
-
-    __slots__ = (
-        "api_id",
-        "api_name",
-        "cache_hits",
-        "cache_misses",
-        "count",
-        "errors_4xx",
-        "errors_5xx",
-        "integration",
-        "integration_sum",
-        "kind",
-        "latency",
-        "latency_sum",
-        "method",
-        "resource",
-        "route_key",
-        "stage",
-    )
-
-    def __init__(
-        self,
-        api_name: str,
-        api_id: str,
-        kind: str,
-        stage: str,
-        resource: str,
-        method: str,
-        route_key: str,
-    ) -> None:
-        self.api_name = api_name
-        self.api_id = api_id
-        self.kind = kind
-        self.stage = stage
-        self.resource = resource
-        self.method = method
-        self.route_key = route_key
-        self.count = 0
-        self.errors_4xx = 0
-        self.errors_5xx = 0
-        self.cache_hits = 0
-        self.cache_misses = 0
-        self.latency: list[int] = [0] * _NBUCKETS
-        self.latency_sum = 0.0
-        self.integration: list[int] = [0] * _NBUCKETS
-        self.integration_sum = 0.0
-
-    def record(self, status: int, latency_ms: float, integration_ms: float | None, cache: int = 0) -> None:
-        """Count one finished request.
-
-        ``latency_ms`` and ``integration_ms`` must be finite and non-negative. ``integration_ms`` is
-        None when no integration ran (a cache hit, a local reply, a mock). ``cache`` is
-        ``CACHE_NONE`` (0) when the route has no cache, ``CACHE_HIT`` (1) or ``CACHE_MISS`` (2).
-        """
-        # PERF: plain attributes, a preallocated list and one bisect per histogram (about 0.3 µs).
-        # Nothing is allocated except the boxed float sums.
-        self.count += 1
-        if status >= 400:
-            if status >= 500:
-                self.errors_5xx += 1
-            else:
-                self.errors_4xx += 1
-        self.latency[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
-        self.latency_sum += latency_ms
-        if integration_ms is not None:
-            self.integration[bisect_left(LATENCY_BUCKETS_MS, integration_ms)] += 1
-            self.integration_sum += integration_ms
-        if cache:
-            if cache == CACHE_HIT:
-                self.cache_hits += 1
-            else:
-                self.cache_misses += 1
-
-    @property
-    def integration_count(self) -> int:
-        return sum(self.integration)
-
-    def add(self, other: RouteStats | RouteSnapshot) -> None:
-        """Add another worker's (or a snapshot's) counts for the same route into this one."""
-        self.count += other.count
-        self.errors_4xx += other.errors_4xx
-        self.errors_5xx += other.errors_5xx
-        self.cache_hits += other.cache_hits
-        self.cache_misses += other.cache_misses
-        self.latency_sum += other.latency_sum
-        self.integration_sum += other.integration_sum
-        for i, c in enumerate(other.latency):
-            self.latency[i] += c
-        for i, c in enumerate(other.integration):
-            self.integration[i] += c
-
-    def percentile(self, metric: str, q: float) -> float | None:
-        """The ``q`` quantile (0..1) of ``Latency`` or ``IntegrationLatency``, in ms; None if empty."""
-        if metric == "Latency":
-            return bucket_quantile(self.latency, q)
-        if metric == "IntegrationLatency":
-            return bucket_quantile(self.integration, q)
-        raise ValueError(f"unknown histogram {metric!r}; expected one of {HISTOGRAMS}")
-
-    def __repr__(self) -> str:
-        return (
-            f"RouteStats({self.api_name!r}, {self.stage!r}, {self.route_key!r}, count={self.count}, "
-            f"4xx={self.errors_4xx}, 5xx={self.errors_5xx})"
-        )
-
-
-def bucket_quantile(
-    counts: list[int], q: float, bounds: tuple[float, ...] = LATENCY_BUCKETS_MS
-) -> float | None:
-    """Estimate a quantile from per-bucket counts the way Prometheus's ``histogram_quantile`` does.
-
-    The value is interpolated linearly inside the bucket that holds rank ``q * total``, and the
-    first bucket starts at 0. A rank that falls in the ``+Inf`` bucket gives the highest finite
-    bound. The result is None when the histogram is empty.
-    """
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"quantile must be within [0, 1], got {q}")
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank = q * total
-    cum = 0
-    for i, c in enumerate(counts):
-        if c and cum + c >= rank:
-            if i >= len(bounds):
-                return bounds[-1]
-            lower = bounds[i - 1] if i else 0.0
-            return lower + (bounds[i] - lower) * (rank - cum) / c
-        cum += c
-    return bounds[-1]  # pragma: no cover - float rounding only
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -323,7 +164,8 @@ class WorkerMetrics:
 
     def snapshot(self) -> bytes:
         """Everything, as msgpack (a ``WorkerSnapshot``). About 0.5 ms for 1000 routes."""
-        # NOTE: the structs reference the live lists; encoding happens before the loop runs again.
+        # NOTE: with the Python build the structs reference the live histogram lists (the compiled
+        # build gives copies); either way, encoding happens before the loop runs again.
         routes = [
             RouteSnapshot(
                 key,

@@ -20,6 +20,7 @@ def test_compiled_kernels_are_loaded() -> None:
     import fastgw_core._limits_c
     import fastgw_core._reqhead_c
     import fastgw_core._router_c
+    import fastgw_core._stats_c
     import fastgw_core._urlnorm_c
 
     assert fastgw_core.COMPILED == {
@@ -29,7 +30,9 @@ def test_compiled_kernels_are_loaded() -> None:
         "reqhead": True,
         "limits": True,
         "cachekey": True,
+        "stats": True,
     }
+    assert fastgw_core.stats.RouteStats is fastgw_core._stats_c.RouteStats
     assert fastgw_core.headers.rewrite_response_head is fastgw_core._headers_c.rewrite_response_head
     assert fastgw_core.router.RouteTrie.__module__ == "fastgw_core._router_c"
     assert fastgw_core.router.RouteMatch.__module__ == "fastgw_core._router_c"
@@ -49,6 +52,7 @@ def test_compiled_kernels_are_loaded() -> None:
         fastgw_core._reqhead_c,
         fastgw_core._limits_c,
         fastgw_core._cachekey_c,
+        fastgw_core._stats_c,
         _protocol_c,
     ):
         assert module.__file__ is not None
@@ -62,7 +66,9 @@ def test_no_extensions_binds_the_python_twins() -> None:
         import fastgw_core
         from fastgw_core import headers, limits, router, urlnorm
         assert not any(fastgw_core.COMPILED.values()), fastgw_core.COMPILED
-        assert set(fastgw_core.COMPILED) == {"router", "urlnorm", "headers", "reqhead", "limits", "cachekey"}
+        assert set(fastgw_core.COMPILED) == {
+            "router", "urlnorm", "headers", "reqhead", "limits", "cachekey", "stats"
+        }
         assert headers.rewrite_response_head is headers.rewrite_response_head_py
         assert headers.rewrite_response_head_c is None
         from fastgw.server import protocol
