@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, get_args
 
+from fastgw.config.model import GatewayResponseType
 from fastgw.openapi import _import_integration as integ
 from fastgw.openapi._import_doc import EXT, Reader, child, pointer_tokens, type_name
 
@@ -43,31 +44,7 @@ GATEWAY_RESPONSE_FIELDS = frozenset({"statusCode", "responseParameters", "respon
 VALIDATOR_FIELDS = frozenset({"validateRequestBody", "validateRequestParameters"})
 ENDPOINT_FIELDS = frozenset({"types", "vpcEndpointIds", "disableExecuteApiEndpoint", "ipAddressType"})
 DOCUMENTATION_FIELDS = frozenset({"version", "createdDate", "documentationParts"})
-GATEWAY_RESPONSE_TYPES = frozenset(
-    {
-        "ACCESS_DENIED",
-        "API_CONFIGURATION_ERROR",
-        "AUTHORIZER_CONFIGURATION_ERROR",
-        "AUTHORIZER_FAILURE",
-        "BAD_REQUEST_PARAMETERS",
-        "BAD_REQUEST_BODY",
-        "DEFAULT_4XX",
-        "DEFAULT_5XX",
-        "EXPIRED_TOKEN",
-        "INTEGRATION_FAILURE",
-        "INTEGRATION_TIMEOUT",
-        "INVALID_API_KEY",
-        "INVALID_SIGNATURE",
-        "MISSING_AUTHENTICATION_TOKEN",
-        "QUOTA_EXCEEDED",
-        "REQUEST_TOO_LARGE",
-        "RESOURCE_NOT_FOUND",
-        "THROTTLED",
-        "UNAUTHORIZED",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "WAF_FILTERED",
-    }
-)
+GATEWAY_RESPONSE_TYPES = frozenset(get_args(GatewayResponseType))
 #: Root-level extensions, each read by ``Builder._root_extensions``.
 ROOT_EXTENSIONS = frozenset(
     EXT + n
