@@ -70,6 +70,21 @@ class AdminClient:
         content_type: str = "application/json",
         query: dict[str, str] | None = None,
     ) -> Any:
+        payload = self.request_bytes(method, path, body=body, raw=raw, content_type=content_type, query=query)
+        return json.loads(payload) if payload else None
+
+    def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+        accept: str = "application/json",
+    ) -> bytes:
+        """The response body as sent (``/metrics`` is text); errors raised as ``request`` does."""
         import urllib.error
         import urllib.request
 
@@ -80,7 +95,7 @@ class AdminClient:
         req = urllib.request.Request(url, data=data, method=method)
         if data is not None:
             req.add_header("content-type", content_type)
-        req.add_header("accept", "application/json")
+        req.add_header("accept", accept)
         if self.token:
             req.add_header("authorization", f"Bearer {self.token}")
         try:
@@ -104,7 +119,7 @@ class AdminClient:
             raise AdminUnreachable(self.base_url, f"no answer within {self.timeout:g}s") from None
         except OSError as ex:
             raise AdminUnreachable(self.base_url, str(ex), isinstance(ex, ConnectionRefusedError)) from None
-        return json.loads(payload) if payload else None
+        return bytes(payload)
 
     # API keys ---------------------------------------------------------------------------
     def list_keys(self, name_query: str | None = None) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from fastgw.admin.client import AdminClient, AdminError, AdminUnreachable, _common, _leaf
+from fastgw.admin.client import AdminClient, _common, _leaf
 
 #: Metric name prefix of ``fastgw.telemetry.prometheus.exposition``.
 PREFIX = "fastgw_"
@@ -539,37 +539,9 @@ def run_top(
 
 def metrics_fetcher(c: AdminClient, path: str = "/metrics") -> Callable[[], str]:
     """A function that GETs the admin API's Prometheus text, raising as ``AdminClient.request`` does."""
-    import urllib.error
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the token stays local
-    url = c.base_url + path
 
     def fetch() -> str:
-        req = urllib.request.Request(url, method="GET")
-        req.add_header("accept", "text/plain")
-        if c.token:
-            req.add_header("authorization", f"Bearer {c.token}")
-        try:
-            with opener.open(req, timeout=c.timeout) as resp:
-                return bytes(resp.read()).decode("utf-8")
-        except urllib.error.HTTPError as ex:
-            with ex:
-                payload = ex.read()
-            try:
-                doc = json.loads(payload) if payload else {}
-            except ValueError:
-                doc = {}
-            if not isinstance(doc, dict):
-                doc = {}
-            raise AdminError(ex.code, str(doc.get("message") or ex.reason), doc) from None
-        except urllib.error.URLError as ex:
-            refused = isinstance(ex.reason, ConnectionRefusedError)
-            raise AdminUnreachable(c.base_url, str(ex.reason), refused) from None
-        except TimeoutError:
-            raise AdminUnreachable(c.base_url, f"no answer within {c.timeout:g}s") from None
-        except OSError as ex:
-            raise AdminUnreachable(c.base_url, str(ex), isinstance(ex, ConnectionRefusedError)) from None
+        return c.request_bytes("GET", path, accept="text/plain").decode("utf-8")
 
     return fetch
 
