@@ -447,16 +447,6 @@ def compile_config(
         stage_map: dict[str, StageRuntime] = {}
         config_api = api
 
-        def served_runtime(defn: Api, rt_api: ApiRuntime = rt_api) -> ApiRuntime:
-            """The API runtime of a deployed definition: its own CORS and binary media types
-            (a deployment snapshots them as AWS's do), the config's identity."""
-            from dataclasses import replace
-
-            from fastgw.pipeline.cors import CorsRuntime
-
-            cors = CorsRuntime(defn.cors) if defn.cors is not None and defn.kind == "http" else None
-            return replace(rt_api, binary_types=tuple(t.lower() for t in defn.binaryMediaTypes), cors=cors)
-
         def build_stage(
             stage: Stage,
             s_i: int,
@@ -599,6 +589,38 @@ def compile_config(
                 issues.append(ConfigIssue(f"{s_path}.cache", "the response cache is for REST APIs (AWS)"))
             return rt_stage
 
+        def build_deployed(
+            stage: Stage,
+            s_i: int,
+            path: str,
+            defn: Api,
+            cache_uid: str,
+            deployment_id: str,
+            *,
+            rt_api: ApiRuntime = rt_api,
+        ) -> StageRuntime:
+            """A stage compiled from a deployment's definition: its own gateway responses, CORS,
+            binary media types and API plugins (a deployment snapshots them, as AWS's do), the
+            config's identity of the API."""
+            from dataclasses import replace
+
+            from fastgw.pipeline.cors import CorsRuntime
+
+            cors = CorsRuntime(defn.cors) if defn.cors is not None and defn.kind == "http" else None
+            served = replace(rt_api, binary_types=tuple(t.lower() for t in defn.binaryMediaTypes), cors=cors)
+            rt = build_stage(
+                stage,
+                s_i,
+                path,
+                defn,
+                cache_uid,
+                compile_gateway_responses(defn, path, issues),
+                rt_api=served,
+                api_plugins=binder.bind(defn.plugins, f"{path}.plugins", f"api {rt_api.name}"),
+            )
+            rt.deployment_id = deployment_id
+            return rt
+
         for s_i, stage in enumerate(api.stages):
             s_path = f"{a_path}.stages[{s_i}]"
             if stage.name in stage_map:
@@ -614,37 +636,15 @@ def compile_config(
             else:
                 # The stage serves a deployment's snapshot of the API, not the config's.
                 d_path = f"{s_path} (deployment {deployed.deployment_id})"
-                d_customs = compile_gateway_responses(deployed.api, d_path, issues)
-                rt_stage = build_stage(
-                    stage,
-                    s_i,
-                    d_path,
-                    deployed.api,
-                    uid,
-                    d_customs,
-                    rt_api=served_runtime(deployed.api),
-                    api_plugins=binder.bind(deployed.api.plugins, f"{d_path}.plugins", f"api {api.name}"),
-                )
-                rt_stage.deployment_id = deployed.deployment_id
+                rt_stage = build_deployed(stage, s_i, d_path, deployed.api, uid, deployed.deployment_id)
                 canary = deployed.canary
                 if canary is not None:
                     c_stage = msgspec.structs.replace(
                         stage, variables={**stage.variables, **canary.variables}
                     )
                     c_path = f"{s_path} (canary deployment {canary.deployment_id})"
-                    c_customs = compile_gateway_responses(canary.api, c_path, issues)
                     c_uid = uid if canary.use_stage_cache else f"{uid}:canary"
-                    rt_canary = build_stage(
-                        c_stage,
-                        s_i,
-                        c_path,
-                        canary.api,
-                        c_uid,
-                        c_customs,
-                        rt_api=served_runtime(canary.api),
-                        api_plugins=binder.bind(canary.api.plugins, f"{c_path}.plugins", f"api {api.name}"),
-                    )
-                    rt_canary.deployment_id = canary.deployment_id
+                    rt_canary = build_deployed(c_stage, s_i, c_path, canary.api, c_uid, canary.deployment_id)
                     rt_canary.is_canary = True
                     rt_stage.canary = rt_canary
                     rt_stage.canary_percent = canary.percent
