@@ -47,6 +47,7 @@ from fastgw.state.model import (
     PatchRequest,
     StagePointer,
     StateData,
+    iso_utc,
     now_ts,
 )
 
@@ -81,12 +82,6 @@ class DeploymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     description: str = ""
     stageDescription: str | None = None
     canarySettings: CanarySettingsInput | None = None
-
-
-def _iso(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _percent(value: Any, path: str) -> float:
@@ -172,7 +167,7 @@ class DeploymentHandlers:
             "servesConfig": pointer is None,
         }
         if pointer is not None:
-            view["lastUpdatedDate"] = _iso(pointer.updatedAt)
+            view["lastUpdatedDate"] = iso_utc(pointer.updatedAt)
             if pointer.canary is not None:
                 c = pointer.canary
                 view["canarySettings"] = {
