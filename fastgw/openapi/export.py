@@ -197,8 +197,10 @@ def _api_id(api: Api) -> str:
     return api.id or hashlib.sha1(api.name.encode()).hexdigest()[:10]
 
 
-def _plain(value: Any) -> Any:
-    """Config data as builtins, structs without their default-valued fields (factories included)."""
+def config_builtins(value: Any, *, tagged: bool = False) -> Any:
+    """Config data as builtins, structs without their default-valued fields (factories included:
+    msgspec's omit_defaults keeps an explicit ``timeout_ms: 29000``); ``tagged``: tagged structs
+    (integrations) with their ``type``, as the config writes them."""
     if isinstance(value, msgspec.Struct):
         out: dict[str, Any] = {}
         for f in msgspec.structs.fields(value):
@@ -207,18 +209,19 @@ def _plain(value: Any) -> Any:
                 continue
             if f.default_factory is not msgspec.NODEFAULT and v == f.default_factory():
                 continue
-            out[f.encode_name] = _plain(v)
-        return out
+            out[f.encode_name] = config_builtins(v, tagged=tagged)
+        tag = value.__struct_config__.tag
+        return {"type": tag, **out} if tagged and isinstance(tag, str) else out
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: config_builtins(v, tagged=tagged) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [config_builtins(v, tagged=tagged) for v in value]
     return msgspec.to_builtins(value)
 
 
 def _leftover(obj: msgspec.Struct, *carried: str) -> dict[str, Any]:
     """The struct's non-default fields (as the config encodes them) minus those carried elsewhere."""
-    data: dict[str, Any] = _plain(obj)
+    data: dict[str, Any] = config_builtins(obj)
     for name in carried:
         data.pop(name, None)
     return data
@@ -335,7 +338,7 @@ class _Exporter:
         if api.policy is not None:
             out["x-amazon-apigateway-policy"] = copy.deepcopy(api.policy)
         if api.cors is not None:
-            out["x-amazon-apigateway-cors"] = _plain(api.cors)
+            out["x-amazon-apigateway-cors"] = config_builtins(api.cors)
         if self.kind == "http":
             out["x-amazon-apigateway-importexport-version"] = "1.0"
         return {k: out[k] for k in _ROOT_EXTENSIONS if k in out}

@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import yaml
 
 from fastgw.config.load import decode_config, load_config_file
 from fastgw.config.model import Api
-from fastgw.openapi.export import DEFAULT_REGION, dump, export_api
+from fastgw.openapi.export import DEFAULT_REGION, config_builtins, dump, export_api
 
 ANY = "x-amazon-apigateway-any-method"
 INTEG = "x-amazon-apigateway-integration"
@@ -1041,24 +1040,7 @@ ROUND_TRIP_IGNORED = {
 
 
 def _builtins(value: Any) -> Any:
-    """Config data as builtins without default-valued fields (msgspec's omit_defaults keeps an
-    explicit 29000 that equals the default)."""
-    if isinstance(value, msgspec.Struct):
-        out: dict[str, Any] = {}
-        for f in msgspec.structs.fields(value):
-            v = getattr(value, f.name)
-            if f.default is not msgspec.NODEFAULT and v == f.default:
-                continue
-            if f.default_factory is not msgspec.NODEFAULT and v == f.default_factory():
-                continue
-            out[f.encode_name] = _builtins(v)
-        tag = value.__struct_config__.tag
-        return {"type": tag, **out} if isinstance(tag, str) else out
-    if isinstance(value, dict):
-        return {k: _builtins(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_builtins(v) for v in value]
-    return value
+    return config_builtins(value, tagged=True)
 
 
 def _normalise(api: Api | Any) -> dict[str, Any]:

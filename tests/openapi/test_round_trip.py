@@ -21,7 +21,7 @@ import pytest
 from fastgw.config.load import decode_config
 from fastgw.config.model import Api
 from fastgw.openapi import ImportResult, import_document
-from fastgw.openapi.export import dump, export_api
+from fastgw.openapi.export import config_builtins, dump, export_api
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -139,24 +139,8 @@ def first_import(name: str) -> ImportResult:
 
 
 def plain(value: Any) -> Any:
-    """Config data as builtins without the fields equal to their default (msgspec's omit_defaults
-    keeps an explicit ``timeout_ms: 29000``), integrations tagged with their type."""
-    if isinstance(value, msgspec.Struct):
-        out: dict[str, Any] = {}
-        for f in msgspec.structs.fields(value):
-            v = getattr(value, f.name)
-            if f.default is not msgspec.NODEFAULT and v == f.default:
-                continue
-            if f.default_factory is not msgspec.NODEFAULT and v == f.default_factory():
-                continue
-            out[f.encode_name] = plain(v)
-        tag = value.__struct_config__.tag
-        return {"type": tag, **out} if isinstance(tag, str) else out
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+    """Config data as builtins without the fields equal to their default, integrations tagged."""
+    return config_builtins(value, tagged=True)
 
 
 def normalised(api: dict[str, Any]) -> Api:
