@@ -3,9 +3,10 @@
 ``compile_access_log`` (config load) resolves a preset or checks a ``$context`` format string
 (fastgw.telemetry.accesslog) and gives the stage a ``StageAccessLog``; the protocol calls its
 ``emit`` when a response has been written (``Exchange.observe``). Values are read from the
-exchange only for the variables the format names (one precompiled getter each), and the line
-is queued in the worker; its ticker writes the queue every 100 ms in one ``write`` (``LoopWriter``,
-one per destination and process, created on first use: after the fork). ``reopen_all`` is
+exchange only for the variables the format names (the format is compiled into one generated
+function, ``_compile_render``), and the line is queued in the worker; its ticker writes the queue
+every 100 ms in one ``write`` (``LoopWriter``, one per destination and process, created on first
+use: after the fork; pipes and stderr get a thread, ``writer_for``). ``reopen_all`` is
 logrotate's SIGUSR1.
 
 What the protocol knows is logged; variables that only a request pipeline knows (authorizer
@@ -199,15 +200,6 @@ class _Values:
         self.status = status
         self.now = now
 
-    def get(self, name: str) -> object | None:
-        fn = _GETTERS.get(name)
-        return fn(self) if fn is not None else None
-
-
-def _epoch(v: _Values) -> float:
-    # The exchange's start on the wall clock: now minus the time it took (loop clock).
-    return time.time() - (v.now - v.ex.t0)
-
 
 def _path(v: _Values) -> str | None:
     url = getattr(v.ex, "url", None)
@@ -225,36 +217,20 @@ def _up_status(v: _Values) -> object | None:
     return v.ex.up_status if v.ex.t_int else None
 
 
+# The variables that are not in ``_EXPR`` (below), read through ``_Values``.
 _GETTERS: dict[str, Callable[[_Values], object | None]] = {
-    "requestId": lambda v: v.ex.request_id.decode(),
-    "extendedRequestId": lambda v: v.ex.request_id.decode(),
-    "apiId": lambda v: v.route.api.id,
-    "stage": lambda v: v.route.stage.name,
-    "domainName": _host,
+    "domainName": lambda v: _host(v.ex),
     "domainPrefix": lambda v: (_host(v.ex) or "").split(".", 1)[0] or None,
-    "httpMethod": lambda v: v.ex.method,
     "path": _path,
-    "resourcePath": lambda v: v.route.template or v.route.key,
-    "routeKey": lambda v: v.route.key,
-    "resourceId": lambda v: v.route.key,
-    "protocol": lambda v: "HTTP/1.0" if v.ex.http10 else "HTTP/1.1",
-    "requestTime": lambda v: _clf_time(_epoch(v)),
-    "requestTimeEpoch": lambda v: int(_epoch(v) * 1000),
-    "status": lambda v: v.status,
-    "responseLength": lambda v: v.ex.resp_len if v.ex.resp_len >= 0 else None,
-    "responseLatency": lambda v: round((v.now - v.ex.t0) * 1000.0),
     "integrationLatency": _int_ms,
     "integration.latency": _int_ms,
     "integrationStatus": _up_status,
     "integration.status": _up_status,
     "integration.integrationStatus": _up_status,
-    "identity.sourceIp": lambda v: v.ex.proto.peer,
     "identity.userAgent": lambda v: _header(v.ex, "user-agent"),
     "identity.apiKeyId": lambda v: v.ex.p_key_id,
     "identity.apiKey": lambda v: v.ex.p_api_key.decode("latin-1") if v.ex.p_api_key else None,
 }
-# Domain lookups take the exchange, not the values.
-_GETTERS["domainName"] = lambda v: _host(v.ex)
 
 
 # PERF: the common variables as expressions over the exchange, compiled into one function per
@@ -346,7 +322,3 @@ class StageAccessLog:
         if writer is None:
             writer = self.writer = writer_for(self.destination)
         writer.write(self.render(ex, route, status, now))
-
-
-def _none(v: _Values) -> None:
-    return None
