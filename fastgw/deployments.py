@@ -29,6 +29,7 @@ import msgspec
 from fastgw.config.model import Api, GatewayConfig
 
 if TYPE_CHECKING:
+    from fastgw.config.compile import RuntimeSnapshot
     from fastgw.state.model import StateData
     from fastgw.state.store import Store
 
@@ -128,6 +129,29 @@ def resolve(config: GatewayConfig, state: StateData | None) -> dict[tuple[str, s
                 )
         out[(pointer.apiId, pointer.stage)] = StageDeployment(api_of(dep.definition, api), dep.id, canary)
     return out
+
+
+def compile_served(
+    config: GatewayConfig, state: StateData | None, plain: RuntimeSnapshot | None = None, **log_extra: Any
+) -> tuple[RuntimeSnapshot, bool]:
+    """``config`` compiled with the deployments ``state``'s pointers name, and whether it serves
+    what they say (false only after the fallback). Deployed definitions that do not compile with
+    this config (a function removed, say) give the config's own definitions, logged, rather than
+    no snapshot; ``plain`` is that snapshot when the caller has it already. ``ConfigError`` only
+    when the config itself does not compile."""
+    from fastgw.config.compile import compile_config
+    from fastgw.config.load import ConfigError
+
+    found = resolve(config, state)
+    if found:
+        try:
+            return compile_config(config, deployments=found), True
+        except ConfigError as ex:
+            log.error(
+                "deployed definitions do not compile with this config; stages serve the config's",
+                extra={**log_extra, "errors": [str(i) for i in ex.issues]},
+            )
+    return (plain if plain is not None else compile_config(config)), not found
 
 
 def served(state: StateData | None) -> tuple[Any, ...]:

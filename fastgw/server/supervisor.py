@@ -163,17 +163,7 @@ class Supervisor:
         """``snapshot`` recompiled with the deployments the stage pointers name, if any."""
         from fastgw import deployments
 
-        served = deployments.resolve(config, self.state)
-        if not served:
-            return snapshot
-        try:
-            return compile_config(config, deployments=served)
-        except ConfigError as ex:
-            log.error(
-                "deployed definitions do not compile with this config; stages serve the config's",
-                extra={"errors": [str(i) for i in ex.issues]},
-            )
-            return snapshot
+        return deployments.compile_served(config, self.state, snapshot)[0]
 
     def _admin_target(self, config: GatewayConfig, sock: socket.socket) -> Callable[[], None]:
         from fastgw.admin.server import run_admin_process

@@ -279,19 +279,9 @@ class Worker:
 
         try:
             config = load_config_text(text)
-            served = deployments.resolve(config, self.state)
-            try:
-                snapshot = compile_config(config, deployments=served)
+            snapshot, as_pointed = deployments.compile_served(config, self.state, worker=self.index)
+            if as_pointed:
                 self.served = deployments.served(self.state)
-            except ConfigError as ex:
-                if not served:
-                    raise
-                # As the supervisor does: the config's own definitions rather than no reload.
-                log.error(
-                    "deployed definitions do not compile with this config; stages serve the config's",
-                    extra={"worker": self.index, "errors": [str(i) for i in ex.issues]},
-                )
-                snapshot = compile_config(config)
         except ConfigError as ex:
             log.error("config rejected", extra={"worker": self.index, "errors": [str(i) for i in ex.issues]})
             return False
