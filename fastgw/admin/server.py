@@ -15,7 +15,8 @@ Rules:
 
 - every request but ``GET /health`` and ``GET /openapi.json`` needs ``Authorization: Bearer
   TOKEN`` (compared in constant time); a missing or wrong token gets 401 before anything is read
-  or changed;
+  or changed (the read-only ``/dashboard`` pages also take their session cookie:
+  ``fastgw.admin.dashboard``);
 - bodies are capped (``MAX_BODY_BYTES``), the request head has a deadline (``HEADER_TIMEOUT``),
   idle keep-alive connections are closed after ``KEEPALIVE_TIMEOUT``;
 - a request either fully succeeds or changes nothing: payloads and cross-record rules are checked
@@ -443,6 +444,11 @@ class AdminApp:
                 from fastgw.admin.openapi import openapi_document
 
                 return 200, openapi_document(), []
+            if req.path == "/dashboard" or req.path.startswith("/dashboard/"):
+                # The page, its data and assets: bearer token or session cookie (fastgw.admin.dashboard).
+                from fastgw.admin.dashboard import dispatch_dashboard
+
+                return await dispatch_dashboard(self, req, self._token)
             if not self.authorized(req):
                 return (
                     401,
