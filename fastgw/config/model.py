@@ -226,6 +226,62 @@ class OtlpMetricsSettings(_Model):
     ] = field(default_factory=dict)
 
 
+class TracingSettings(_Model):
+    """Distributed tracing (W3C trace context, OTLP/HTTP spans); off unless a sampler is set here
+    or in OTEL_TRACES_SAMPLER. Exporter address, headers and resource come from gateway.otlp and
+    the OTEL_* variables."""
+
+    sampler: Annotated[
+        Literal[
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ]
+        | None,
+        Meta(
+            description="OpenTelemetry sampler: parentbased_* follow an incoming traceparent's sampled "
+            "flag. Absent: OTEL_TRACES_SAMPLER, else tracing is off."
+        ),
+    ] = None
+    ratio: Annotated[
+        Annotated[float, Meta(ge=0, le=1)] | None,
+        Meta(
+            description="Fraction of root traces sampled by *traceidratio. Absent: "
+            "OTEL_TRACES_SAMPLER_ARG, else 1."
+        ),
+    ] = None
+    endpoint: Annotated[
+        str | None,
+        Meta(
+            description="Full URL spans are POSTed to. Absent: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else "
+            "{gateway.otlp.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT}/v1/traces; none: spans are not "
+            "exported (trace context is still propagated)."
+        ),
+    ] = None
+    max_queue_size: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description="Spans a worker queues for export; beyond, spans are dropped and counted. "
+            "Absent: OTEL_BSP_MAX_QUEUE_SIZE, else 2048."
+        ),
+    ] = None
+    max_export_batch_size: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(description="Spans per export request. Absent: OTEL_BSP_MAX_EXPORT_BATCH_SIZE, else 512."),
+    ] = None
+    schedule_delay_ms: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(description="Longest wait between exports. Absent: OTEL_BSP_SCHEDULE_DELAY, else 5000."),
+    ] = None
+    export_timeout_ms: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(description="Deadline of one export. Absent: OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT, else 10000."),
+    ] = None
+
+
 class GatewaySettings(_Model):
     """Process-wide settings."""
 
@@ -251,6 +307,7 @@ class GatewaySettings(_Model):
         ),
     ] = True
     otlp: OtlpMetricsSettings = field(default_factory=OtlpMetricsSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     throttle: Annotated[
         ThrottleSettings,
         Meta(description="Gateway-wide limit over all APIs (AWS account level: 10,000 rps, burst 5,000)."),

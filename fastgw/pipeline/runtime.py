@@ -117,6 +117,7 @@ class RoutePipeline:
         "response",
         "rewrite",
         "route",
+        "timed",
         "validation",
     )
 
@@ -165,6 +166,9 @@ class RoutePipeline:
         self.compress: int | None = None
         #: The route's response cache (fastgw.pipeline.caching.RouteCache), or None.
         self.cache: Any = None
+        #: The integration is a function (AWS_PROXY, AWS): the pipeline times it for
+        #: IntegrationLatency and the trace (upstream exchanges are timed by the protocol).
+        self.timed = integration_name.startswith("AWS")
 
     def set_access(self, iam: Any, policy: Any) -> None:
         self.iam = iam
@@ -231,10 +235,15 @@ class RoutePipeline:
                 policy_result = checked
             auth = self.authorizer
             if auth is not None:
+                ex = req.exchange
+                trace = ex.trace if ex is not None else None
+                t = svc.loop.time() if trace is not None else 0.0
                 # PERF: a decision this worker holds is applied without a coroutine.
                 denied = auth.check_cached(req, svc)
                 if type(denied) is tuple:
                     denied = await auth.authorize_miss(req, svc, *denied)
+                if trace is not None:
+                    trace.authorizer(t, svc.loop.time(), auth.type, denied is None)
                 if denied is not None:
                     return denied  # type: ignore[return-value]
                 if policy_result is not None:
@@ -288,8 +297,11 @@ class RoutePipeline:
                     return invalid
             cache = self.cache
             if cache is not None and not cache.early:
+                t = svc.loop.time()
                 got = await cache.lookup_request(req, svc, self.iam)
                 ex = req.exchange
+                if ex is not None and ex.trace is not None and got is not None:
+                    ex.trace.cache_lookup(t, svc.loop.time(), type(got) is not bytes)
                 if type(got) is bytes:
                     req.cache_key = got
                     if ex is not None:
@@ -298,7 +310,10 @@ class RoutePipeline:
                     if ex is not None:
                         ex.cache_state = 1
                     return got  # type: ignore[return-value]
-            result = await self.integration(req, svc)
+            if self.timed:
+                result = await timed_integration(self.integration, req, svc)
+            else:
+                result = await self.integration(req, svc)
             if type(result) is Handoff:
                 return result  # type: ignore[return-value]
             if type(result) is LocalReply or not self.response:
@@ -484,6 +499,22 @@ def launch(ex: Exchange, svc: Services) -> None:
     ex.task = task  # the exchange holds the Task (and cancels it if the client goes)
 
 
+async def timed_integration(integration: Integration, req: Request, svc: Services) -> Any:
+    """Run a function integration, keeping its start and duration on the exchange (as the
+    protocol does for upstream exchanges: ``t_int``, ``int_ms``)."""
+    t = svc.loop.time()
+    ex = req.exchange
+    try:
+        result = await integration(req, svc)
+    finally:
+        if ex is not None:
+            ex.t_int = t
+            ex.int_ms = (svc.loop.time() - t) * 1000.0
+    if ex is not None and not ex.up_status:
+        ex.up_status = 200  # the invocation's status, as AWS's $context.integration.status
+    return result
+
+
 async def _continue(coro: Any, fut: Any) -> Any:
     from fastgw.functions.registry import _Resume
 
@@ -497,7 +528,12 @@ async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Servi
     loop), and a pipeline that is only an integration runs it directly."""
     direct = pipeline.direct
     try:
-        result = await (direct(req, svc) if direct is not None else pipeline.run(req, svc))
+        if direct is None:
+            result = await pipeline.run(req, svc)
+        elif pipeline.timed:
+            result = await timed_integration(direct, req, svc)
+        else:
+            result = await direct(req, svc)
         if type(result) is Handoff:
             ex.task = None
             ex.pipeline_proxy(result.integration, result.target, result.head, result.body)

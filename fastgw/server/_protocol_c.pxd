@@ -51,7 +51,7 @@ cdef class Exchange:
     cdef public object buf, integration, local_error, route, snapshot, params, gate, gwr, cache_key, collect, up_buf
     cdef public str up_method
     cdef public int up_status
-    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_xfwd, p_api_key, p_key_id
+    cdef public object pipeline, task, p_fwd, p_host, p_xff, p_xfwd, p_api_key, p_key_id, trace
     cdef public str p_path, p_inner
     cdef public str method
     cdef public list out

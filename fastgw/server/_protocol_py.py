@@ -853,6 +853,7 @@ class Exchange:
         "t_int",
         "target_path",
         "task",
+        "trace",
         "up_buf",
         "up_method",
         "up_status",
@@ -923,6 +924,9 @@ class Exchange:
         worker = proto.worker
         worker.rid += 1
         self.request_id = request_id(worker.rid_prefix, worker.rid)
+        # Tracing (fastgw.telemetry.tracing): the sampled request's trace, None otherwise.
+        tracer = worker.tracer
+        self.trace = tracer.begin(proto.fwd) if tracer is not None else None
         self.snapshot: RuntimeSnapshot = proto.worker.snapshot
 
     # ------------------------------------------------------------------ request side
@@ -1013,7 +1017,10 @@ class Exchange:
             cache = route.cache
             if cache is not None and cache.early and self.gate is None:
                 # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK.
-                got = cache.lookup_head(self.method, proto.fwd, self.query, match.params, proto.loop.time())
+                t = proto.loop.time()
+                got = cache.lookup_head(self.method, proto.fwd, self.query, match.params, t)
+                if self.trace is not None and got is not None:
+                    self.trace.cache_lookup(t, proto.loop.time(), type(got) is not bytes)
                 if type(got) is bytes:
                     self.cache_key = got
                     self.cache_state = 2
@@ -1054,6 +1061,8 @@ class Exchange:
             target = target + b"?" + query
         self.target_path = target
         parts = proto.fwd
+        if self.trace is not None:
+            self.trace.inject(parts)
         _forwarded(parts, proto, proto.xff, proto.xfwd, host)
         if self.body_mode == 1:
             parts.append(b"content-length: %d\r\n" % self.body_len)
@@ -1089,9 +1098,10 @@ class Exchange:
             if cache is not None and cache.early and self.cache_state == 0 and self.cache_key is None:
                 # The gate waited for the shared store (Redis), so the head's cache lookup was
                 # not made: make it now.
-                got = cache.lookup_head(
-                    self.method, self.p_fwd, self.query, self.params, self.proto.loop.time()
-                )
+                t = self.proto.loop.time()
+                got = cache.lookup_head(self.method, self.p_fwd, self.query, self.params, t)
+                if self.trace is not None and got is not None:
+                    self.trace.cache_lookup(t, self.proto.loop.time(), type(got) is not bytes)
                 if type(got) is bytes:
                     self.cache_key = got
                     self.cache_state = 2
@@ -1207,6 +1217,8 @@ class Exchange:
         fwd = self.p_fwd
         if fwd:
             fwd_headers(fwd, headers)
+        if self.trace is not None:
+            self.trace.inject_pairs(headers)
         buf = self.buf
         body = b"".join(buf) if buf else b""
         if body or self.body_mode:
@@ -1494,6 +1506,10 @@ class Exchange:
         route = self.route
         if route is not None:
             self.observe(route, reply.status)
+        else:
+            proto.worker.unmatched += 1  # no route: no stage, no route, or refused at the head
+            if self.trace is not None:
+                proto.worker.tracer.finish(self, None, reply.status, proto.loop.time())
         if self.request_done:
             proto.exchange_done(self)
         elif not self.keep_alive:
@@ -1512,6 +1528,8 @@ class Exchange:
         access_log = route.stage.access_log
         if access_log is not None:
             access_log.emit(self, route, status, now)
+        if self.trace is not None:
+            self.proto.worker.tracer.finish(self, route, status, now)
 
     def on_timeout(self) -> None:
         """The integration deadline passed (called by the worker's ticker)."""

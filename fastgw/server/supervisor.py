@@ -78,6 +78,9 @@ class Supervisor:
         self._signals: list[int] = []
         self.metrics_dir: str | None = None
         self._own_metrics_dir = False
+        # Configuration reloads (SIGHUP) applied and rejected since start.
+        self.reloads_ok = 0
+        self.reloads_failed = 0
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -87,6 +90,7 @@ class Supervisor:
         from fastgw.telemetry.node import create_node_directory
 
         self.metrics_dir, self._own_metrics_dir = create_node_directory()
+        self.publish_reloads()
         # Traffic state: the shared table the workers inherit, the config's keys and plans in
         # the store, quota counters seeded from recorded usage; then the admin API process.
         self.table = create_table(self.config.gateway.state)
@@ -346,7 +350,28 @@ class Supervisor:
                     self._spawn_helper(helper)
 
     # ------------------------------------------------------------------ reload / stop
+    def publish_reloads(self) -> None:
+        """The reload outcomes and the config generation, for the node's metrics
+        (``fastgw.telemetry.metrics.SUPERVISOR_FILE``)."""
+        if self.metrics_dir is None:
+            return
+        from fastgw.telemetry.metrics import publish_supervisor
+
+        try:
+            publish_supervisor(self.metrics_dir, self.reloads_ok, self.reloads_failed, 1 + self.reloads_ok)
+        except OSError as ex:
+            log.warning("reload counts not published", extra={"error": str(ex)})
+
     def reload(self) -> bool:
+        ok = self._reload()
+        if ok:
+            self.reloads_ok += 1
+        else:
+            self.reloads_failed += 1
+        self.publish_reloads()
+        return ok
+
+    def _reload(self) -> bool:
         try:
             config = self.load()
             snapshot = compile_config(config)

@@ -31,7 +31,7 @@ from fastgw.pipeline.runtime import Services
 from fastgw.server.protocol import Exchange, HttpProtocol, Pools
 from fastgw.server.tls import TlsContexts, TlsListener, build_contexts
 from fastgw.state.model import StateData
-from fastgw.telemetry import access
+from fastgw.telemetry import access, tracing
 from fastgw.traffic.node import StatePoller, create_table, make_gate, make_limiter, make_store
 from fastgw_core.limits import SharedTable
 
@@ -121,6 +121,12 @@ class Worker:
         self._ticks = 0
         self._counter_base: dict[str, int] | None = None
         bind_metrics(self.metrics, snapshot)
+        # Tracing (fastgw.telemetry.tracing): None when off; its export thread starts in serve.
+        self.trace_settings = tracing.resolve(snapshot.config.gateway)
+        self.tracer = tracing.Tracer(self.trace_settings, loop.time) if self.trace_settings else None
+        self._tracer_base = (0, 0, 0)
+        # Requests answered without a route (unknown stage or route, refused at the head).
+        self.unmatched = 0
         # What the stage pointers said when the snapshot was compiled (fastgw.deployments).
         from fastgw import deployments
 
@@ -141,6 +147,8 @@ class Worker:
             )
             self.tls.start()
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
+        if self.tracer is not None:
+            self.tracer.start()
         self.poller = StatePoller(
             self.gate, make_store(self.snapshot.config.gateway.state), self.loop, self._on_state
         )
@@ -167,8 +175,11 @@ class Worker:
         self.pools.tick(now)
         self._ticks += 1
         access.flush_all()
-        if self._ticks % 10 == 0 and self.publisher is not None:
-            self.publish_metrics()
+        if self._ticks % 10 == 0:
+            if self.tracer is not None:
+                self.tracer.tick()
+            if self.publisher is not None:
+                self.publish_metrics()
         if self.draining and not self.connections:
             self._finish()
             return
@@ -223,7 +234,18 @@ class Worker:
             "redis_fallbacks": int(fallbacks) if isinstance(fallbacks, int) else 0,
             "cache_redis_errors": cache["redis_errors"],
             "access_log_dropped": access.dropped_lines(),
+            "unmatched_requests": self.unmatched,
         }
+        tracer = self.tracer
+        exported, dropped, failed = self._tracer_base
+        if tracer is not None:
+            exported += tracer.exported
+            dropped += tracer.dropped
+            failed += tracer.failed_exports
+        if tracer is not None or exported or dropped or failed:
+            live["trace_spans_exported"] = exported
+            live["trace_spans_dropped"] = dropped
+            live["trace_exports_failed"] = failed
         decisions = self.services.decisions
         if decisions is not None:
             live["authorizer_cache_hits"] = decisions.hits
@@ -243,6 +265,7 @@ class Worker:
 
     def swap(self, snapshot: RuntimeSnapshot) -> None:
         bind_metrics(self.metrics, snapshot)
+        self._swap_tracing(snapshot)
         self._swap_tls(snapshot)
         set_upstream_ca(snapshot.config.gateway.upstream.ca_file)
         self.gate.bind(snapshot)
@@ -253,6 +276,21 @@ class Worker:
 
         caches().redis_settings = snapshot.config.gateway.state.redis
         log.info("config swapped", extra={"worker": self.index, "config": snapshot.digest})
+
+    def _swap_tracing(self, snapshot: RuntimeSnapshot) -> None:
+        """A reload that changed the tracing settings gets a new tracer (the old one flushes)."""
+        settings = tracing.resolve(snapshot.config.gateway)
+        if settings == self.trace_settings:
+            return
+        old = self.tracer
+        if old is not None:
+            b = self._tracer_base
+            self._tracer_base = (b[0] + old.exported, b[1] + old.dropped, b[2] + old.failed_exports)
+            old.stop(0.0)
+        self.trace_settings = settings
+        self.tracer = tracing.Tracer(settings, self.loop.time) if settings is not None else None
+        if self.tracer is not None and self.server is not None:
+            self.tracer.start()
 
     def _on_state(self, state: StateData) -> None:
         """A new state from the store: recompile when the stage pointers moved."""
@@ -393,6 +431,8 @@ def run_worker(
         loop.run_until_complete(asyncio.wait_for(worker.limiter.aclose(), 2.0))
         loop.run_until_complete(asyncio.wait_for(worker.services.aclose(), 2.0))
     finally:
+        if worker.tracer is not None:
+            worker.tracer.stop()
         access.close_all()
         log.info("worker stopped", extra={"worker": index, "uptime_s": round(time.monotonic() - started, 3)})
         loop.close()

@@ -357,6 +357,36 @@ class NodeMetrics:
         return None if stats is None else stats.percentile(metric, q)
 
 
+#: The supervisor's own numbers in the node directory: reload outcomes and the config generation.
+SUPERVISOR_FILE = "supervisor.json"
+
+
+def publish_supervisor(directory: str, reloads_ok: int, reloads_failed: int, config_version: int) -> None:
+    """Write the supervisor's reload counters (write-then-rename) for ``node_totals``."""
+    path = os.path.join(directory, SUPERVISOR_FILE)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(
+            msgspec.json.encode(
+                {"reloads_ok": reloads_ok, "reloads_failed": reloads_failed, "config_version": config_version}
+            )
+        )
+    os.replace(tmp, path)
+
+
+def _add_supervisor(node: NodeMetrics, directory: str) -> None:
+    try:
+        with open(os.path.join(directory, SUPERVISOR_FILE), "rb") as f:
+            data = msgspec.json.decode(f.read(), type=dict[str, int])
+    except (OSError, msgspec.DecodeError):
+        return
+    for name in ("reloads_ok", "reloads_failed"):
+        if name in data:
+            node.counters[name] = data[name]
+    if "config_version" in data:
+        node.gauges["config_version"] = float(data["config_version"])
+
+
 def node_totals(directory: str, max_age: float = 10.0) -> NodeMetrics:
     """Sum the fresh worker snapshots of the node's directory.
 
@@ -387,4 +417,5 @@ def node_totals(directory: str, max_age: float = 10.0) -> NodeMetrics:
         snap = _read_snapshot(path)
         if snap is not None:
             node.add(index, snap)
+    _add_supervisor(node, directory)
     return node

@@ -80,15 +80,19 @@ _INTERNAL_HELP: dict[str, str] = {
     "upstream_connections_idle": "Idle upstream connections kept in the pools.",
     "cache_entries": "Entries in the response caches.",
     "cache_bytes": "Bytes held by the response caches.",
-    "config_version": "Highest configuration version loaded by a worker (max over workers).",
+    "config_version": "Configuration generation: 1 at start, +1 per applied reload (SIGHUP).",
     "throttled": "Requests refused with 429 by throttling.",
     "quota_refused": "Requests refused because a usage plan quota was exhausted.",
     "authorizer_cache_hits": "Authorizer results served from the authorizer cache.",
     "authorizer_cache_misses": "Authorizer calls that missed the authorizer cache.",
     "redis_fallbacks": "Redis operations that failed and fell back to local state.",
-    "reloads_ok": "Configuration reloads applied.",
-    "reloads_failed": "Configuration reloads rejected.",
+    "unmatched_requests": "Requests answered without a route (unknown stage or route, refused at the head).",
+    "reloads_ok": "Configuration reloads (SIGHUP) applied.",
+    "reloads_failed": "Configuration reloads (SIGHUP) rejected; the running config kept serving.",
     "access_log_dropped": "Access log records dropped because the queue was full.",
+    "trace_spans_exported": "Spans accepted by the OTLP trace collector.",
+    "trace_spans_dropped": "Spans dropped: export queue full or export failed.",
+    "trace_exports_failed": "OTLP trace export requests that failed.",
 }
 
 _LE = [repr(b) for b in LATENCY_BUCKETS_MS] + ["+Inf"]

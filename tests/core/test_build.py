@@ -42,9 +42,12 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.cachekey.KeySpec is fastgw_core._cachekey_c.KeySpec
     assert fastgw_core.cachekey.cache_key is fastgw_core._cachekey_c.cache_key
     from fastgw.server import _protocol_c, protocol
+    from fastgw.telemetry import _tracing_c, tracing
 
     assert protocol.COMPILED is True
     assert protocol.HttpProtocol is _protocol_c.HttpProtocol
+    assert tracing.COMPILED is True
+    assert tracing.Tracer is _tracing_c.Tracer
     for module in (
         fastgw_core._router_c,
         fastgw_core._urlnorm_c,
@@ -54,6 +57,7 @@ def test_compiled_kernels_are_loaded() -> None:
         fastgw_core._cachekey_c,
         fastgw_core._stats_c,
         _protocol_c,
+        _tracing_c,
     ):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
@@ -74,6 +78,9 @@ def test_no_extensions_binds_the_python_twins() -> None:
         from fastgw.server import protocol
         assert protocol.COMPILED is False
         assert protocol.HttpProtocol.__module__ == "fastgw.server._protocol_py"
+        from fastgw.telemetry import tracing
+        assert tracing.COMPILED is False
+        assert tracing.Tracer.__module__ == "fastgw.telemetry._tracing_py"
         assert router.RouteTrie is router.RouteTriePy
         assert router.RouteTrie.__module__ == "fastgw_core._router_py"
         assert router.RouteMatch.__module__ == "fastgw_core._router_py"

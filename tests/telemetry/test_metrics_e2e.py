@@ -180,6 +180,52 @@ def test_gateway_internals_are_scraped(gateway_factory: GatewayFactory) -> None:
     assert {"fastgw_quota_refused_total", "fastgw_cache_entries", "fastgw_active_connections"} <= names
 
 
+def test_unmatched_requests_and_reload_outcomes_are_counted(gateway_factory: GatewayFactory) -> None:
+    cfg: dict[str, Any] = {
+        "apis": [
+            {
+                "name": "one",
+                "routes": [{"route": "GET /x", "integration": {"type": "MOCK", "body": "x"}}],
+                "stages": [{"name": "prod"}],
+            }
+        ]
+    }
+    gw = gateway_factory(cfg, workers=2)
+
+    def node() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return samples(scrape(gw))
+
+    def now(name: str) -> float:
+        hits = [v for (n, _), v in node().items() if n == name]
+        return hits[0] if len(hits) == 1 else -1.0
+
+    assert wait_for(lambda: now("fastgw_config_version") == 1, 5.0)
+    assert value(node(), "fastgw_reloads_ok_total") == 0
+    # The test helper's readiness probe (GET /) was one: count from what is published now.
+    assert wait_for(lambda: now("fastgw_unmatched_requests_total") >= 1, 5.0)
+    base = now("fastgw_unmatched_requests_total")
+    for target in ("/prod/nothing", "/other/x", "/prod/x/y"):
+        with RawConn(gw.port) as c:
+            assert c.request("GET", target).status == 403
+    with RawConn(gw.port) as c:
+        c.send(b"GET /prod/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")  # two Hosts: 400
+        assert c.read_response("GET").status == 400
+    assert wait_for(lambda: now("fastgw_unmatched_requests_total") == base + 4, 5.0)
+
+    cfg["apis"][0]["routes"].append({"route": "GET /y", "integration": {"type": "MOCK", "body": "y"}})
+    gw.write_config(cfg)
+    gw.reload()
+    assert wait_for(lambda: now("fastgw_reloads_ok_total") == 1, 5.0)
+    assert value(node(), "fastgw_config_version") == 2
+    gw.write_config("apis: [{name: bad, kind: nope}]\n")
+    gw.reload()
+    assert wait_for(lambda: now("fastgw_reloads_failed_total") == 1, 5.0)
+    found = node()
+    assert value(found, "fastgw_reloads_ok_total") == 1 and value(found, "fastgw_config_version") == 2
+    with RawConn(gw.port) as c:
+        assert c.request("GET", "/prod/y").status == 200  # the applied reload keeps serving
+
+
 def test_cut_responses_and_worker_restarts_keep_the_counts(
     gateway_factory: GatewayFactory, scripted: Any
 ) -> None:
