@@ -165,6 +165,8 @@ class StageRuntime:
     is_canary: bool = False
     # The stage's access log (fastgw.telemetry.access.StageAccessLog), or None.
     access_log: Any = None
+    # A WebSocket API's stage: its routes, authorizer and limits (fastgw.websocket.config.WsStage).
+    websocket: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -401,9 +403,6 @@ def compile_config(
     seen_ids: dict[str, int] = {}
     for a_i, api in enumerate(config.apis):
         a_path = f"$.apis[{a_i}]"
-        if api.kind == "websocket":
-            issues.append(ConfigIssue(f"{a_path}.kind", "websocket APIs are not supported yet"))
-            continue
         api_id = _api_id(api)
         if api_id in seen_ids or api.name in by_name:
             issues.append(ConfigIssue(a_path, f"duplicate API name or id {api.name!r}/{api_id!r}"))
@@ -422,6 +421,34 @@ def compile_config(
             binary_types=tuple(t.lower() for t in api.binaryMediaTypes),
         )
         apis.append(rt_api)
+        if api.kind == "websocket":
+            # fastgw.websocket: its stages are compiled there; they resolve as any stage.
+            from fastgw.websocket.config import compile_websocket_api
+
+            ws_site = Site(not_found=not_found)
+            ws_stages = compile_websocket_api(config, api, rt_api, a_path, functions, issues)
+            for name, rt_stage in ws_stages.items():
+                stages.append(rt_stage)
+                ws_site.prefixes[name] = rt_stage
+                default_site.prefixes.setdefault(name, rt_stage)
+            by_name[api.name] = (rt_api, ws_stages)
+            by_name.setdefault(api_id, (rt_api, ws_stages))
+            api_sites[api_id] = ws_site
+            continue
+        for key, present in (
+            ("routeSelectionExpression", api.routeSelectionExpression is not None),
+            ("websocket", api.websocket is not None),
+        ):
+            if present:
+                issues.append(ConfigIssue(f"{a_path}.{key}", "only WebSocket APIs have this setting"))
+        for r_i, route in enumerate(api.routes):
+            if route.routeResponseSelectionExpression is not None:
+                issues.append(
+                    ConfigIssue(
+                        f"{a_path}.routes[{r_i}].routeResponseSelectionExpression",
+                        "only WebSocket routes have route responses",
+                    )
+                )
         if api.cors is not None:
             from fastgw.pipeline.cors import CorsRuntime
 

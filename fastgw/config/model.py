@@ -714,6 +714,61 @@ class FunctionConfig(_Model):
     ] = "thread"
 
 
+class WebSocketSettings(_Model):
+    """Limits of a WebSocket API's connections (AWS's quotas as defaults) and its @connections API."""
+
+    max_frame_bytes: Annotated[
+        int, Meta(ge=125, description="Largest frame a client may send, bytes (AWS: 32 KiB). Over it: 1009.")
+    ] = 32 * 1024
+    max_message_bytes: Annotated[
+        int,
+        Meta(ge=125, description="Largest message (all its frames), bytes (AWS: 128 KiB). Over it: 1009."),
+    ] = 128 * 1024
+    idle_timeout: Annotated[
+        float,
+        Meta(
+            gt=0, description="Seconds without a frame from the client before the gateway closes (AWS: 600)."
+        ),
+    ] = 600.0
+    max_duration: Annotated[
+        float, Meta(gt=0, description="Seconds a connection may last in all (AWS: 7200); then closed 1001.")
+    ] = 7200.0
+    max_outbound_bytes: Annotated[
+        int,
+        Meta(
+            ge=1024,
+            description="Bytes queued towards one client (slow reader); over it the connection is closed "
+            "with 1008 and counted, never buffered without bound.",
+        ),
+    ] = 1024 * 1024
+    new_connections_per_second: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="New connections per second each worker accepts on this API (AWS: 500 per "
+            "account); more get 429. 0: no limit.",
+        ),
+    ] = 500.0
+    permessage_deflate: Annotated[
+        bool, Meta(description="Offer the permessage-deflate extension (RFC 7692) to clients that ask.")
+    ] = False
+    connections_api_token: Annotated[
+        Annotated[str, Meta(min_length=16)] | None,
+        Meta(
+            description="Bearer token that opens POST/GET/DELETE /{stage}/@connections/{id} to any "
+            "address; without it (or without the header) only loopback clients may call it.",
+        ),
+    ] = None
+    delivery_timeout_ms: Annotated[
+        int,
+        Meta(
+            ge=10,
+            description="Deadline of a @connections call for a connection held by another worker or "
+            "node (through Redis pub/sub or the node's sockets), ms.",
+        ),
+    ] = 2000
+
+
 class Route(_Model):
     """One route: a route key and its integration."""
 
@@ -721,7 +776,8 @@ class Route(_Model):
         str,
         Meta(
             description="Route key: 'METHOD /path' with {param} and a final {name+}; METHOD may be ANY; "
-            "'$default' (HTTP APIs) catches what no other route matches."
+            "'$default' (HTTP APIs) catches what no other route matches. WebSocket APIs: '$connect', "
+            "'$disconnect', '$default' or a custom key matched against routeSelectionExpression."
         ),
     ]
     integration: Annotated[
@@ -777,6 +833,13 @@ class Route(_Model):
     plugins: Annotated[list[PluginRef], Meta(description="Plugins enabled on this route.")] = field(
         default_factory=list
     )
+    routeResponseSelectionExpression: Annotated[
+        Literal["$default"] | None,
+        Meta(
+            description="WebSocket APIs: '$default' gives the route a $default route response, so the "
+            "integration's answer is sent back to the client (two-way route); absent: one-way."
+        ),
+    ] = None
 
 
 class CorsConfiguration(_Model):
@@ -1076,6 +1139,18 @@ class Api(_Model):
             "client's Accept-Encoding); absent: never. Compressed request bodies are always inflated "
             "before mapping."
         ),
+    ] = None
+    routeSelectionExpression: Annotated[
+        str | None,
+        Meta(
+            description="WebSocket APIs: where a message's route key is read, "
+            "'$request.body.NAME[.NAME...]' on JSON messages (AWS's selection expression); default "
+            "'$request.body.action'. A message without it (or not JSON) goes to '$default'."
+        ),
+    ] = None
+    websocket: Annotated[
+        WebSocketSettings | None,
+        Meta(description="WebSocket APIs: limits and the @connections API (AWS's defaults when absent)."),
     ] = None
 
 

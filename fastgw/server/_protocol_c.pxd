@@ -33,6 +33,7 @@ cdef class HttpProtocol:
     cdef public long key_gen
     cdef public object xfwd_host_key
     cdef public object tls_name, tls_cert
+    cdef public object ws
 
     cpdef _reset_request(self)
     cpdef _pause_reading(self, int reason)

@@ -49,6 +49,8 @@ from fastgw.server import replies
 from fastgw.server.replies import CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100, LocalReply
 from fastgw.server.tls import FORBIDDEN as TLS_FORBIDDEN
 from fastgw.server.tls import client_cert_of
+from fastgw.websocket.upgrade import match as _ws_match
+from fastgw.websocket.upgrade import take_over as _ws_take_over
 from fastgw_core.errors import HeadError, InvalidPathError
 from fastgw_core.headers import (
     IN_CLOSE,
@@ -84,7 +86,7 @@ COLLECT_MAX_BYTES = 10 * 1024 * 1024
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff]")
 
 # Request headers the gateway reads or never forwards, by lower-case name.
-_H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD, _H_APIKEY = range(1, 10)
+_H_HOST, _H_CL, _H_TE, _H_CONN, _H_EXPECT, _H_XFF, _H_HOP, _H_XFWD, _H_APIKEY, _H_UPGRADE = range(1, 11)
 _REQ_SPECIAL: dict[bytes, int] = {
     b"host": _H_HOST,
     b"content-length": _H_CL,
@@ -96,7 +98,7 @@ _REQ_SPECIAL: dict[bytes, int] = {
     b"proxy-connection": _H_HOP,
     b"te": _H_HOP,
     b"trailer": _H_HOP,
-    b"upgrade": _H_HOP,
+    b"upgrade": _H_UPGRADE,  # hop-by-hop; kept for a WebSocket handshake (fastgw.websocket)
     b"proxy-authorization": _H_HOP,
     b"x-forwarded-proto": _H_XFWD,
     b"x-forwarded-host": _H_XFWD,
@@ -247,6 +249,7 @@ class HttpProtocol:
         "url",
         "worker",
         "write_paused",
+        "ws",
         "xff",
         "xfwd",
         "xfwd_host_key",
@@ -283,6 +286,8 @@ class HttpProtocol:
         self.deadline = 0.0
         self.deadline_reply: LocalReply | None = None
         self.upgrade = False
+        # An Upgrade header's value, then the WebSocket handshake of a WebSocket stage (or None).
+        self.ws: object = None
         self.completed = 0
         self.parser_idle = True
         self.xfwd_lines = b""
@@ -429,7 +434,12 @@ class HttpProtocol:
         completed = self.completed
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as ex:
+            ws = self.ws
+            if ws is not None:
+                self.ws = None
+                _ws_take_over(self, ws, data[ex.args[0] :])
+                return
             # The request was handled as a plain one (Upgrade is hop-by-hop); the bytes that
             # follow belong to a protocol we do not speak, so the connection ends after it.
             self.upgrade = True
@@ -531,6 +541,8 @@ class HttpProtocol:
             self.fwd.append(b"%s: %s\r\n" % (name, value))
             # A repeated key is no key (the gate refuses an empty one).
             self.api_key = value if self.api_key is None else b""
+        elif kind == _H_UPGRADE:
+            self.ws = value
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -540,7 +552,14 @@ class HttpProtocol:
             method = method_b.decode("latin-1")
             if len(_METHODS) < 64:
                 _METHODS[method_b] = method
-        self.head_done(method, parser.get_http_version() == "1.0", parser.should_keep_alive())
+        http10 = parser.get_http_version() == "1.0"
+        if self.ws is not None:
+            # An upgrade request for a WebSocket API's stage: that API takes the connection over
+            # when the parser stops at the end of the head (HttpParserUpgrade, below).
+            self.ws = _ws_match(self, method, http10) if parser.should_upgrade() else None
+            if self.ws is not None:
+                return
+        self.head_done(method, http10, parser.should_keep_alive())
 
     def head_done(self, method: str, http10: bool, keep_alive: bool) -> None:
         """A whole request head is in (from httptools or the fast path): check it, route it."""

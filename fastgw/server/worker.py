@@ -135,6 +135,9 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
     async def serve(self, sock: socket.socket, tls_sock: socket.socket | None = None) -> None:
+        from fastgw.websocket.upgrade import bind_worker
+
+        bind_worker(self)  # WebSocket APIs: the hub and the @connections helpers find the worker
         self.server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=4096)
         tls = self.snapshot.config.gateway.tls
         if tls is not None:

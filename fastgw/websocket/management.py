@@ -1,0 +1,110 @@
+"""The ``@connections`` API of a WebSocket stage, on the data-plane listener.
+
+``POST /{stage}/@connections/{connectionId}`` sends the request body to the connection,
+``GET`` describes it (``connectedAt``, ``identity.sourceIp``, ``identity.userAgent``,
+``lastActiveAt``: AWS's GetConnection, ISO 8601 times), ``DELETE`` closes it (its
+``$disconnect`` runs). An unknown or closed connection answers ``410`` with
+``x-amzn-ErrorType: GoneException`` and an empty body, as AWS (boto3's
+``apigatewaymanagementapi`` client raises ``GoneException``). A connection held by another worker
+or node is reached through the hub (``fastgw.websocket.hub``); a holder that does not answer
+within ``delivery_timeout_ms`` gives 504.
+
+Access (APPSEC): AWS signs these calls with SigV4; here the API is open to loopback clients
+only (the socket's peer, never X-Forwarded-For), unless the API sets
+``websocket.connections_api_token`` and the caller sends ``Authorization: Bearer <token>``.
+Anyone else gets 403 ``{"message":"Forbidden"}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import orjson
+
+from fastgw.server import replies
+from fastgw.server.replies import LocalReply
+
+if TYPE_CHECKING:
+    from fastgw.pipeline.request import Request
+    from fastgw.pipeline.runtime import Services
+
+_GONE = LocalReply(410, [("content-type", "application/json"), ("x-amzn-ErrorType", "GoneException")], b"")
+_FORBIDDEN = replies.aws_error(403, "Forbidden", "ForbiddenException")
+_TIMEOUT = replies.aws_error(504, "Endpoint request timed out", "IntegrationTimeout")
+_PAYLOAD_TOO_LARGE = replies.aws_error(413, "Request entity too large", "PayloadTooLargeException")
+_OK = LocalReply(200, [("content-type", "application/json")], b"")
+_NO_CONTENT = LocalReply(204, [], b"")
+
+
+def _allowed(req: Request) -> bool:
+    ws = req.route.stage.websocket
+    token = ws.settings.connections_api_token if ws is not None else None
+    if token is not None:
+        auth = req.header("authorization") or ""
+        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
+            return True
+    ex = req.exchange
+    peer = ex.proto.peer if ex is not None else req.source_ip
+    try:
+        return ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return peer == ""  # a Unix socket
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000.0, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def _run(req: Request, op: str) -> LocalReply:
+    from fastgw.websocket.hub import DeliveryTimeout, Gone, hub
+
+    if not _allowed(req):
+        return _FORBIDDEN
+    ws = req.route.stage.websocket
+    conn_id = unquote((req.params or {}).get("connectionId", ""))
+    h = hub()
+    timeout = ws.settings.delivery_timeout_ms / 1000.0
+    conn = h.local.get(conn_id)
+    if conn is not None and conn.stage.uid != ws.uid:
+        return _GONE  # a connection of another stage or API
+    try:
+        if op == "POST":
+            if len(req.body) > ws.settings.max_message_bytes:
+                return _PAYLOAD_TOO_LARGE
+            await h.post(conn_id, req.body, timeout)
+            return _OK
+        if op == "DELETE":
+            await h.delete(conn_id, timeout)
+            return _NO_CONTENT
+        info = await h.info(conn_id, timeout)
+    except Gone:
+        return _GONE
+    except DeliveryTimeout:
+        return _TIMEOUT
+    # The wire names of AWS's GetConnection output (botocore's model: connectedAt, identity...).
+    ident = info["Identity"]
+    body = {
+        "connectedAt": _iso(info["ConnectedAt"]),
+        "identity": {"sourceIp": ident["SourceIp"], "userAgent": ident["UserAgent"]},
+        "lastActiveAt": _iso(info["LastActiveAt"]),
+    }
+    return LocalReply(200, [("content-type", "application/json")], orjson.dumps(body))
+
+
+async def post_connection(req: Request, svc: Services) -> Any:
+    return await _run(req, "POST")
+
+
+async def get_connection(req: Request, svc: Services) -> Any:
+    return await _run(req, "GET")
+
+
+async def delete_connection(req: Request, svc: Services) -> Any:
+    return await _run(req, "DELETE")
+
+
+HANDLERS = {"POST": post_connection, "GET": get_connection, "DELETE": delete_connection}
