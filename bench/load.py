@@ -9,7 +9,9 @@ time of the proxy's process tree per request is read from /proc/PID/stat around 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import socket
 import statistics
 import sys
 import tempfile
@@ -750,15 +752,39 @@ def mode_traffic(args: argparse.Namespace) -> int:
 TEL_OFF = "no metrics"
 TEL_METRICS = "metrics"
 TEL_LOGS = "metrics + JSON access log"
-# The issue's budget: share of req/s that metrics plus JSON access logs may cost.
-TELEMETRY_BUDGET = {TEL_METRICS: 0.05, TEL_LOGS: 0.05}
+TEL_TRACE_OFF = "metrics + tracing, sampling off"
+TEL_TRACE_ALL = "metrics + tracing 100 % + OTLP"
+# The issue's budgets: share of req/s that metrics plus JSON access logs may cost (against no
+# metrics), tracing with sampling off and with every request sampled and exported (against
+# metrics alone, the default).
+TELEMETRY_BUDGET = {
+    TEL_METRICS: (TEL_OFF, 0.05),
+    TEL_LOGS: (TEL_OFF, 0.05),
+    TEL_TRACE_OFF: (TEL_METRICS, 0.02),
+    TEL_TRACE_ALL: (TEL_METRICS, 0.25),
+}
+
+
+def start_span_sink(procs: ProcessSet, tmp: Path, cores: Sequence[int] | None) -> tuple[int, Path]:
+    """An OTLP/HTTP receiver that counts the requests and bytes it got (``bench.span_sink``)."""
+    port = free_port()
+    out = tmp / "span-sink.json"
+    procs.start("span-sink", [sys.executable, "-m", "bench.span_sink", str(port), str(out)], cores=cores)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return port, out
 
 
 def telemetry_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
     rows = []
     for sc in scenarios:
-        base = res.get((sc.key, TEL_OFF))
-        for tkey, budget in TELEMETRY_BUDGET.items():
+        for tkey, (against, budget) in TELEMETRY_BUDGET.items():
+            base = res.get((sc.key, against))
             c = res.get((sc.key, tkey))
             if c is None or base is None:
                 continue
@@ -769,6 +795,7 @@ def telemetry_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
                 [
                     sc.label,
                     tkey,
+                    against,
                     report.fmt_ratio(c.rps, base.rps),
                     "-" if math.isnan(cost) else f"{cost:+.1%}",
                     f"{budget:.0%}",
@@ -781,7 +808,8 @@ def telemetry_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
         [
             "scenario",
             "target",
-            "req/s vs no metrics",
+            "against",
+            "req/s ratio",
             "req/s cost",
             "budget",
             "within",
@@ -789,7 +817,7 @@ def telemetry_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
             "CPU +us/req",
         ],
         rows,
-        align="llrrrlrr",
+        align="lllrrrlrr",
     )
 
 
@@ -805,10 +833,17 @@ def mode_telemetry(args: argparse.Namespace) -> int:
         if upstream.error:
             return 2
         access_log = tmp / "access.log"
+        sink_port, sink_out = start_span_sink(procs, tmp, load_cores)
+        everything = (
+            f'{{sampler: always_on, endpoint: "http://127.0.0.1:{sink_port}/v1/traces", '
+            "max_queue_size: 200000, max_export_batch_size: 4096, schedule_delay_ms: 200}"
+        )
         configs = {
             TEL_OFF: bench_config(upstream.port, metrics=False),
             TEL_METRICS: bench_config(upstream.port),
             TEL_LOGS: bench_config(upstream.port, access_log=str(access_log)),
+            TEL_TRACE_OFF: bench_config(upstream.port, tracing="{sampler: parentbased_always_off}"),
+            TEL_TRACE_ALL: bench_config(upstream.port, tracing=everything),
         }
         targets = []
         for i, (name, text) in enumerate(configs.items()):
@@ -819,11 +854,15 @@ def mode_telemetry(args: argparse.Namespace) -> int:
         log_plan(scenarios, targets, args)
         res = measure(wrk, scenarios, targets, args.repeat, args.duration, args.warmup, upstream)
         logged = sum(1 for _ in access_log.open()) if access_log.exists() else 0
+        time.sleep(1.0)  # the last batches
+        sink = json.loads(sink_out.read_text()) if sink_out.exists() else {}
         info = report.machine_info(nginx, wrk)
     table = results_table(scenarios, targets, res)
     ratios = telemetry_ratio_table(scenarios, res)
     fails = print_results(table, ratios, targets)
     print(f"\naccess log lines written: {logged:,}")
+    spans_txt = f"{sink.get('requests', 0):,} OTLP requests, {sink.get('bytes', 0):,} bytes of spans received"
+    print(spans_txt)
     if args.no_write:
         return 0
     body = "\n\n".join(
@@ -839,10 +878,15 @@ def mode_telemetry(args: argparse.Namespace) -> int:
                 "Targets (the bench config): **no metrics** = `gateway.metrics: false`; **metrics** = the "
                 "default (per-route Count/4XX/5XX/latency histograms); **metrics + JSON access log** = "
                 "also `accessLogSettings: {format: json}` on the stage, to a file "
-                f"({logged:,} lines written).",
+                f"({logged:,} lines written); **tracing, sampling off** = `gateway.tracing: "
+                "{sampler: parentbased_always_off}` (every request's headers searched for a "
+                "traceparent, none sent, no span); **tracing 100 % + OTLP** = `sampler: always_on`, "
+                "server + integration spans per request exported to an OTLP/HTTP sink on the load "
+                f"core ({spans_txt}).",
                 table,
-                "Against no metrics (budget from the issue: metrics plus JSON access logs cost at most "
-                "5 % of req/s):",
+                "Budgets from the issue: metrics plus JSON access logs cost at most 5 % of req/s "
+                "(against no metrics); tracing at most 2 % with sampling off and 25 % with 100 % "
+                "sampling and OTLP export (against metrics, the default):",
                 ratios,
                 fails,
             ],

@@ -197,12 +197,14 @@ def bench_config(
     redis_url: str | None = None,
     metrics: bool = True,
     access_log: str | None = None,
+    tracing: str | None = None,
 ) -> str:
     """The bench's fastgw config: REST API ``bench``, route ``ANY /{proxy+}`` to the upstream, stage prod.
 
     ``api_key`` turns on the traffic gate's full path: the route requires a key, a usage plan on
     the stage gives that key a throttle and a quota, the stage has its own throttle, all far above
-    the load. ``redis_url`` moves limits and quotas to the Redis backend.
+    the load. ``redis_url`` moves limits and quotas to the Redis backend. ``tracing`` is the
+    ``gateway.tracing`` mapping (YAML flow style).
     """
     limits = f"max_body_bytes: {MAX_BODY}"
     if keepalive_timeout is not None:
@@ -222,6 +224,8 @@ def bench_config(
         stages = f"    stages: [{{name: prod, accessLogSettings: {log_settings}}}]\n"
     if not metrics:
         state += "  metrics: false\n"
+    if tracing is not None:
+        state += f"  tracing: {tracing}\n"
     plans = ""
     if api_key is not None:
         plans = (
