@@ -249,6 +249,12 @@ class Worker:
             live["trace_spans_exported"] = exported
             live["trace_spans_dropped"] = dropped
             live["trace_exports_failed"] = failed
+        from fastgw.websocket.hub import running_hub
+
+        ws_hub = running_hub()
+        if ws_hub is not None:
+            live.update(ws_hub.counters())
+            gauges["websocket_connections"] = float(len(ws_hub.local))
         decisions = self.services.decisions
         if decisions is not None:
             live["authorizer_cache_hits"] = decisions.hits

@@ -10,6 +10,9 @@ end in ``_total`` and histograms carry their unit.
 - ``fastgw_CacheMissCount_total`` (counter): AWS CacheMissCount.
 - ``fastgw_Latency_milliseconds`` (histogram: ``_bucket{le}``, ``_sum``, ``_count``): AWS Latency.
 - ``fastgw_IntegrationLatency_milliseconds`` (histogram): AWS IntegrationLatency.
+- WebSocket routes also: ``fastgw_ConnectCount_total`` (``$connect``), ``fastgw_MessageCount_total``
+  (other routes but ``$disconnect``), ``fastgw_ClientError_total`` (4XX), ``fastgw_ExecutionError_total``
+  (5XX): AWS's WebSocket names for the same counts.
 - ``fastgw_<name>_total`` (counter): the gateway's internal counters (``WorkerMetrics.counters``).
 - ``fastgw_<name>`` (gauge): the gateway's internal gauges (``WorkerMetrics.gauges``).
 - ``fastgw_workers_reporting`` (gauge): the number of workers whose snapshot was summed.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from fastgw.telemetry.metrics import LATENCY_BUCKETS_MS, NodeMetrics, RouteStats
 
@@ -52,6 +56,33 @@ _ROUTE_COUNTERS: tuple[tuple[str, str, str], ...] = (
         "CacheMissCount",
         "cache_misses",
         "The number of requests served from the backend while API caching is on (AWS CacheMissCount).",
+    ),
+)
+
+_WS_COUNTERS: tuple[tuple[str, Callable[[str], bool], str, str], ...] = (
+    (
+        "ConnectCount",
+        lambda k: k == "$connect",
+        "count",
+        "Messages sent to the $connect route (AWS ConnectCount).",
+    ),
+    (
+        "MessageCount",
+        lambda k: k not in ("$connect", "$disconnect"),
+        "count",
+        "Messages sent to a WebSocket route other than $connect and $disconnect (AWS MessageCount).",
+    ),
+    (
+        "ClientError",
+        lambda k: k != "$disconnect",
+        "errors_4xx",
+        "WebSocket messages and connects answered 4XX by the gateway (throttled, refused) (AWS ClientError).",
+    ),
+    (
+        "ExecutionError",
+        lambda k: True,
+        "errors_5xx",
+        "WebSocket integrations that failed or timed out (AWS ExecutionError).",
     ),
 )
 
@@ -90,6 +121,14 @@ _INTERNAL_HELP: dict[str, str] = {
     "reloads_ok": "Configuration reloads (SIGHUP) applied.",
     "reloads_failed": "Configuration reloads (SIGHUP) rejected; the running config kept serving.",
     "access_log_dropped": "Access log records dropped because the queue was full.",
+    "websocket_connections": "Open WebSocket connections.",
+    "websocket_connects": "WebSocket connections accepted.",
+    "websocket_refused": "WebSocket upgrades refused ($connect, authorizer, limits).",
+    "websocket_messages_in": "WebSocket messages received from clients.",
+    "websocket_messages_out": "WebSocket messages sent to clients.",
+    "websocket_bad_frames": "WebSocket connections closed for a protocol error (1002, 1007, 1009).",
+    "websocket_slow_closed": "WebSocket connections closed because the client read too slowly.",
+    "websocket_throttled": "WebSocket messages refused by throttling (the connection is kept).",
     "trace_spans_exported": "Spans accepted by the OTLP trace collector.",
     "trace_spans_dropped": "Spans dropped: export queue full or export failed.",
     "trace_exports_failed": "OTLP trace export requests that failed.",
@@ -158,6 +197,17 @@ def exposition(node: NodeMetrics, prefix: str = "fastgw_") -> str:
         family(name, "counter", help_text)
         for r, labels in labelled:
             out.append(f"{name}{{{labels}}} {getattr(r, attr)}")
+
+    # WebSocket APIs: AWS's names for the same counts of their routes (the @connections and
+    # plain-GET routes of a WebSocket stage are HTTP routes: their keys hold " /").
+    ws = [(r, labels) for r, labels in labelled if r.kind == "websocket" and " /" not in r.route_key]
+    if ws:
+        for aws, pick, attr, help_text in _WS_COUNTERS:
+            name = f"{prefix}{aws}_total"
+            family(name, "counter", help_text)
+            for r, labels in ws:
+                if pick(r.route_key):
+                    out.append(f"{name}{{{labels}}} {getattr(r, attr)}")
 
     for aws, attr, sum_attr, help_text in _HISTOGRAMS:
         name = f"{prefix}{aws}_milliseconds"

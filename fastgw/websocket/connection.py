@@ -93,6 +93,17 @@ class _NoKey:
 _NO_KEY = _NoKey()
 
 
+def _observe(route: WsRoute | None, status: int, started: float, now: float, integrated: bool) -> None:
+    """Count one $connect, message or $disconnect in its route's metrics (AWS's ConnectCount,
+    MessageCount, ClientError, ExecutionError and IntegrationLatency: fastgw.telemetry)."""
+    if route is None:
+        return
+    stats = route.rt.stats
+    if stats is not None:
+        ms = (now - started) * 1000.0
+        stats.record(status, ms, ms if integrated else None, 0)
+
+
 def _error(message: str, conn_id: str, request_id: str) -> str:
     # AWS's error messages to a WebSocket client (note the space after each colon).
     return (
@@ -267,6 +278,15 @@ class WsConnection(asyncio.Protocol):
         stage = self.stage
         svc = self.worker.services
         rid = self.request_id
+        started = self.loop.time()
+        status = 500
+        try:
+            status = await self._connect(response, stage, svc, rid)
+        finally:
+            _observe(stage.connect, status, started, self.loop.time(), stage.connect is not None)
+
+    async def _connect(self, response: Response, stage: WsStage, svc: Any, rid: str) -> int:
+        """Authorize and run $connect; accept or refuse. The status the client got."""
         try:
             if stage.authorizer is not None:
                 self.authorizer = await stage.authorizer.authorize(self, svc, rid)
@@ -294,24 +314,25 @@ class WsConnection(asyncio.Protocol):
                         body = b""
                     self.hub.refused += 1
                     self._refuse_raw(answer.status, body.encode() if isinstance(body, str) else body, [])
-                    return
+                    return answer.status
         except Refusal as ex:
             self.hub.refused += 1
             body = orjson.dumps({"message": ex.message})
             self._refuse_raw(ex.status, body, [])
-            return
+            return ex.status
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("websocket $connect failed", extra={"stage": stage.uid})
             self.hub.refused += 1
             self._refuse_raw(500, b'{"message":"Internal server error"}', [])
-            return
+            return 500
         finally:
             self.connect_task = None
         if self.closed:
-            return
+            return 499  # the client left during $connect
         self._accept(response, answer)
+        return 200
 
     def _accept(self, response: Response, answer: Answer | None) -> None:
         ws = self.ws
@@ -506,12 +527,16 @@ class WsConnection(asyncio.Protocol):
         if route is None:
             return
         rid = _next_request_id(self.hub)
+        started = self.loop.time()
+        status = 200
         try:
             await self._invoke(route, None, rid, "DISCONNECT", (code, reason))
         except (IntegrationError, IntegrationTimeout):
-            pass  # best effort, as AWS documents; the failure is logged by the integration
+            status = 502  # best effort, as AWS documents; the failure is logged by the integration
         except Exception:
+            status = 500
             log.exception("websocket $disconnect failed", extra={"stage": self.stage.uid})
+        _observe(route, status, started, self.loop.time(), True)
 
     # ------------------------------------------------------------------ messages
     def _select(self, data: bytes | str, is_text: bool) -> WsRoute | None:
@@ -552,18 +577,21 @@ class WsConnection(asyncio.Protocol):
             self.send_data(_error("Forbidden", self.conn_id, rid))
             return
         svc = self.worker.services
-        verdict = svc.gate.admit(route.rt, _NO_KEY, self.loop.time())  # type: ignore[arg-type]
+        started = self.loop.time()
+        verdict = svc.gate.admit(route.rt, _NO_KEY, started)  # type: ignore[arg-type]
         if verdict is not None:
             if isinstance(verdict, asyncio.Future):
-                self._track(self._admit_then_run(verdict, route, body, rid))
+                self._track(self._admit_then_run(verdict, route, body, rid, started))
                 return
             hub.throttled += 1
             self.send_data(_error("Too Many Requests", self.conn_id, rid))
+            _observe(route, 429, started, started, False)
             return
         integ = route.integration
         if integ.kind == "MOCK":
             if route.two_way and integ.body:
                 self.send_data(integ.body.decode("utf-8", "replace"))
+            _observe(route, 200, started, self.loop.time(), False)
             return
         if integ.kind == "AWS_PROXY":
             from fastgw.functions.registry import LocalFunction
@@ -575,19 +603,19 @@ class WsConnection(asyncio.Protocol):
                 try:
                     done, got = fn.start(event, svc.executor, integ.timeout)
                 except Exception as ex:
-                    self._answer(route, rid, None, ex)
+                    self._answer(route, rid, None, ex, started)
                     return
                 if done:
                     try:
                         answer = function_answer(got)
                     except IntegrationError as ex:
-                        self._answer(route, rid, None, ex)
+                        self._answer(route, rid, None, ex, started)
                         return
-                    self._answer(route, rid, answer, None)
+                    self._answer(route, rid, answer, None, started)
                     return
-                self._track(self._await_function(got, route, rid))
+                self._track(self._await_function(got, route, rid, started))
                 return
-        self._track(self._run_message(route, body, rid))
+        self._track(self._run_message(route, body, rid, started))
 
     def _track(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -610,44 +638,52 @@ class WsConnection(asyncio.Protocol):
     def _spawn(self, coro: Any) -> None:
         self.hub.spawn(coro)
 
-    async def _admit_then_run(self, verdict: Any, route: WsRoute, body: bytes | str, rid: str) -> None:
+    async def _admit_then_run(
+        self, verdict: Any, route: WsRoute, body: bytes | str, rid: str, started: float
+    ) -> None:
         got = await verdict
         if got is not None:
             self.hub.throttled += 1
             self.send_data(_error("Too Many Requests", self.conn_id, rid))
+            _observe(route, 429, started, self.loop.time(), False)
             return
-        await self._run_message(route, body, rid)
+        await self._run_message(route, body, rid, started)
 
-    async def _await_function(self, got: Any, route: WsRoute, rid: str) -> None:
+    async def _await_function(self, got: Any, route: WsRoute, rid: str, started: float) -> None:
         from fastgw.functions.errors import FunctionError, FunctionTimeout
 
         try:
             answer = function_answer(await got)
         except FunctionTimeout:
-            self._answer(route, rid, None, IntegrationTimeout())
+            self._answer(route, rid, None, IntegrationTimeout(), started)
             return
         except (FunctionError, IntegrationError) as ex:
-            self._answer(route, rid, None, ex)
+            self._answer(route, rid, None, ex, started)
             return
-        self._answer(route, rid, answer, None)
+        self._answer(route, rid, answer, None, started)
 
-    async def _run_message(self, route: WsRoute, body: bytes | str, rid: str) -> None:
+    async def _run_message(self, route: WsRoute, body: bytes | str, rid: str, started: float) -> None:
         try:
             answer = await self._invoke(route, body, rid, "MESSAGE")
         except (IntegrationError, IntegrationTimeout) as ex:
-            self._answer(route, rid, None, ex)
+            self._answer(route, rid, None, ex, started)
             return
-        self._answer(route, rid, answer, None)
+        self._answer(route, rid, answer, None, started)
 
-    def _answer(self, route: WsRoute, rid: str, answer: Answer | None, error: Exception | None) -> None:
+    def _answer(
+        self, route: WsRoute, rid: str, answer: Answer | None, error: Exception | None, started: float
+    ) -> None:
         if error is not None:
             if isinstance(error, IntegrationTimeout):
                 self.send_data(_error("Endpoint request timed out", self.conn_id, rid))
+                _observe(route, 504, started, self.loop.time(), True)
             else:
                 if not isinstance(error, IntegrationError):
                     log.error("websocket handler failed", extra={"route": route.key, "error": repr(error)})
                 self.send_data(_error("Internal server error", self.conn_id, rid))
+                _observe(route, 500, started, self.loop.time(), True)
             return
+        _observe(route, 200, started, self.loop.time(), True)
         if route.two_way and answer is not None and answer.body is not None and answer.body != b"":
             self.send_data(answer.body)
 

@@ -469,6 +469,11 @@ def _as_text(data: bytes) -> bytes | str:
 _HUB: Hub | None = None
 
 
+def running_hub() -> Hub | None:
+    """This process's hub if a WebSocket connection or call has made it, else None."""
+    return _HUB
+
+
 def hub() -> Hub:
     """This process's hub (made on first use, for the running worker)."""
     global _HUB
