@@ -254,34 +254,75 @@ _EXPR: dict[str, str] = {
 }
 
 
+# Variables whose value depends only on the route: folded into a per-route format string.
+_ROUTE_CONST: dict[str, Callable[[Any], str]] = {
+    "apiId": lambda route: str(route.api.id),
+    "stage": lambda route: str(route.stage.name),
+    "resourcePath": lambda route: str(route.template or route.key),
+    "routeKey": lambda route: str(route.key),
+    "resourceId": lambda route: str(route.key),
+}
+#: Routes whose format a renderer caches before it starts over (reloads make new routes).
+_MAX_ROUTE_FORMATS = 4096
+
+
 def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], str]:
-    """``fmt`` as one generated function of (exchange, route, status, now)."""
+    """``fmt`` as one generated function of (exchange, route, status, now).
+
+    PERF: what is the same for every request of a route (its API id, stage, resource path, route
+    key, and the variables nothing here knows, printed ``-``) is written into a format string
+    made once per route, so the per-request ``%`` fills only what changes."""
     from fastgw.telemetry.accesslog import _quote, _text
 
     quoted = set(getattr(fmt, "_quoted", ()))
+    literals = fmt._literals
     getters: list[Callable[[_Values], object | None]] = []
     parts: list[str] = []
+    # Per slot: None (filled per request) or a function of the route giving its folded text.
+    folded: list[Callable[[Any], str] | None] = []
     needs_rid = needs_values = False
     for i, name in enumerate(fmt.slots):
-        expr = _EXPR.get(name) if i not in quoted else None
+        const = _ROUTE_CONST.get(name)
+        if const is not None:
+            folded.append((lambda f: lambda route: _quote(f(route)))(const) if i in quoted else const)
+            continue
+        if name not in _GETTERS and name not in _EXPR:
+            folded.append(lambda route: "-")  # nothing here knows it: AWS prints '-'
+            continue
+        folded.append(None)
+        expr = _EXPR.get(name)
         if expr is not None:
-            needs_rid = needs_rid or expr == "rid"
-            parts.append(expr)
-        elif name not in _GETTERS:
-            parts.append("'-'")  # nothing here knows it: AWS prints '-'
+            needs_rid = needs_rid or "rid" in expr
+            parts.append(expr if i not in quoted else f"_quote_or_dash({expr})")
         else:
             needs_values = True
             getters.append(_GETTERS[name])
             j = len(getters) - 1
             conv = "_quote_or_dash" if i in quoted else "_text_of"
             parts.append(f"{conv}(_g[{j}](v))")
+
+    def route_format(route: Any) -> str:
+        out = [literals[0].replace("%", "%%")]
+        for f, lit in zip(folded, literals[1:], strict=True):
+            out.append("%s" if f is None else f(route).replace("%", "%%"))
+            out.append(lit.replace("%", "%%"))
+        text = "".join(out)
+        if len(formats) >= _MAX_ROUTE_FORMATS:
+            formats.clear()
+        formats[route] = text
+        return text
+
+    formats: dict[Any, str] = {}
     lines = ["def render(ex, route, status, now):"]
+    lines.append("    fmt = _RF.get(route)")
+    lines.append("    if fmt is None:")
+    lines.append("        fmt = _route_format(route)")
     if needs_rid:
         lines.append("    rid = ex.request_id.decode()")
     if needs_values:
         lines.append("    v = _Values(ex, route, status, now)")
     tuple_src = "(" + "".join(p + ", " for p in parts) + ")"
-    lines.append(f"    line = _FMT % {tuple_src}")
+    lines.append(f"    line = fmt % {tuple_src}")
     lines.append("    if '\\n' in line or '\\r' in line:")
     lines.append("        line = line.replace('\\r', '\\\\r').replace('\\n', '\\\\n')")
     lines.append("    return line")
@@ -294,7 +335,8 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
         return text if text == "-" else _quote(text)
 
     env: dict[str, Any] = {
-        "_FMT": fmt._fmt,  # the compiled template of the format
+        "_RF": formats,
+        "_route_format": route_format,
         "_g": tuple(getters),
         "_Values": _Values,
         "_clf_time": _clf_time,

@@ -284,7 +284,7 @@ def _text(value: object) -> str:
 class AccessLogFormat:
     """A compiled access log format: literal parts and variable names, rendered in one pass."""
 
-    __slots__ = ("_fmt", "_quoted", "_slots", "kind", "names", "source")
+    __slots__ = ("_fmt", "_literals", "_quoted", "_slots", "kind", "names", "source")
 
     #: The format string as configured (a preset resolved to its text).
     source: str
@@ -304,6 +304,8 @@ class AccessLogFormat:
             fmt.append("%s")
             fmt.append(lit.replace("%", "%%"))
         self._fmt = "".join(fmt)
+        #: The literal text around the variables (len(slots) + 1 parts, unescaped).
+        self._literals = tuple(literals)
         self._slots = tuple(slots)
         self._quoted = tuple(quoted)
         self.names = frozenset(slots)
