@@ -36,6 +36,7 @@ batches to the collector's ``/v1/traces`` (OTLP/HTTP, ``application/x-protobuf``
 
 from __future__ import annotations
 
+import binascii
 import collections
 import http.client
 import logging
@@ -77,7 +78,8 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 _MAX_TRACESTATE = 512  # W3C: up to 32 list members; longer values are dropped, not forwarded
 
-_rand = random.getrandbits  # NOTE: reseeded in each forked worker by the random module
+_rand = random.getrandbits
+_hexlify = binascii.hexlify  # NOTE: reseeded in each forked worker by the random module
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, int] | None:
@@ -274,10 +276,7 @@ class TraceContext:
 
     def header_lines(self) -> bytes:
         """The ``traceparent`` (and ``tracestate``) header lines for the upstream request."""
-        line = b"traceparent: 00-%s-%s-01\r\n" % (
-            self.trace_id.hex().encode(),
-            self.integration_id().hex().encode(),
-        )
+        line = b"traceparent: 00-%s-%s-01\r\n" % (_hexlify(self.trace_id), _hexlify(self.integration_id()))
         if self.state:
             line += b"tracestate: %s\r\n" % self.state
         return line
@@ -447,6 +446,7 @@ class Tracer:
         self.exported = 0
         self.failed_exports = 0
         self._names: dict[object, tuple[bytes, bytes, bytes]] = {}
+        self._clients: dict[str, bytes] = {}  # client.address attributes by peer address
         self._wake = threading.Event()
         self._kicked = False  # the export thread was woken for a full batch and has not run yet
         self._stop = False
@@ -531,10 +531,16 @@ class Tracer:
         name_kind, attrs, int_attrs = self._route_name(route, ex.method)
         url = ex.url
         q = url.find(b"?")
+        peer = ex.proto.peer
+        client = self._clients.get(peer)
+        if client is None:
+            if len(self._clients) > 4096:
+                self._clients.clear()
+            client = self._clients[peer] = _attr_bytes(_K_CLIENT, peer.encode())
         attrs += (
             _attr_bytes(_K_PATH, url[:q] if q >= 0 else url)
             + _status_attr(status)
-            + _attr_bytes(_K_CLIENT, ex.proto.peer.encode())
+            + client
             + _attr_bytes(_K_RID, ex.request_id)
         )
         if q >= 0:
