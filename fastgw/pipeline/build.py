@@ -1034,6 +1034,24 @@ def build_pipeline(
         )
         if not cache.early:
             pipe.direct = None
+    if (
+        auth is not None
+        and auth.type in ("JWT", "COGNITO_USER_POOLS")
+        and not steps
+        and name == "HTTP_PROXY (streamed)"
+        and mappings is None
+        and iam is None
+        and policy is None
+        and validation is None
+        and pipe.cors is None
+        and compress is None
+        and cache is None
+        and not key_from_auth
+        and route_rt.integration is compiled
+    ):
+        # Nothing but the token check stands between the client and the streamed proxy: a
+        # token this worker verified is checked in the protocol (fast path, no Request).
+        pipe.fast_auth = auth
     # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
     # everything else may start outside a Task (see runtime.launch).
     pipe.eager = (

@@ -107,6 +107,7 @@ class RoutePipeline:
         "direct",
         "eager",
         "early_gate",
+        "fast_auth",
         "iam",
         "integration",
         "integration_name",
@@ -169,6 +170,10 @@ class RoutePipeline:
         #: The integration is a function (AWS_PROXY, AWS): the pipeline times it for
         #: IntegrationLatency and the trace (upstream exchanges are timed by the protocol).
         self.timed = integration_name.startswith("AWS")
+        #: A JWT authorizer whose cached tokens the protocol may check in the request head, on
+        #: a route that is otherwise a plain streamed proxy (set by the compiler): a cached
+        #: token skips the pipeline (``JwtAuthorizerRuntime.head_allows``).
+        self.fast_auth: Any = None
 
     def set_access(self, iam: Any, policy: Any) -> None:
         self.iam = iam

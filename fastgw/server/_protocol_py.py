@@ -1016,6 +1016,13 @@ class Exchange:
         if gwr is not None:
             self.params = match.params
         pipeline = route.pipeline
+        if pipeline is not None and pipeline.fast_auth is not None:  # type: ignore[attr-defined]
+            # A JWT-only proxy route: a token this worker verified goes on the fast path.
+            t = proto.loop.time() if self.trace is not None else 0.0
+            if pipeline.fast_auth.head_allows(proto.fwd, route):  # type: ignore[attr-defined]
+                pipeline = None
+                if self.trace is not None:
+                    self.trace.authorizer(t, proto.loop.time(), "JWT", True)
         if pipeline is not None:
             self.pipeline = pipeline
             self.params = match.params

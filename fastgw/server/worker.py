@@ -255,6 +255,9 @@ class Worker:
         if ws_hub is not None:
             live.update(ws_hub.counters())
             gauges["websocket_connections"] = float(len(ws_hub.local))
+        from fastgw.authorizers.jwt_auth import COUNTERS as jwt_counters
+
+        live.update(jwt_counters)
         decisions = self.services.decisions
         if decisions is not None:
             live["authorizer_cache_hits"] = decisions.hits

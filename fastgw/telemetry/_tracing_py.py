@@ -70,8 +70,9 @@ KIND_INTERNAL = 1
 KIND_SERVER = 2
 KIND_CLIENT = 3
 
-_TRACEPARENT = re.compile(rb"(?mi)^traceparent:[ \t]*([^\r\n]*?)[ \t]*\r?$")
-_TRACESTATE = re.compile(rb"(?mi)^tracestate:[ \t]*([^\r\n]*?)[ \t]*\r?$")
+# The value runs to the line's end (greedy: fast) and is stripped where it is used.
+_TRACEPARENT = re.compile(rb"(?mi)^traceparent:([^\r\n]*)")
+_TRACESTATE = re.compile(rb"(?mi)^tracestate:([^\r\n]*)")
 _TRACE_LINES = re.compile(rb"(?mi)^trace(?:parent|state):[^\n]*\n")
 _VALUE = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\r\n]*)?")
 _ZERO_TRACE = b"0" * 32
@@ -463,7 +464,7 @@ class Tracer:
                 m = _TRACEPARENT.search(part)
                 if m is not None:
                     seen = True
-                    tp = parse_traceparent(m.group(1))
+                    tp = parse_traceparent(m.group(1).strip(b" \t"))
                     break
         if tp is not None:
             trace_id, parent, flags = tp
@@ -475,7 +476,8 @@ class Tracer:
             state = None
             for part in fwd:
                 for m in _TRACESTATE.finditer(part):
-                    state = m.group(1) if state is None else state + b"," + m.group(1)
+                    value = m.group(1).strip(b" \t")
+                    state = value if state is None else state + b"," + value
             if state is not None and (len(state) > _MAX_TRACESTATE or not state):
                 state = None
             return TraceContext(trace_id, parent, state, True)

@@ -116,6 +116,8 @@ _INTERNAL_HELP: dict[str, str] = {
     "quota_refused": "Requests refused because a usage plan quota was exhausted.",
     "authorizer_cache_hits": "Authorizer results served from the authorizer cache.",
     "authorizer_cache_misses": "Authorizer calls that missed the authorizer cache.",
+    "jwt_token_cache_hits": "Requests whose JWT was found in the verified-token cache (no signature check).",
+    "jwt_verified": "JWT signatures checked (tokens not in the verified-token cache).",
     "redis_fallbacks": "Redis operations that failed and fell back to local state.",
     "unmatched_requests": "Requests answered without a route (unknown stage or route, refused at the head).",
     "reloads_ok": "Configuration reloads (SIGHUP) applied.",

@@ -78,7 +78,7 @@ def jwks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[_Jwks, Path
     server.close()
 
 
-def config(issuer: str) -> dict[str, Any]:
+def config(issuer: str, echo_port: int) -> dict[str, Any]:
     return {
         "functions": {"echo": {"handler": f"{H}:echo"}},
         "apis": [
@@ -106,6 +106,19 @@ def config(issuer: str) -> dict[str, Any]:
                         "integration": {"type": "AWS_PROXY", "uri": "echo"},
                         "authorizer": "oidc",
                     },
+                    # Plain streamed proxies behind the authorizer: a token a worker verified is
+                    # checked in the protocol (the fast path), anything else in the pipeline.
+                    {
+                        "route": "GET /proxied/{x}",
+                        "integration": {"type": "HTTP_PROXY", "uri": f"http://127.0.0.1:{echo_port}/{{x}}"},
+                        "authorizer": "oidc",
+                    },
+                    {
+                        "route": "GET /scoped/{x}",
+                        "integration": {"type": "HTTP_PROXY", "uri": f"http://127.0.0.1:{echo_port}/{{x}}"},
+                        "authorizer": "oidc",
+                        "authorizationScopes": ["orders/read"],
+                    },
                 ],
                 "stages": [{"name": "$default"}],
             }
@@ -114,9 +127,11 @@ def config(issuer: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gw(module_gateway_factory: GatewayFactory, jwks: tuple[_Jwks, Path]) -> Any:
+def gw(module_gateway_factory: GatewayFactory, jwks: tuple[_Jwks, Path], echo_server: Any) -> Any:
     server, ca_file = jwks
-    return module_gateway_factory(config(server.url), workers=2, extra_env={"SSL_CERT_FILE": str(ca_file)})
+    return module_gateway_factory(
+        config(server.url, echo_server.port), workers=2, extra_env={"SSL_CERT_FILE": str(ca_file)}
+    )
 
 
 def token(iss: str, **extra: Any) -> str:
@@ -163,3 +178,38 @@ def test_refusals_are_401_with_www_authenticate(gw: Any, jwks: tuple[_Jwks, Path
     assert 'error_description="the token has expired"' in (r.header("www-authenticate") or "")
     forged = token(server.url).rsplit(".", 1)[0] + ".AAAA"
     assert get(gw.port, "/me", "Bearer " + forged).status == 401
+
+
+def _upstream_headers(body: bytes) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in json.loads(body)["headers"]:
+        out.setdefault(name.lower(), []).append(value)
+    return out
+
+
+def test_proxied_routes_behind_a_jwt_authorizer(gw: Any, jwks: tuple[_Jwks, Path]) -> None:
+    """The same answers whether a request takes the fast path (a token the worker verified)
+    or the pipeline (first sight of a token, refusals): 200 with the request forwarded as sent,
+    403 for a cached token without the route's scope, 401 for the rest."""
+    server, _ = jwks
+    good = "Bearer " + token(server.url, scope="orders/read")
+    other_scope = "Bearer " + token(server.url, scope="orders/write")
+    for i in range(6):  # new connections: both workers, first sight then cached
+        r = get(gw.port, f"/proxied/p{i}?q={i}", good)
+        assert r.status == 200, r.body
+        sent = json.loads(r.body)
+        assert sent["path"] == f"/p{i}" and sent["query"] == f"q={i}"
+        assert _upstream_headers(r.body)["authorization"] == [good]
+        assert get(gw.port, f"/scoped/s{i}", good).status == 200
+        # Cached (verified on /proxied), but without the scope /scoped needs.
+        assert get(gw.port, f"/proxied/o{i}", other_scope).status == 200
+        r = get(gw.port, f"/scoped/o{i}", other_scope)
+        assert r.status == 403 and r.body == b'{"message":"Forbidden"}'
+    assert get(gw.port, "/proxied/x", None).status == 401
+    assert get(gw.port, "/proxied/x", "Bearer " + token(server.url, aud="nope")).status == 401
+    forged = good.rsplit(".", 1)[0] + ".AAAA"
+    assert get(gw.port, "/proxied/x", forged).status == 401
+    # Two Authorization headers, each a valid cached token: not one token, refused.
+    with RawConn(gw.port) as c:
+        r = c.request("GET", "/proxied/x", headers=[("Authorization", good), ("Authorization", good)])
+    assert r.status == 401
