@@ -371,106 +371,115 @@ class HttpProtocol:
         self.cur = None
 
     def data_received(self, data: bytes) -> None:
-        if self.paused & _PAUSE_HALT:
-            return
-        if self.raw_left:
-            # PERF: the rest of a Content-Length body is relayed as it arrives, without the
-            # parser (which would copy every chunk into a new bytes for on_body); the parser is
-            # replaced by a fresh one when the body ends.
-            left = self.raw_left
-            if len(data) <= left:
-                chunk = data
-                data = b""
-            else:
-                chunk = data[:left]
-                data = data[left:]
-            self.raw_left = left - len(chunk)
-            try:
-                self.on_body(chunk)
-            except _Reject as ex:
-                self.fail(ex.reply)
+        # One pass per chunk; another only when an ignored upgrade leaves bytes to read as HTTP
+        # (a loop, not recursion: a chunk may hold many such requests).
+        while True:
+            if self.paused & _PAUSE_HALT:
                 return
             if self.raw_left:
-                return
-            self.parser = httptools.HttpRequestParser(self)
-            self.on_message_complete()
-            if not data or self.paused & _PAUSE_HALT:
-                return
-        if self.parser_idle and self.cur is None:
-            # PERF: whole body-less heads that the strict fast path accepts skip httptools and
-            # its callbacks; anything else (and the rest of this chunk) goes to httptools.
-            pos = 0
-            n = len(data)
-            while True:
-                got = parse_request_head(data, pos, self.lim_head, self.lim_headers, self.lim_url)
-                if got is None:
-                    break
-                end, method, url, http10, keep_alive, host, fwd, api_key = got
-                self.url = url
-                self.api_key = api_key
-                if fwd:
-                    self.fwd.append(fwd)
-                if host is not None:
-                    self.host = host
-                    self.host_n = 1
+                # PERF: the rest of a Content-Length body is relayed as it arrives, without the
+                # parser (which would copy every chunk into a new bytes for on_body); the parser is
+                # replaced by a fresh one when the body ends.
+                left = self.raw_left
+                if len(data) <= left:
+                    chunk = data
+                    data = b""
+                else:
+                    chunk = data[:left]
+                    data = data[left:]
+                self.raw_left = left - len(chunk)
                 try:
-                    self.head_done(method, http10, keep_alive)
+                    self.on_body(chunk)
                 except _Reject as ex:
                     self.fail(ex.reply)
                     return
-                except Exception:
-                    log.exception("request handling failed")
-                    self.fail(replies.INTERNAL_ERROR)
+                if self.raw_left:
                     return
+                self.parser = httptools.HttpRequestParser(self)
                 self.on_message_complete()
-                if self.paused & _PAUSE_HALT:
+                if not data or self.paused & _PAUSE_HALT:
                     return
-                pos = end
-                if pos == n:
-                    return
-            if pos:
-                data = data[pos:]
-        in_head = self.in_head
-        completed = self.completed
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as ex:
-            ws = self.ws
-            if ws is not None:
+            if self.parser_idle and self.cur is None:
+                # PERF: whole body-less heads that the strict fast path accepts skip httptools and
+                # its callbacks; anything else (and the rest of this chunk) goes to httptools.
+                pos = 0
+                n = len(data)
+                while True:
+                    got = parse_request_head(data, pos, self.lim_head, self.lim_headers, self.lim_url)
+                    if got is None:
+                        break
+                    end, method, url, http10, keep_alive, host, fwd, api_key = got
+                    self.url = url
+                    self.api_key = api_key
+                    if fwd:
+                        self.fwd.append(fwd)
+                    if host is not None:
+                        self.host = host
+                        self.host_n = 1
+                    try:
+                        self.head_done(method, http10, keep_alive)
+                    except _Reject as ex:
+                        self.fail(ex.reply)
+                        return
+                    except Exception:
+                        log.exception("request handling failed")
+                        self.fail(replies.INTERNAL_ERROR)
+                        return
+                    self.on_message_complete()
+                    if self.paused & _PAUSE_HALT:
+                        return
+                    pos = end
+                    if pos == n:
+                        return
+                if pos:
+                    data = data[pos:]
+            in_head = self.in_head
+            completed = self.completed
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as ex:
+                ws = self.ws
                 self.ws = None
-                _ws_take_over(self, ws, data[ex.args[0] :])
+                if ws is _UPGRADE_IGNORED:
+                    data = self._upgrade_ignored(data[ex.args[0] :])
+                    if data:
+                        continue
+                    return
+                if ws is not None:
+                    _ws_take_over(self, ws, data[ex.args[0] :])
+                    return
+                # CONNECT (httptools reports it as an upgrade) was handled as a plain request; the
+                # bytes that follow belong to a tunnel we do not open, so the connection ends.
+                self.upgrade = True
+                self._halt_reading()
                 return
-            # The request was handled as a plain one (Upgrade is hop-by-hop); the bytes that
-            # follow belong to a protocol we do not speak, so the connection ends after it.
-            self.upgrade = True
-            self._halt_reading()
-            return
-        except httptools.HttpParserCallbackError as ex:
-            ctx = ex.__context__
-            if isinstance(ctx, _Reject):
-                self.fail(ctx.reply)
+            except httptools.HttpParserCallbackError as ex:
+                ctx = ex.__context__
+                if isinstance(ctx, _Reject):
+                    self.fail(ctx.reply)
+                    return
+                if isinstance(ctx, _Stop):
+                    return
+                # A bug of ours: the client gets a 500, never a traceback; the log gets the trace.
+                log.error("request handling failed", exc_info=ctx or ex)
+                self.fail(replies.INTERNAL_ERROR)
                 return
-            if isinstance(ctx, _Stop):
+            except httptools.HttpParserError:
+                self.fail(replies.BAD_REQUEST)
                 return
-            # A bug of ours: the client gets a 500, never a traceback; the log gets the trace.
-            log.error("request handling failed", exc_info=ctx or ex)
-            self.fail(replies.INTERNAL_ERROR)
+            if in_head and self.in_head and self.completed == completed:
+                # A head that is still incomplete: count raw bytes so that one endless header
+                # line (which httptools buffers before any callback) cannot grow without bound.
+                self.head_bytes += len(data)
+                if self.head_bytes > self.lim_head:
+                    self.fail(replies.HEADERS_TOO_LARGE)
+                return
+            cur = self.cur
+            if cur is not None and not self.in_head and cur.body_mode == 1 and not self.paused & _PAUSE_HALT:
+                # Inside a Content-Length body whose head and first bytes the parser has seen: the
+                # rest bypasses it (see the top of this method).
+                self.raw_left = cur.body_len - self.body_bytes
             return
-        except httptools.HttpParserError:
-            self.fail(replies.BAD_REQUEST)
-            return
-        if in_head and self.in_head and self.completed == completed:
-            # A head that is still incomplete: count raw bytes so that one endless header
-            # line (which httptools buffers before any callback) cannot grow without bound.
-            self.head_bytes += len(data)
-            if self.head_bytes > self.lim_head:
-                self.fail(replies.HEADERS_TOO_LARGE)
-            return
-        cur = self.cur
-        if cur is not None and not self.in_head and cur.body_mode == 1 and not self.paused & _PAUSE_HALT:
-            # Inside a Content-Length body whose head and first bytes the parser has seen: the
-            # rest bypasses it (see the top of this method).
-            self.raw_left = cur.body_len - self.body_bytes
 
     def eof_received(self) -> bool | None:
         # The client closed its sending side. Finish what is in flight, then close.
@@ -554,11 +563,25 @@ class HttpProtocol:
                 _METHODS[method_b] = method
         http10 = parser.get_http_version() == "1.0"
         if self.ws is not None:
-            # An upgrade request for a WebSocket API's stage: that API takes the connection over
-            # when the parser stops at the end of the head (HttpParserUpgrade, below).
-            self.ws = _ws_match(self, method, http10) if parser.should_upgrade() else None
-            if self.ws is not None:
-                return
+            if parser.should_upgrade() and method != "CONNECT":
+                hs = _ws_match(self, method, http10)
+                if hs is not None:
+                    if self.active is not None or self.queue:
+                        # Pipelined behind requests still in flight: never taken over (their
+                        # answers would follow the 101); refused after them, then closed.
+                        self.ws = None
+                        raise _Reject(replies.BAD_REQUEST)
+                    # An upgrade request for a WebSocket API's stage: that API takes the
+                    # connection over when the parser stops at the end of the head
+                    # (HttpParserUpgrade, in data_received).
+                    self.ws = hs
+                    return
+                # Not a WebSocket stage: the Upgrade is ignored (RFC 9110 7.8). The parser
+                # stops at the end of this head all the same, and skips its body: see
+                # _upgrade_ignored.
+                self.ws = _UPGRADE_IGNORED
+            else:
+                self.ws = None
         self.head_done(method, http10, parser.should_keep_alive())
 
     def head_done(self, method: str, http10: bool, keep_alive: bool) -> None:
@@ -623,6 +646,10 @@ class HttpProtocol:
             ex.request_body(body)
 
     def on_message_complete(self) -> None:
+        if self.ws is not None:
+            # The parser ends an upgrade request at its head (its body, if any, is not read):
+            # the request ends in _upgrade_ignored, or the connection is taken over.
+            return
         self.parser_idle = True
         self.completed += 1
         ex = self.cur
@@ -642,6 +669,26 @@ class HttpProtocol:
             ex.request_complete()
 
     # ------------------------------------------------------------------ helpers
+    def _upgrade_ignored(self, rest: bytes) -> bytes:
+        """The parser stopped at the head of an upgrade request for a stage that is not a
+        WebSocket API's (httptools skips such a request's body): the Upgrade is ignored (RFC
+        9110 7.8), the body is read as any request's, and the connection stays keep-alive.
+        Returns what data_received reads next (``rest``: the body and what follows)."""
+        self.parser = httptools.HttpRequestParser(self)
+        cur = self.cur
+        if cur is None or self.paused & _PAUSE_HALT:
+            return b""
+        if cur.body_mode == 1:
+            self.raw_left = cur.body_len  # data_received relays it, then ends the request
+        elif cur.body_mode == 2:
+            # A chunked body: a parser fed a stand-in head decodes it, then serves as the
+            # connection's parser (_ChunkedAfterUpgrade forwards everything after that head).
+            self.parser = httptools.HttpRequestParser(_ChunkedAfterUpgrade(self))
+            self.parser.feed_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        else:
+            self.on_message_complete()
+        return rest
+
     def _drop_connection_tokens(self) -> None:
         tokens = {t.strip().lower() for t in self.conn_tokens.split(b",")}  # type: ignore[union-attr]
         tokens.discard(b"close")
@@ -735,6 +782,45 @@ class HttpProtocol:
         if self.active is None and self.cur is None and not self.queue:
             self.transport.close()
 
+
+class _ChunkedAfterUpgrade:
+    """The callbacks of a parser that reads the chunked body of an ignored upgrade request
+    (HttpProtocol._upgrade_ignored): the stand-in head it is fed first is dropped; the body and
+    every later request go to the protocol."""
+
+    __slots__ = ("head", "proto")
+
+    def __init__(self, proto: HttpProtocol) -> None:
+        self.proto = proto
+        self.head = True
+
+    def on_message_begin(self) -> None:
+        if not self.head:
+            self.proto.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.head:
+            self.proto.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head:
+            self.proto.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.head:
+            self.head = False
+        else:
+            self.proto.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.proto.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.proto.on_message_complete()
+
+
+# The ``ws`` slot of an upgrade request whose stage is not a WebSocket API's.
+_UPGRADE_IGNORED = object()
 
 # Host header value -> (its text, the domain: no port, lower-case). Bounded.
 _HOSTS: dict[bytes, tuple[str, str]] = {}

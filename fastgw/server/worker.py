@@ -287,6 +287,11 @@ class Worker:
         from fastgw.pipeline.caching import caches
 
         caches().redis_settings = snapshot.config.gateway.state.redis
+        from fastgw.websocket.hub import running_hub
+
+        ws_hub = running_hub()
+        if ws_hub is not None:
+            ws_hub.resync()  # open WebSocket connections move to the new config's stages
         log.info("config swapped", extra={"worker": self.index, "config": snapshot.digest})
 
     def _swap_tracing(self, snapshot: RuntimeSnapshot) -> None:

@@ -24,14 +24,21 @@ Order of a connection, as AWS's:
 
 Limits: idle timeout and maximum duration are this connection's ``deadline`` (the worker's
 ticker calls ``on_deadline``, as for HTTP connections); bytes queued towards a slow reader are
-capped (1008, counted); at most ``MAX_INFLIGHT`` messages of one connection run at once (reading
-pauses beyond).
+capped (1008, counted), whatever queued them (messages, or pongs to a client that floods pings
+and never reads); past the transport's high-water mark reading pauses, so a client that does
+not read stops being read; at most ``MAX_INFLIGHT`` messages of one connection run at once
+(reading pauses beyond).
+
+A config swap (SIGHUP, a deployment) rebinds an open connection to its stage in the new config
+(``rebind``, called by the hub): new routes, integrations and limits. A connection whose stage
+left the config gets its ``$disconnect`` and a close with 1001 (``stage_removed``). A
+``$connect`` that finishes while the worker drains (SIGTERM) is accepted, then ``$disconnect``
+runs and the connection is closed with 1001, as every open connection of a draining worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -74,8 +81,6 @@ _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
-
-_rid_counter = itertools.count(1)
 
 
 class _NoKey:
@@ -144,6 +149,8 @@ class WsConnection(asyncio.Protocol):
         self.ws: ServerProtocol | None = None
         self.conn_id = hub.new_id()
         self.connected_at = int(time.time() * 1000)
+        self.opened_at = 0.0  # loop time of the handshake, then of the 101
+        self.active_at = 0.0  # loop time of the client's last frame
         self.last_active = self.connected_at
         self.headers = hs.headers
         self.query = hs.query
@@ -162,13 +169,15 @@ class WsConnection(asyncio.Protocol):
         self.end_at = 0.0
         self.closing_at = 0.0
         self.inflight = 0
-        self.paused = False
+        self.paused = False  # reading is paused (see ``_reading``)
+        self.write_paused = False  # the transport is over its high-water mark
         self.buffered: list[bytes] = []
         self.parts: list[bytes] = []
         self.msg_text = False
         self.tasks: set[asyncio.Future[Any]] = set()
         self.connect_task: asyncio.Task[None] | None = None
-        self.request_id = hs.request_id
+        # The $connect request's id, of the same form as every message's (AWS's).
+        self.request_id = hub.new_id()
         self.static_context: dict[str, Any] = {
             "messageDirection": "IN",
             "stage": stage.name,
@@ -221,12 +230,13 @@ class WsConnection(asyncio.Protocol):
         self.transport = transport
         self.worker.connections.add(self)  # type: ignore[arg-type]
         settings = self.settings
-        now = self.loop.time()
+        now = self.opened_at = self.loop.time()
         self.end_at = now + settings.max_duration
         self.deadline = now + 60.0  # the handshake's own bound; set again once open
         problem = hs.problem()
         if problem is not None:
             status, body, extra = problem
+            self.hub.refused += 1
             self._refuse_raw(status, body, extra)
             return
         extensions = None
@@ -243,8 +253,15 @@ class WsConnection(asyncio.Protocol):
         request = Request(hs.path_for_ws, Headers(hs.ws_headers()))
         response = ws.accept(request)
         if response.status_code != 101:
+            # The framing layer's refusals are plain text: sent as AWS-style JSON.
             self.hub.refused += 1
-            self._refuse_raw(response.status_code, response.body, [])
+            text = response.body.decode("utf-8", "replace").strip().split("\n", 1)[0]
+            extra = (
+                [("upgrade", "websocket"), ("sec-websocket-version", "13")]
+                if response.status_code == 426
+                else []
+            )
+            self._refuse_raw(response.status_code, orjson.dumps({"message": text}), extra)
             return
         if not self.worker_admits(now):
             self.hub.refused += 1
@@ -252,8 +269,7 @@ class WsConnection(asyncio.Protocol):
             return
         if rest:
             self.buffered.append(rest)
-        transport.pause_reading()
-        self.paused = True
+        self._reading()  # paused until the 101 goes out
         stage = self.stage
         if stage.connect is None and stage.authorizer is None:
             self._accept(response, None)
@@ -348,12 +364,14 @@ class WsConnection(asyncio.Protocol):
         ws.parser = Protocol.parse(ws)
         next(ws.parser)
         self.opened = True
-        self.hub.register(self)
-        self._flush()
-        now = self.loop.time()
+        now = self.active_at = self.loop.time()
         self.deadline = min(now + self.settings.idle_timeout, self.end_at)
-        self.paused = False
-        self.transport.resume_reading()
+        self.hub.register(self)  # may rebind the connection to a config swapped meanwhile
+        self._flush()
+        if self.worker.draining:
+            # SIGTERM came while $connect ran: the connection ends as every open one does.
+            self.shutdown()
+        self._reading()
         if self.buffered:
             data = b"".join(self.buffered)
             self.buffered.clear()
@@ -395,7 +413,8 @@ class WsConnection(asyncio.Protocol):
         evs = ws.events_received()
         if evs:
             self.last_active = int(time.time() * 1000)
-            self.deadline = min(self.loop.time() + self.settings.idle_timeout, self.end_at)
+            now = self.active_at = self.loop.time()
+            self.deadline = min(now + self.settings.idle_timeout, self.end_at)
             for frame in evs:
                 op = frame.opcode
                 if op is _TEXT or op is _BINARY:
@@ -426,10 +445,26 @@ class WsConnection(asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
-        pass
+        # A client that does not read is not read either: what it sends (pings above all) would
+        # only queue more bytes towards it.
+        self.write_paused = True
+        self._reading()
 
     def resume_writing(self) -> None:
-        pass
+        self.write_paused = False
+        self._reading()
+
+    def _reading(self) -> None:
+        """Pause or resume reading: paused before the 101, past MAX_INFLIGHT running messages,
+        and while the transport is over its high-water mark."""
+        want = not self.opened or self.inflight >= MAX_INFLIGHT or self.write_paused
+        if want is self.paused or self.closed:
+            return
+        self.paused = want
+        if want:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     # ------------------------------------------------------------------ writing
     def _flush(self) -> None:
@@ -443,11 +478,18 @@ class WsConnection(asyncio.Protocol):
             else:
                 transport.close()  # the server ends the TCP connection (after the close frames)
                 return
-        if ws.state is not _OPEN and not self.closing_at:
-            # A close frame went out: the client's answer is awaited for a while, then the
-            # connection is dropped (so a silent client cannot hold it).
-            self.closing_at = self.loop.time() + CLOSE_GRACE
-            self.deadline = self.closing_at
+        if ws.state is not _OPEN:
+            if not self.closing_at:
+                # A close frame went out: the client's answer is awaited for a while, then the
+                # connection is dropped (so a silent client cannot hold it).
+                self.closing_at = self.loop.time() + CLOSE_GRACE
+                self.deadline = self.closing_at
+        elif transport.get_write_buffer_size() > self.settings.max_outbound_bytes:
+            # A reader slower than what it is sent (messages, or the pongs of a ping flood):
+            # closed (1008) rather than buffered forever.
+            self.hub.slow_closed += 1
+            log.warning("websocket client too slow: closed", extra={"connection": self.conn_id})
+            self.close(CloseCode.POLICY_VIOLATION, "Outbound buffer full")
 
     def send_data(self, data: bytes | str) -> bool:
         """Send a message to the client (text for a str). False when the connection is not open."""
@@ -460,11 +502,6 @@ class WsConnection(asyncio.Protocol):
             ws.send_binary(data)  # type: ignore[arg-type]
         self.hub.messages_out += 1
         self._flush()
-        if self.transport.get_write_buffer_size() > self.settings.max_outbound_bytes:
-            # A reader slower than what it is sent: closed (1008) rather than buffered forever.
-            self.hub.slow_closed += 1
-            log.warning("websocket client too slow: closed", extra={"connection": self.conn_id})
-            self.close(CloseCode.POLICY_VIOLATION, "Outbound buffer full")
         return True
 
     def close(self, code: int, reason: str) -> None:
@@ -481,6 +518,25 @@ class WsConnection(asyncio.Protocol):
     def close_by_api(self) -> None:
         self.close(CloseCode.NORMAL_CLOSURE, "")
 
+    # ------------------------------------------------------------------ config swaps
+    def rebind(self, stage: WsStage) -> None:
+        """The config was swapped and this connection's stage is in the new one: its routes,
+        integrations and limits from now on (the hub calls this)."""
+        self.stage = stage
+        settings = self.settings = stage.settings
+        ws = self.ws
+        if ws is not None:
+            ws.max_message_size = settings.max_message_bytes
+            ws.max_fragment_size = settings.max_frame_bytes
+        self.end_at = self.opened_at + settings.max_duration
+        if self.opened and not self.closing_at and not self.closed:
+            self.deadline = min(self.active_at + settings.idle_timeout, self.end_at)
+
+    def stage_removed(self) -> None:
+        """The config was swapped and this connection's stage is not in the new one: its
+        $disconnect runs, then it is closed with 1001 ("Going away")."""
+        self.shutdown()
+
     # ------------------------------------------------------------------ deadlines and drain
     def on_deadline(self) -> None:
         """The worker's ticker: the idle timeout, the maximum duration or the close grace passed."""
@@ -494,7 +550,7 @@ class WsConnection(asyncio.Protocol):
             self.transport.abort()
 
     def shutdown(self) -> None:
-        """Drain (SIGTERM): $disconnect first, then close with 1001."""
+        """Drain (SIGTERM), or a stage that left the config: $disconnect first, then close 1001."""
         if not self.opened:
             if self.connect_task is None:
                 self.transport.abort()
@@ -526,7 +582,7 @@ class WsConnection(asyncio.Protocol):
         route = self.stage.disconnect
         if route is None:
             return
-        rid = _next_request_id(self.hub)
+        rid = self.hub.new_id()
         started = self.loop.time()
         status = 200
         try:
@@ -561,6 +617,8 @@ class WsConnection(asyncio.Protocol):
     def _message(self, data: bytes, is_text: bool) -> None:
         hub = self.hub
         hub.messages_in += 1
+        if self.worker.snapshot is not hub.bound:
+            hub.resync()  # a config swap: this message takes the new routes
         body: bytes | str = data
         if is_text:
             try:
@@ -571,7 +629,7 @@ class WsConnection(asyncio.Protocol):
                 self.close_reason = "Invalid UTF-8 in text message"
                 self.ws.fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in text message")  # type: ignore[union-attr]
                 return
-        rid = _next_request_id(hub)
+        rid = hub.new_id()
         route = self._select(body, is_text)
         if route is None:
             self.send_data(_error("Forbidden", self.conn_id, rid))
@@ -599,7 +657,9 @@ class WsConnection(asyncio.Protocol):
             fn = integ.function
             if type(fn) is LocalFunction:
                 # PERF: an async handler that finishes without suspending needs no Task.
-                event = events.message_event(self, route.key, body, rid, rid, int(time.time() * 1000))
+                event = events.message_event(
+                    self, route.key, body, rid, hub.new_id(), int(time.time() * 1000)
+                )
                 try:
                     done, got = fn.start(event, svc.executor, integ.timeout)
                 except Exception as ex:
@@ -622,16 +682,14 @@ class WsConnection(asyncio.Protocol):
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
         self.inflight += 1
-        if self.inflight >= MAX_INFLIGHT and not self.paused and not self.closed:
-            self.paused = True
-            self.transport.pause_reading()
+        if self.inflight >= MAX_INFLIGHT:
+            self._reading()
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
         self.tasks.discard(task)
         self.inflight -= 1
-        if self.paused and self.inflight < MAX_INFLIGHT and self.opened and not self.closed:
-            self.paused = False
-            self.transport.resume_reading()
+        if self.paused:
+            self._reading()
         if not task.cancelled() and task.exception() is not None:
             log.error("websocket message failed", exc_info=task.exception())
 
@@ -708,18 +766,10 @@ class WsConnection(asyncio.Protocol):
                 event = events.disconnect_event(self, rid, now_ms, closed[0], closed[1])
             else:
                 assert body is not None
-                event = events.message_event(self, route.key, body, rid, rid, now_ms)
+                event = events.message_event(self, route.key, body, rid, self.hub.new_id(), now_ms)
             return await call_function(integ, event, svc, rid)
         raw = body.encode() if isinstance(body, str) else (body or b"")
         return await call_http(integ, raw, self.conn_id, route.key, svc)
 
 
 _connect_buckets: dict[int, tuple[float, float]] = {}
-
-
-def _next_request_id(hub: Hub) -> str:
-    import base64
-
-    n = next(_rid_counter)
-    raw = hub.node + bytes([hub.index & 0xFF]) + n.to_bytes(6, "big")
-    return base64.urlsafe_b64encode(raw).decode()

@@ -7,12 +7,17 @@
 ``x-amzn-ErrorType: GoneException`` and an empty body, as AWS (boto3's
 ``apigatewaymanagementapi`` client raises ``GoneException``). A connection held by another worker
 or node is reached through the hub (``fastgw.websocket.hub``); a holder that does not answer
-within ``delivery_timeout_ms`` gives 504.
+within ``delivery_timeout_ms`` gives 504 (so does a holder that cannot be reached for a
+while: 410 only when it is certainly gone). A connection of another stage or API answers 410,
+wherever it is held (the hub checks the stage, locally and on the holder).
 
 Access (APPSEC): AWS signs these calls with SigV4; here the API is open to loopback clients
-only (the socket's peer, never X-Forwarded-For), unless the API sets
-``websocket.connections_api_token`` and the caller sends ``Authorization: Bearer <token>``.
-Anyone else gets 403 ``{"message":"Forbidden"}``.
+only, unless the API sets ``websocket.connections_api_token`` and the caller sends
+``Authorization: Bearer <token>``. The client is the socket's peer, unless the peer is one of
+``gateway.trusted_proxies``: then it is the address that proxy forwarded (X-Forwarded-For read
+from the right past the trusted proxies, as the gateway's ``sourceIp``), so a same-host TLS
+terminator does not open the API to everyone behind it. Anyone else gets 403
+``{"message":"Forbidden"}``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,29 @@ _OK = LocalReply(200, [("content-type", "application/json")], b"")
 _NO_CONTENT = LocalReply(204, [], b"")
 
 
+def _client(req: Request) -> str | None:
+    """The address judged for access: the socket's peer, or, when the peer is a trusted proxy,
+    the client it forwarded. None when a trusted proxy forwarded something unreadable."""
+    ex = req.exchange
+    if ex is None:
+        return req.source_ip
+    proto = ex.proto
+    peer: str = proto.peer
+    if not proto.peer_trusted or not ex.p_xff:
+        return peer
+    trusted = ex.snapshot.trusted_proxies
+    client = peer
+    for part in reversed(ex.p_xff.decode("latin-1").split(",")):
+        try:
+            addr = ipaddress.ip_address(part.strip())
+        except ValueError:
+            return None  # fail closed: the forwarded client is not an address
+        client = part.strip()
+        if not any(addr in net for net in trusted):
+            break
+    return client
+
+
 def _allowed(req: Request) -> bool:
     ws = req.route.stage.websocket
     token = ws.settings.connections_api_token if ws is not None else None
@@ -47,12 +75,13 @@ def _allowed(req: Request) -> bool:
         auth = req.header("authorization") or ""
         if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
             return True
-    ex = req.exchange
-    peer = ex.proto.peer if ex is not None else req.source_ip
+    client = _client(req)
+    if client is None:
+        return False
     try:
-        return ipaddress.ip_address(peer).is_loopback
+        return ipaddress.ip_address(client).is_loopback
     except ValueError:
-        return peer == ""  # a Unix socket
+        return client == ""  # a Unix socket
 
 
 def _iso(ms: int) -> str:
@@ -68,19 +97,17 @@ async def _run(req: Request, op: str) -> LocalReply:
     conn_id = unquote((req.params or {}).get("connectionId", ""))
     h = hub()
     timeout = ws.settings.delivery_timeout_ms / 1000.0
-    conn = h.local.get(conn_id)
-    if conn is not None and conn.stage.uid != ws.uid:
-        return _GONE  # a connection of another stage or API
     try:
+        # The stage goes with the call: a connection of another stage or API is "gone".
         if op == "POST":
             if len(req.body) > ws.settings.max_message_bytes:
                 return _PAYLOAD_TOO_LARGE
-            await h.post(conn_id, req.body, timeout)
+            await h.post(conn_id, req.body, timeout, ws.uid)
             return _OK
         if op == "DELETE":
-            await h.delete(conn_id, timeout)
+            await h.delete(conn_id, timeout, ws.uid)
             return _NO_CONTENT
-        info = await h.info(conn_id, timeout)
+        info = await h.info(conn_id, timeout, ws.uid)
     except Gone:
         return _GONE
     except DeliveryTimeout:

@@ -4,9 +4,11 @@
 ``Connection: upgrade``) and ``take_over`` when the parser stops at its end
 (``HttpParserUpgrade``). ``match`` resolves the request's host and path to a stage exactly as a
 plain request is resolved (same normalised path, DESIGN-RULES 1); a stage that is not a
-WebSocket API's gives None, and the request is served as before (as a plain request, then the
-connection ends). The head is captured in a ``Handshake``: the HTTP protocol's per-request lists
-are reused for the next request.
+WebSocket API's gives None, and the Upgrade is ignored (RFC 9110 7.8): the request, its body
+included, is served as a plain one and the connection stays a keep-alive HTTP connection. An
+upgrade for a WebSocket stage pipelined behind requests still in flight is refused (400, then
+the connection closes) rather than taken over. The head is captured in a ``Handshake``: the
+HTTP protocol's per-request lists are reused for the next request.
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ def current_worker() -> Worker | None:
 
 
 def bind_worker(worker: Worker) -> None:
-    """Called by the worker as it starts serving: the hub and the helpers find it here."""
+    """Called by the worker as it starts serving: the hub and the helpers find it here. With
+    WebSocket APIs in the config, the hub starts now (its Redis side too, retried in the
+    background while Redis is down), not at the first connection."""
     global _WORKER
     _WORKER = weakref.ref(worker)
+    if any(stage.websocket is not None for stage in worker.snapshot.stages):
+        from fastgw.websocket.hub import hub
+
+        hub()
 
 
 class Handshake:
@@ -49,7 +57,6 @@ class Handshake:
         "method",
         "path_for_ws",
         "query",
-        "request_id",
         "source_ip",
         "stage",
         "upgrade",
@@ -69,7 +76,6 @@ class Handshake:
         self.domain = ""
         self.api_key: bytes | None = None
         self.path_for_ws = "/"
-        self.request_id = ""
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -129,23 +135,28 @@ def match(proto: Any, method: str, http10: bool) -> Handshake | None:
     if host is not None:
         headers.append(("Host", host.decode("latin-1")))
     fwd_headers(proto.fwd, headers) if proto.fwd else None
+    peer = proto.peer
+    hs.source_ip = peer
+    # The X-Forwarded-* headers AWS adds to $connect events, as the gateway forwards them.
+    if proto.xff:
+        xff = proto.xff.decode("latin-1")
+        if proto.peer_trusted:
+            from fastgw.server import _protocol_py
+
+            hs.source_ip = _protocol_py._client_of(xff, peer, snapshot.trusted_proxies)
+        headers.append(("X-Forwarded-For", f"{xff}, {peer}"))
+    else:
+        headers.append(("X-Forwarded-For", peer))
+    if proto.local_port:
+        headers.append(("X-Forwarded-Port", proto.local_port))
+    headers.append(("X-Forwarded-Proto", "http" if proto.tls_name is None else "https"))
     hs.headers = headers
     hs.query = query.decode("latin-1")
     hs.path_for_ws = url.decode("latin-1")
-    peer = proto.peer
-    hs.source_ip = peer
-    if proto.peer_trusted and proto.xff:
-        from fastgw.server import _protocol_py
-
-        hs.source_ip = _protocol_py._client_of(proto.xff.decode("latin-1"), peer, snapshot.trusted_proxies)
     if host is not None:
         text = host.decode("latin-1").lower()
         hs.domain = text.rpartition(":")[0] if ":" in text and not text.endswith("]") else text
     hs.api_key = proto.api_key
-    worker.rid += 1
-    from fastgw_core.headers import request_id
-
-    hs.request_id = request_id(worker.rid_prefix, worker.rid).decode()
     return hs
 
 

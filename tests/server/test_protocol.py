@@ -579,6 +579,8 @@ def test_hop_by_hop_request_headers_not_forwarded(gw: Gateway) -> None:
 
 
 def test_upgrade_request_served_as_plain_http(gw: Gateway) -> None:
+    """A stage that is not a WebSocket API's ignores Upgrade (RFC 9110 7.8): a plain request,
+    hop-by-hop headers dropped, and the connection stays a keep-alive HTTP connection."""
     headers = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZQ==")]
     with RawConn(gw.port) as c:
         r = c.request("GET", "/prod/echo/upgrade", headers)
@@ -586,7 +588,70 @@ def test_upgrade_request_served_as_plain_http(gw: Gateway) -> None:
         names = {k.lower() for k, _ in echo_headers(r)}
         assert "upgrade" not in names
         assert "connection" not in names
-        assert c.is_closed(1.0)
+        assert c.request("GET", "/prod/hello").body == HELLO
+
+
+H2C = [
+    ("Connection", "Upgrade, HTTP2-Settings"),
+    ("Upgrade", "h2c"),
+    ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+]
+
+
+def test_h2c_upgrade_on_a_mock_route_keeps_the_connection(gw: Gateway) -> None:
+    """An h2c upgrade is ignored; the next keep-alive request, sent after the answer or
+    pipelined behind it, is answered at once (it used to wait for the keep-alive timeout)."""
+    with RawConn(gw.port, timeout=3.0) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/prod/mock", H2C)
+        assert r.status == 200 and r.body == b"mock body"
+        assert r.header("connection") != "close"
+        assert c.request("GET", "/prod/hello").body == HELLO
+        c.send(build_request("GET", "/prod/mock", H2C) + build_request("GET", "/prod/hello"))
+        assert c.read_response().body == b"mock body"
+        assert c.read_response().body == HELLO
+        assert time.monotonic() - t0 < 2.0
+        assert not c.is_closed(0.2)
+
+
+def test_upgrade_with_a_body_sends_the_body_upstream(gw: Gateway) -> None:
+    """httptools skips the body of an upgrade request: the gateway reads it itself (Content-Length
+    and chunked), the upstream gets it whole, and the connection stays usable."""
+    with RawConn(gw.port, timeout=3.0) as c:
+        r = c.request("POST", "/prod/echo/withbody", [*H2C, ("Content-Type", "text/plain")], b"hello")
+        assert r.status == 200
+        assert r.json()["body"] == "hello"
+        assert echo_header_values(r, "content-length") == ["5"]
+        # Chunked, in pieces, with a pipelined request behind it.
+        head = build_request("POST", "/prod/echo/chunked", [*H2C, ("Transfer-Encoding", "chunked")])
+        c.send(head + b"5\r\nhel")
+        time.sleep(0.05)
+        c.send(b"lo\r\n6\r\n world\r\n0\r\n\r\n" + build_request("GET", "/prod/hello"))
+        r = c.read_response()
+        assert r.status == 200 and r.json()["body"] == "hello world"
+        assert c.read_response().body == HELLO
+        # A body split across writes, after the head alone.
+        c.send(build_request("POST", "/prod/echo/split", [*H2C, ("Content-Length", "10")]))
+        time.sleep(0.05)
+        c.send(b"01234")
+        time.sleep(0.05)
+        c.send(b"56789")
+        r = c.read_response()
+        assert r.status == 200 and r.json()["body"] == "0123456789"
+        assert c.request("GET", "/prod/hello").body == HELLO
+
+
+def test_many_pipelined_upgrade_requests_in_one_write(gw: Gateway) -> None:
+    """Each ignored upgrade restarts the parser: many in one chunk are read in a loop (no
+    recursion), and every one is answered in order."""
+    n = 300
+    with RawConn(gw.port, timeout=5.0) as c:
+        c.send(
+            b"".join(build_request("GET", "/prod/mock", H2C) for _ in range(n))
+            + build_request("GET", "/prod/hello")
+        )
+        bodies = [c.read_response().body for _ in range(n + 1)]
+    assert bodies == [b"mock body"] * n + [HELLO]
 
 
 def test_forwarded_headers_from_socket(gw: Gateway) -> None:

@@ -34,6 +34,7 @@ def ws_config(
             "whoami",
             "authorizer",
             "sync_post",
+            "slow_http",
         )
     }
     if routes is None:

@@ -19,6 +19,8 @@ async def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"statusCode": int(qs["refuse"]), "body": "refused"}
     if qs.get("boom"):
         raise RuntimeError("connect failed")
+    if qs.get("slow"):
+        await asyncio.sleep(float(qs["slow"]))
     headers = {}
     proto = (event.get("headers") or {}).get("Sec-WebSocket-Protocol")
     if proto:
@@ -103,3 +105,9 @@ def sync_post(event: dict[str, Any], context: Any) -> dict[str, Any]:
     conn = event["requestContext"]["connectionId"]
     websocket.run_sync(websocket.post_to_connection(conn, "from a thread"))
     return {"statusCode": 200}
+
+
+async def slow_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A REST route that takes a while (an HTTP request in flight on a connection)."""
+    await asyncio.sleep(0.5)
+    return {"statusCode": 200, "body": "slow"}

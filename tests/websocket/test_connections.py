@@ -156,3 +156,36 @@ def test_connections_api_token_and_limits(gateway_factory: Any) -> None:
             return too_big, status
 
     assert asyncio.run(run()) == (413, 200)
+
+
+def post_as(gw: Any, conn_id: str, xff: str | None) -> int:
+    headers = {"X-Forwarded-For": xff} if xff is not None else {}
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{gw.port}/prod/@connections/{conn_id}", data=b"x", method="POST", headers=headers
+    )
+    try:
+        return int(urllib.request.urlopen(req, timeout=5).status)
+    except urllib.error.HTTPError as ex:
+        return ex.code
+
+
+def test_loopback_rule_judges_the_client_behind_a_trusted_proxy(
+    gateway_factory: Any, chat_gateway: Any
+) -> None:
+    """Behind a same-host TLS terminator (trusted_proxies: 127.0.0.1/32) the socket's peer is
+    always loopback: the client that proxy forwarded is judged instead, as sourceIp is."""
+    gw = gateway_factory(ws_config(gateway={"trusted_proxies": ["127.0.0.1/32"]}))
+
+    async def run(target: Any, cases: list[str | None]) -> list[int]:
+        async with websockets.connect(url(target)) as c:
+            me = await whoami(c)
+            return [await asyncio.to_thread(post_as, target, me, xff) for xff in cases]
+
+    behind_proxy = asyncio.run(
+        run(gw, ["203.0.113.9", "127.0.0.1, 203.0.113.9", "not-an-address", "127.0.0.1", "::1", None])
+    )
+    # An internet client (even one claiming loopback on the left), or an unreadable forwarded
+    # address: 403. A loopback client through the proxy, or a local caller without a proxy: 200.
+    assert behind_proxy == [403, 403, 403, 200, 200, 200]
+    # Without trusted proxies a client's own X-Forwarded-For is never believed: the socket counts.
+    assert asyncio.run(run(chat_gateway, ["203.0.113.9"])) == [200]

@@ -4,6 +4,7 @@ backpressure), new connections per second, route throttling, and the size limits
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.error
@@ -13,7 +14,7 @@ from typing import Any
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.helpers import GatewayFactory
+from tests.helpers import GatewayFactory, rss_bytes
 from tests.websocket.conftest import ws_config
 from tests.websocket.rawws import RawWs, frame
 
@@ -161,3 +162,39 @@ def test_default_size_limits_are_aws(chat_gateway: Any) -> None:
         assert len(ws.recv_frame()[1]) == 8 + 131072
         ws.send(frame(0x1, b"c" * 32769))
         assert ws.recv_close() == 1009
+
+
+def test_ping_flood_from_a_client_that_never_reads_is_bounded(gateway_factory: GatewayFactory) -> None:
+    """Pongs queue towards the client like messages: a client flooding pings and reading
+    nothing is no longer read once its queue is full (pause_writing) and is closed with 1008 past
+    max_outbound_bytes; the worker's memory stays flat."""
+    gw = gateway_factory(ws_config(settings={"max_outbound_bytes": 65536}))
+    (worker,) = gw.children()
+    ping = frame(0x9, b"p" * 125)
+    blob = ping * 2000  # ~262 KB a write
+    with RawWs(gw.port, rcvbuf=4096) as ws:
+        assert ws.handshake()[0] == 101
+        before = rss_bytes(worker)
+        ws.sock.settimeout(0.5)
+        sent = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:
+            try:
+                ws.sock.sendall(blob)
+            except (TimeoutError, OSError):
+                break  # the gateway stopped reading (or closed): the flood is held back
+            sent += len(blob)
+        grown = rss_bytes(worker) - before
+        assert grown < 24 * 1024 * 1024, f"the worker grew {grown >> 20} MiB for {sent >> 20} MiB of pings"
+        assert sent < 24 * 1024 * 1024, "the gateway kept reading a client that reads nothing"
+        # What it did send: pongs, then the close frame (1008), unless dropped after the grace.
+        code = None
+        deadline = time.monotonic() + 5
+        ws.sock.settimeout(2)
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while time.monotonic() < deadline:
+                op, payload = ws.recv_frame()
+                if op == 0x8:
+                    code = int.from_bytes(payload[:2], "big")
+                    break
+        assert code in (1008, None)

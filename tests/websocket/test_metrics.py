@@ -89,3 +89,20 @@ def test_websocket_metrics_count_what_clients_did(gateway_factory: GatewayFactor
     assert get(found, "fastgw_websocket_refused_total") == 1
     assert get(found, "fastgw_websocket_throttled_total") == 1
     assert get(found, "fastgw_websocket_messages_in_total") == 6
+
+
+def test_malformed_upgrades_are_counted_as_refused(gateway_factory: GatewayFactory) -> None:
+    """Every refused upgrade counts, whichever check refused it (request line and framing, the
+    WebSocket handshake, $connect)."""
+    from tests.websocket.rawws import RawWs
+
+    gw = gateway_factory(ws_config())
+    for kwargs in (
+        {"method": "POST"},  # 405
+        {"version": "1.0"},  # 400
+        {"headers": {"Sec-WebSocket-Version": "8"}},  # 426
+        {"headers": {"Sec-WebSocket-Key": "short"}},  # 400, from the handshake layer
+    ):
+        with RawWs(gw.port) as ws:
+            assert ws.handshake(**kwargs)[0] in (400, 405, 426)  # type: ignore[arg-type]
+    assert wait_for(lambda: get(scrape(gw), "fastgw_websocket_refused_total") == 4, 5.0)

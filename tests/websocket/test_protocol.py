@@ -28,11 +28,23 @@ MOCK_ROUTES = [
 ]
 
 
+# A REST API next to the WebSocket one: an HTTP request that takes a while (GET /rest/slow).
+REST_API = {
+    "name": "plain",
+    "id": "restapi",
+    "kind": "rest",
+    "routes": [{"route": "GET /slow", "integration": {"type": "AWS_PROXY", "uri": "slow_http"}}],
+    "stages": [{"name": "rest"}],
+}
+
+
 @pytest.fixture(scope="module", params=["compiled", "python"])
 def gw(request: pytest.FixtureRequest, module_gateway_factory: GatewayFactory) -> Any:
     """The same API on both builds of the HTTP protocol (the upgrade path is in both)."""
     return module_gateway_factory(
-        ws_config(MOCK_ROUTES, settings={"max_frame_bytes": 1024, "max_message_bytes": 4096}),
+        ws_config(
+            MOCK_ROUTES, settings={"max_frame_bytes": 1024, "max_message_bytes": 4096}, extra_apis=[REST_API]
+        ),
         no_extensions=request.param == "python",
     )
 
@@ -87,11 +99,31 @@ def test_plain_get_of_the_stage_is_426(gw: Any) -> None:
 )
 def test_malformed_upgrades_are_refused(gw: Any, kwargs: dict[str, Any], status: int) -> None:
     with RawWs(gw.port) as ws:
-        got, headers, _ = ws.handshake(**kwargs)
+        got, headers, body = ws.handshake(**kwargs)
         assert got == status
-        if status == 426 and "Sec-WebSocket-Version" in kwargs.get("headers", {}):
+        if status == 426:
             assert headers["sec-websocket-version"] == "13"
+        # AWS-style JSON, whichever layer refused (never the framing library's plain text).
+        assert headers["content-type"] == "application/json"
+        assert set(json.loads(body)) == {"message"}
         assert ws.at_eof()
+
+
+def test_upgrade_pipelined_behind_a_request_in_flight_is_refused(gw: Any) -> None:
+    """An upgrade behind an HTTP request still being served is never taken over (the HTTP
+    answer would follow the 101 and corrupt the stream): that answer first, then 400, closed."""
+    with RawConn(gw.port) as c:
+        c.send(
+            b"GET /rest/slow HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            b"GET /prod HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + frame(0x1, b'{"action":"mock"}')
+        )
+        first = c.read_response()
+        assert (first.status, first.body) == (200, b"slow")
+        second = c.read_response()
+        assert second.status == 400
+        assert c.is_closed(2.0)
 
 
 BAD_FRAMES = {

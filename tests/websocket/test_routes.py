@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -176,6 +177,10 @@ def test_connect_disconnect_and_message_events_as_aws(chat_gateway: Any) -> None
         "connectedAt",
     ):
         assert key in ctx
+    # The headers AWS adds to the handshake's.
+    assert connect["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert connect["headers"]["X-Forwarded-Port"] == str(chat_gateway.port)
+    assert connect["headers"]["X-Forwarded-Proto"] == "http"
     message = next(e for e in by_type["MESSAGE"] if e["requestContext"]["routeKey"] == "echo")
     assert json.loads(message["body"]) == {"action": "echo", "m": 1}
     assert message["isBase64Encoded"] is False
@@ -189,6 +194,14 @@ def test_connect_disconnect_and_message_events_as_aws(chat_gateway: Any) -> None
     assert dctx["routeKey"] == "$disconnect"
     assert dctx["disconnectStatusCode"] == 1000
     assert "disconnectReason" in dctx
+    # Every request id has one form (AWS's: 16 characters of URL-safe base64), $connect's too;
+    # a message's id is its own, and no two ids repeat.
+    ids = [e["requestContext"]["requestId"] for e in evs] + [mctx["messageId"]]
+    for i in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{15}=", i), i
+    assert ctx["extendedRequestId"] == ctx["requestId"]
+    assert mctx["messageId"] != mctx["requestId"]
+    assert len(set(ids)) == len(ids)
 
 
 def test_connect_refusal_uses_the_integration_status(chat_gateway: Any) -> None:
