@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import struct
+import sys
 import time
 import uuid
 from typing import Any
@@ -98,6 +99,9 @@ class Worker:
         self.pools = Pools(snapshot.config.gateway.upstream, loop)
         set_upstream_ca(snapshot.config.gateway.upstream.ca_file)
         self.connections: set[HttpProtocol] = set()
+        #: Open WebSocket connections (fastgw.websocket): each keeps its own deadline timer, so
+        #: the ticker's scan of ``connections`` does not grow with idle WebSocket clients.
+        self.ws_connections: set[Any] = set()
         self.waiting: set[Exchange] = set()
         self.draining = False
         self.server: asyncio.base_events.Server | None = None
@@ -183,7 +187,7 @@ class Worker:
                 self.tracer.tick()
             if self.publisher is not None:
                 self.publish_metrics()
-        if self.draining and not self.connections:
+        if self.draining and not self.connections and not self.ws_connections:
             self._finish()
             return
         self._ticker = self.loop.call_later(TICK_SECONDS, self.tick)
@@ -215,7 +219,7 @@ class Worker:
         """The gauges of the moment, then this worker's snapshot for the node's totals."""
         metrics = self.metrics
         gauges = metrics.gauges
-        gauges["active_connections"] = float(len(self.connections))
+        gauges["active_connections"] = float(len(self.connections) + len(self.ws_connections))
         in_use = idle = 0
         for pool in self.pools.pools.values():
             idle += len(pool.idle)
@@ -249,15 +253,16 @@ class Worker:
             live["trace_spans_exported"] = exported
             live["trace_spans_dropped"] = dropped
             live["trace_exports_failed"] = failed
-        from fastgw.websocket.hub import running_hub
-
-        ws_hub = running_hub()
+        # NOTE: only modules something already imported (importing PyJWT or websockets here
+        # would stall the loop for tens of ms on the first publish).
+        hub_module = sys.modules.get("fastgw.websocket.hub")
+        ws_hub = hub_module.running_hub() if hub_module is not None else None
         if ws_hub is not None:
             live.update(ws_hub.counters())
             gauges["websocket_connections"] = float(len(ws_hub.local))
-        from fastgw.authorizers.jwt_auth import COUNTERS as jwt_counters
-
-        live.update(jwt_counters)
+        jwt_module = sys.modules.get("fastgw.authorizers.jwt_auth")
+        if jwt_module is not None:
+            live.update(jwt_module.COUNTERS)
         decisions = self.services.decisions
         if decisions is not None:
             live["authorizer_cache_hits"] = decisions.hits
@@ -348,19 +353,22 @@ class Worker:
         if self.draining:
             return
         self.draining = True
-        log.info("worker draining", extra={"worker": self.index, "connections": len(self.connections)})
+        log.info(
+            "worker draining",
+            extra={"worker": self.index, "connections": len(self.connections) + len(self.ws_connections)},
+        )
         if self.server is not None:
             self.server.close()
         if self.tls is not None:
             self.tls.close()
-        for proto in list(self.connections):
+        for proto in [*self.connections, *self.ws_connections]:
             proto.shutdown()
         self.loop.call_later(self.limits.drain_timeout, self._finish)
 
     def _finish(self) -> None:
         if self.stopped.done():
             return
-        for proto in list(self.connections):
+        for proto in [*self.connections, *self.ws_connections]:
             proto.transport.abort()
         self.pools.close()
         if self._ticker is not None:

@@ -22,8 +22,9 @@ Order of a connection, as AWS's:
 4. ``$disconnect`` runs once, whatever ended the connection (client close, idle timeout,
    maximum duration, ``DELETE @connections``, a protocol error, shutdown), best effort.
 
-Limits: idle timeout and maximum duration are this connection's ``deadline`` (the worker's
-ticker calls ``on_deadline``, as for HTTP connections); bytes queued towards a slow reader are
+Limits: idle timeout and maximum duration are this connection's ``deadline``, watched by its
+own lazily re-armed timer (``on_deadline``; not the worker's ticker, whose scan of every HTTP
+connection would grow with idle WebSocket clients); bytes queued towards a slow reader are
 capped (1008, counted), whatever queued them (messages, or pongs to a client that floods pings
 and never reads); past the transport's high-water mark reading pauses, so a client that does
 not read stops being read; at most ``MAX_INFLIGHT`` messages of one connection run at once
@@ -165,7 +166,9 @@ class WsConnection(asyncio.Protocol):
         self.disconnect_done = False
         self.close_code: int | None = None  # what the gateway closed with
         self.close_reason = ""
-        self.deadline = 0.0
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = 0.0  # when ``_timer`` fires
         self.end_at = 0.0
         self.closing_at = 0.0
         self.inflight = 0
@@ -228,7 +231,7 @@ class WsConnection(asyncio.Protocol):
     def start(self, transport: asyncio.Transport, hs: Handshake, rest: bytes) -> None:
         """Take the transport over from the HTTP protocol and answer the upgrade request."""
         self.transport = transport
-        self.worker.connections.add(self)  # type: ignore[arg-type]
+        self.worker.ws_connections.add(self)
         settings = self.settings
         now = self.opened_at = self.loop.time()
         self.end_at = now + settings.max_duration
@@ -383,7 +386,8 @@ class WsConnection(asyncio.Protocol):
         self.transport.write(_http_reply(status, body, self.request_id, extra))
         self.transport.close()
         self.closed = True
-        self.worker.connections.discard(self)  # type: ignore[arg-type]
+        self.worker.ws_connections.discard(self)
+        self._disarm()
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover
@@ -391,7 +395,8 @@ class WsConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.worker.connections.discard(self)  # type: ignore[arg-type]
+        self.worker.ws_connections.discard(self)
+        self._disarm()
         task = self.connect_task
         if task is not None:
             task.cancel()
@@ -538,6 +543,41 @@ class WsConnection(asyncio.Protocol):
         self.shutdown()
 
     # ------------------------------------------------------------------ deadlines and drain
+    # PERF: each connection has one timer, armed lazily: a later deadline (every message pushes
+    # the idle timeout back) is picked up when the timer fires and re-arms; only an earlier one
+    # re-arms at once. No scan of all connections, however many sit idle.
+    @property
+    def deadline(self) -> float:
+        """When the idle timeout, the maximum duration or the close grace ends (0: none)."""
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, when: float) -> None:
+        self._deadline = when
+        if when and (self._timer is None or when < self._armed):
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = when
+        self._timer = self.loop.call_at(when, self._fire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        when = self._deadline
+        if not when or self.closed:
+            return
+        if when > self.loop.time():
+            self._arm(when)
+            return
+        self.on_deadline()
+
     def on_deadline(self) -> None:
         """The worker's ticker: the idle timeout, the maximum duration or the close grace passed."""
         self.deadline = 0.0
