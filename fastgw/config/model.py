@@ -745,8 +745,8 @@ class WebSocketSettings(_Model):
         float,
         Meta(
             ge=0,
-            description="New connections per second each worker accepts on this API (AWS: 500 per "
-            "account); more get 429. 0: no limit.",
+            description="New connections per second a node accepts on each stage of this API, all "
+            "workers together (AWS: 500 per account); more get 429. 0: no limit.",
         ),
     ] = 500.0
     permessage_deflate: Annotated[

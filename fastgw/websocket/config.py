@@ -107,6 +107,9 @@ class WsStage:
     authorizer: Any = None
     #: "apiId/stage": the stage's name in @connections calls between workers and nodes.
     uid: str = ""
+    #: SigV4 verifier of ``iam.users`` (fastgw.authorizers.sigv4) for signed @connections calls,
+    #: None when the config has no IAM users.
+    iam: Any = None
 
 
 def _reject_unsupported(api: Api, a_path: str, issues: list[ConfigIssue]) -> None:
@@ -295,6 +298,14 @@ def compile_websocket_api(
         if route.route in keys:
             issues.append(ConfigIssue(f"{a_path}.routes[{r_i}].route", f"duplicate route {route.route!r}"))
         keys.add(route.route)
+    iam = None
+    if config.iam is not None and config.iam.users:
+        from fastgw.authorizers.sigv4 import IamVerifier
+
+        try:
+            iam = IamVerifier(config.iam, rt_api.region, rt_api.account_id)
+        except ValueError:
+            iam = None  # reported with its path by the HTTP side's compile ($.iam)
     out: dict[str, StageRuntime] = {}
     for s_i, stage in enumerate(api.stages):
         s_path = f"{a_path}.stages[{s_i}]"
@@ -328,6 +339,7 @@ def compile_websocket_api(
             selection,
             {},
             uid=f"{rt_api.id}/{stage.name}",
+            iam=iam,
         )
         rt_stage.websocket = ws
         uid = f"{rt_api.id}:{stage.name}"

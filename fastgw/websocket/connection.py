@@ -40,6 +40,7 @@ runs and the connection is closed with 1001, as every open connection of a drain
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -280,9 +281,16 @@ class WsConnection(asyncio.Protocol):
         self.connect_task = self.loop.create_task(self._run_connect(response))
 
     def worker_admits(self, now: float) -> bool:
+        """The node's new-connections bucket of this stage (``new_connections_per_second``),
+        in the node's shared table (every worker takes from the same bucket)."""
         rate = self.settings.new_connections_per_second
         if not rate:
             return True
+        table = self.worker.table
+        slot = _connect_slot(table, self.stage.uid)
+        if slot >= 0:
+            return bool(table.take(slot, rate, max(rate, 1.0), now) == 0.0)
+        # The table is full (no slot to claim): this worker's own bucket.
         buckets = _connect_buckets
         key = id(self.stage)
         tokens, last = buckets.get(key, (rate, now))
@@ -813,3 +821,16 @@ class WsConnection(asyncio.Protocol):
 
 
 _connect_buckets: dict[int, tuple[float, float]] = {}
+_connect_slots: dict[tuple[int, str], int] = {}
+
+
+def _connect_slot(table: Any, uid: str) -> int:
+    """The shared-table slot of a stage's new-connections bucket (-1: the table is full)."""
+    key = (id(table), uid)
+    slot = _connect_slots.get(key)
+    if slot is None:
+        h = int.from_bytes(hashlib.blake2b(f"ws-connect:{uid}".encode(), digest_size=8).digest(), "big") or 1
+        slot = table.find(h)
+        if slot >= 0:
+            _connect_slots[key] = slot
+    return slot

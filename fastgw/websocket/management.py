@@ -11,12 +11,16 @@ within ``delivery_timeout_ms`` gives 504 (so does a holder that cannot be reache
 while: 410 only when it is certainly gone). A connection of another stage or API answers 410,
 wherever it is held (the hub checks the stage, locally and on the holder).
 
-Access (APPSEC): AWS signs these calls with SigV4; here the API is open to loopback clients
-only, unless the API sets ``websocket.connections_api_token`` and the caller sends
-``Authorization: Bearer <token>``. The client is the socket's peer, unless the peer is one of
-``gateway.trusted_proxies``: then it is the address that proxy forwarded (X-Forwarded-For read
-from the right past the trusted proxies, as the gateway's ``sourceIp``), so a same-host TLS
-terminator does not open the API to everyone behind it. Anyone else gets 403
+Access (APPSEC): AWS signs these calls with SigV4, and so may callers here: a signed call (the
+``Authorization: AWS4-HMAC-SHA256 ...`` header or a presigned query) is verified against the
+config's ``iam.users``, from any address, and the caller's identity policy must allow
+``execute-api:ManageConnections`` on ``arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/
+@connections/ID`` (else AWS's 403); a bad signature is refused even from loopback. Unsigned
+calls are open to loopback clients only, unless the API sets ``websocket.connections_api_token``
+and the caller sends ``Authorization: Bearer <token>``. The client is the socket's peer, unless
+the peer is one of ``gateway.trusted_proxies``: then it is the address that proxy forwarded
+(X-Forwarded-For read from the right past the trusted proxies, as the gateway's ``sourceIp``),
+so a same-host TLS terminator does not open the API to everyone behind it. Anyone else gets 403
 ``{"message":"Forbidden"}``.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -68,6 +73,34 @@ def _client(req: Request) -> str | None:
     return client
 
 
+def _signed(req: Request) -> LocalReply | None:
+    """A SigV4-signed call (boto3's apigatewaymanagementapi client, the AWS CLI), verified
+    against ``iam.users``: None when the signature is good and the caller's identity policy
+    allows ``execute-api:ManageConnections`` on the connection's ARN, else AWS's 403."""
+    from fastgw.authorizers.sigv4 import access_denied_reply
+
+    ws = req.route.stage.websocket
+    iam = ws.iam
+    got = iam.verify(req, time.time(), authorize=False)
+    if type(got) is LocalReply:
+        return got
+    conn_id = (req.params or {}).get("connectionId", "")
+    arn = (
+        f"arn:aws:execute-api:{iam.region}:{iam.account_id}:{ws.api.id}/{ws.name}/"
+        f"{req.method}/@connections/{conn_id}"
+    )
+    if not iam.may(got, arn, "execute-api:ManageConnections"):  # type: ignore[arg-type]
+        return access_denied_reply(got["userArn"], arn, False)  # type: ignore[index]
+    return None
+
+
+def _is_signed(req: Request) -> bool:
+    ws = req.route.stage.websocket
+    if ws is None or ws.iam is None:
+        return False
+    return (req.header("authorization") or "").startswith("AWS4-") or "X-Amz-Signature=" in req.query
+
+
 def _allowed(req: Request) -> bool:
     ws = req.route.stage.websocket
     token = ws.settings.connections_api_token if ws is not None else None
@@ -91,7 +124,13 @@ def _iso(ms: int) -> str:
 async def _run(req: Request, op: str) -> LocalReply:
     from fastgw.websocket.hub import DeliveryTimeout, Gone, hub
 
-    if not _allowed(req):
+    if _is_signed(req):
+        # A signature is checked whatever the caller's address: a bad one is never let in as
+        # a loopback call.
+        refused = _signed(req)
+        if refused is not None:
+            return refused
+    elif not _allowed(req):
         return _FORBIDDEN
     ws = req.route.stage.websocket
     conn_id = unquote((req.params or {}).get("connectionId", ""))

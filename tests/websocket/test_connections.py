@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 import websockets
 from botocore.config import Config
@@ -189,3 +190,85 @@ def test_loopback_rule_judges_the_client_behind_a_trusted_proxy(
     assert behind_proxy == [403, 403, 403, 200, 200, 200]
     # Without trusted proxies a client's own X-Forwarded-For is never believed: the socket counts.
     assert asyncio.run(run(chat_gateway, ["203.0.113.9"])) == [200]
+
+
+def test_sigv4_signed_calls_are_verified_against_iam_users(gateway_factory: Any) -> None:
+    """boto3 signs @connections calls with SigV4: with `iam.users` in the config, a signature is
+    verified (from any address; a bad one is refused even from loopback) and the caller's policy
+    must allow execute-api:ManageConnections on the connection's ARN."""
+    manage = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "execute-api:ManageConnections",
+                "Resource": "arn:aws:execute-api:us-east-1:123456789012:wsapi/prod/POST/@connections/*",
+            }
+        ],
+    }
+    invoke_only = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}],
+    }
+    cfg = ws_config()
+    cfg["iam"] = {
+        "users": [
+            {
+                "accessKeyId": "AKIAWSMANAGER0001",
+                "secretAccessKey": "manager-secret",
+                "arn": "arn:aws:iam::123456789012:user/manager",
+                "policy": manage,
+            },
+            {
+                "accessKeyId": "AKIAWSINVOKER0001",
+                "secretAccessKey": "invoker-secret",
+                "arn": "arn:aws:iam::123456789012:user/invoker",
+                "policy": invoke_only,
+            },
+        ]
+    }
+    gw = gateway_factory(cfg)
+
+    def signed(key: str, secret: str) -> Any:
+        return boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=f"http://127.0.0.1:{gw.port}/prod",
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    manager = signed("AKIAWSMANAGER0001", "manager-secret")
+    forged = signed("AKIAWSMANAGER0001", "not-the-secret")
+    invoker = signed("AKIAWSINVOKER0001", "invoker-secret")
+
+    async def run() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with websockets.connect(url(gw)) as c:
+            me = await whoami(c)
+            await asyncio.to_thread(manager.post_to_connection, ConnectionId=me, Data=b"signed")
+            out["got"] = await asyncio.wait_for(c.recv(), 5)
+            for name, api, call in (
+                ("forged", forged, "post_to_connection"),
+                ("invoker", invoker, "post_to_connection"),
+                ("get", manager, "get_connection"),  # the policy allows POST only
+            ):
+                kwargs: dict[str, Any] = {"ConnectionId": me}
+                if call == "post_to_connection":
+                    kwargs["Data"] = b"x"
+                try:
+                    await asyncio.to_thread(getattr(api, call), **kwargs)
+                    out[name] = 200
+                except botocore.exceptions.ClientError as ex:
+                    out[name] = (
+                        ex.response["ResponseMetadata"]["HTTPStatusCode"],
+                        ex.response["Error"]["Code"],
+                    )
+        return out
+
+    out = asyncio.run(run())
+    assert out["got"] == "signed"
+    assert out["forged"][0] == 403 and "Signature" in out["forged"][1]
+    assert out["invoker"] == (403, "AccessDeniedException")
+    assert out["get"] == (403, "AccessDeniedException")

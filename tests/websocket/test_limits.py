@@ -129,6 +129,26 @@ def test_new_connections_per_second(gateway_factory: GatewayFactory) -> None:
     assert 429 in got[2:]
 
 
+def test_new_connections_per_second_is_per_node(gateway_factory: GatewayFactory) -> None:
+    """Two workers take from one bucket (the node's shared table): 12 connections opened at
+    once get the node's burst of 2 (3 with a refill meanwhile), not 2 per worker."""
+    gw = gateway_factory(ws_config(settings={"new_connections_per_second": 2}), workers=2)
+
+    async def one() -> int:
+        try:
+            async with websockets.connect(url(gw)):
+                return 101
+        except InvalidStatus as ex:
+            return int(ex.response.status_code)
+
+    async def run() -> list[int]:
+        return list(await asyncio.gather(*(one() for _ in range(12))))
+
+    got = asyncio.run(run())
+    assert 2 <= got.count(101) <= 3, got
+    assert got.count(429) == 12 - got.count(101)
+
+
 def test_route_throttle_answers_too_many_requests_and_keeps_the_connection(
     gateway_factory: GatewayFactory,
 ) -> None:
