@@ -36,6 +36,7 @@ import re
 import ssl as _ssl
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import httptools
 
@@ -79,6 +80,36 @@ _GOOD_NAMES_MAX = 4096
 
 # (host, port, TLS context or None): connections are reused only under the same key.
 _PoolKey = tuple[str, int, "_ssl.SSLContext | None"]
+
+
+async def _connect_within(loop: asyncio.AbstractEventLoop, aw: Any, seconds: float) -> Any:
+    """``await aw`` (a ``create_connection``) for at most ``seconds`` (TimeoutError after).
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation of the caller that races the
+    connection's completion is never lost (wait_for swallows it, and the request would run to its
+    own deadline); a connection made after all is closed, never leaked."""
+    fut = asyncio.ensure_future(aw)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        fut.cancel()
+
+    timer = loop.call_later(seconds, expire)
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            fut.result()[0].close()  # connected as the caller was cancelled
+        task = asyncio.current_task()
+        if expired and (task is None or not task.cancelling()):
+            raise TimeoutError() from None  # our timer, not the caller, cancelled it
+        raise
+    finally:
+        timer.cancel()
+        if not fut.done():
+            fut.cancel()
 
 
 class HttpClientError(Exception):
@@ -438,7 +469,7 @@ class HttpClient:
                 connecting = self.loop.create_connection(
                     lambda: _Connection(self, key), host, port, ssl=context, server_hostname=host
                 )
-            _, conn = await asyncio.wait_for(connecting, wait)
+            _, conn = await _connect_within(self.loop, connecting, wait)
         except TimeoutError:
             if deadline is not None and self.loop.time() >= deadline:
                 raise _Expired() from None
