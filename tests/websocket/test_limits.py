@@ -131,7 +131,7 @@ def test_new_connections_per_second(gateway_factory: GatewayFactory) -> None:
 
 def test_new_connections_per_second_is_per_node(gateway_factory: GatewayFactory) -> None:
     """Two workers take from one bucket (the node's shared table): 12 connections opened at
-    once get the node's burst of 2 (3 with a refill meanwhile), not 2 per worker."""
+    once get the node's burst of 2 (plus its refill meanwhile), not 2 per worker."""
     gw = gateway_factory(ws_config(settings={"new_connections_per_second": 2}), workers=2)
 
     async def one() -> int:
@@ -141,11 +141,15 @@ def test_new_connections_per_second_is_per_node(gateway_factory: GatewayFactory)
         except InvalidStatus as ex:
             return int(ex.response.status_code)
 
-    async def run() -> list[int]:
-        return list(await asyncio.gather(*(one() for _ in range(12))))
+    async def run() -> tuple[list[int], float]:
+        t0 = time.monotonic()
+        got = list(await asyncio.gather(*(one() for _ in range(12))))
+        return got, time.monotonic() - t0
 
-    got = asyncio.run(run())
-    assert 2 <= got.count(101) <= 3, got
+    got, elapsed = asyncio.run(run())
+    # The node's bucket: its burst (2) plus what refilled while the attempts ran (2/s). One
+    # bucket per worker would let both bursts through.
+    assert 2 <= got.count(101) <= 2 + int(2 * elapsed), (got, elapsed)
     assert got.count(429) == 12 - got.count(101)
 
 
