@@ -234,16 +234,12 @@ _GETTERS: dict[str, Callable[[_Values], object | None]] = {
 
 
 # PERF: the common variables as expressions over the exchange, compiled into one function per
-# format (no per-variable calls); the others go through their getter and ``_text``.
+# format (no per-variable calls); the others go through their getter and ``_text``; those that
+# depend only on the route are in ``_ROUTE_CONST`` (folded per route).
 _EXPR: dict[str, str] = {
     "requestId": "rid",
     "extendedRequestId": "rid",
-    "apiId": "route.api.id",
-    "stage": "route.stage.name",
     "httpMethod": "ex.method",
-    "resourcePath": "(route.template or route.key)",
-    "routeKey": "route.key",
-    "resourceId": "route.key",
     "protocol": "('HTTP/1.0' if ex.http10 else 'HTTP/1.1')",
     "requestTime": "_clf_time(_time() - (now - ex.t0))",
     "requestTimeEpoch": "int((_time() - (now - ex.t0)) * 1000)",
