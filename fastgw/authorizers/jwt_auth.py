@@ -241,6 +241,14 @@ def token_scopes(claims: dict[str, Any]) -> list[str] | None:
 COUNTERS: dict[str, int] = {"jwt_token_cache_hits": 0, "jwt_verified": 0}
 
 
+def _bare_token(value: str) -> str:
+    """An identity value as a token: trimmed, without a ``Bearer`` prefix (any case)."""
+    token = value.strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    return token
+
+
 class _Refused(Exception):
     def __init__(self, description: str) -> None:
         super().__init__(description)
@@ -468,21 +476,23 @@ class JwtAuthorizerRuntime:
         values = header_values(fwd, name)
         if len(values) != 1 or not values[0]:
             return False  # none, or a repeated header: the pipeline decides
-        found = values[0]
-        token = found.decode("latin-1").strip()
-        if token[:7].lower() == "bearer ":
-            token = token[7:].strip()
+        hit = self._remembered(_bare_token(values[0].decode("latin-1")))
+        if hit is None or self._route_refusal(route, hit[2], hit[3]) is not None:
+            return False
+        self._count_hit()
+        return True
+
+    def _remembered(self, token: str) -> tuple[float, dict[str, Any], list[str], Any, _Issuer, str] | None:
+        """The verified-token cache's entry for ``token`` while it is valid: the token has not
+        expired and the key that signed it is still in a fresh key set."""
         hit = self.tokens.get(token)
         if hit is None or time.time() >= hit[0] or hit[4].fresh_key(hit[5], time.monotonic()) is None:
-            return False
-        required = route.auth_scopes
-        if self.cognito and hit[3] != ("access" if required else "id"):
-            return False
-        if required and not (hit[2] and any(sc in required for sc in hit[2])):
-            return False
+            return None
+        return hit
+
+    def _count_hit(self) -> None:
         self.token_hits += 1
         COUNTERS["jwt_token_cache_hits"] += 1
-        return True
 
     def check_cached(self, req: Request, svc: Services) -> LocalReply | tuple[_Issuer, str, str, str] | None:
         """Without waiting: a refusal, or None (verified with a key this worker holds), else
@@ -491,17 +501,12 @@ class JwtAuthorizerRuntime:
         token = values[0] if values else ""
         if not token:
             return self._unauthorized(None)
-        token = token.strip()
-        if token[:7].lower() == "bearer ":
-            token = token[7:].strip()
-        hit = self.tokens.get(token)
+        token = _bare_token(token)
+        hit = self._remembered(token)
         if hit is not None:
-            # Valid while the token is, and while the key that signed it is still in a fresh set.
-            if time.time() < hit[0] and hit[4].fresh_key(hit[5], time.monotonic()) is not None:
-                self.token_hits += 1
-                COUNTERS["jwt_token_cache_hits"] += 1
-                return self._accept(req, hit[1], hit[2], hit[3])
-            del self.tokens[token]
+            self._count_hit()
+            return self._accept(req, hit[1], hit[2], hit[3])
+        self.tokens.pop(token, None)  # expired, or its key left the fresh set
         try:
             head_b64, payload_b64, _sig = token.split(".")
             header = _b64json(head_b64)
@@ -660,14 +665,22 @@ class JwtAuthorizerRuntime:
 
     def _accept(self, req: Request, claims: dict[str, Any], scopes: list[str], use: Any) -> LocalReply | None:
         """The checks that depend on the route (Cognito's token_use, scopes), then success."""
-        required = req.route.auth_scopes
+        refused = self._route_refusal(req.route, scopes, use)
+        if refused is not None:
+            return refused
+        req.authorizer = {
+            "jwt": {"claims": dict(claims), "scopes": list(scopes) if scopes is not None else None}
+        }
+        return None
+
+    def _route_refusal(self, route: Any, scopes: list[str], use: Any) -> LocalReply | None:
+        """The route's checks of a valid token: Cognito's ``token_use`` (401), then the route's
+        authorizationScopes (403); None when it passes."""
+        required = route.auth_scopes
         if self.cognito and use != ("access" if required else "id"):
             return self._unauthorized(E_TOKEN_USE)
         if required and not (scopes and any(s in required for s in scopes)):
             return self._forbidden()
-        req.authorizer = {
-            "jwt": {"claims": dict(claims), "scopes": list(scopes) if scopes is not None else None}
-        }
         return None
 
     def _audience_ok(self, claims: dict[str, Any]) -> bool:
