@@ -4,21 +4,9 @@
 ``_protocol_c.pxd``); ``FASTGW_NO_EXTENSIONS=1`` selects the Python build.
 """
 
-from types import ModuleType
-
 from fastgw_core import _env
 
-_impl: ModuleType
-COMPILED = False
-if not _env.NO_EXTENSIONS:
-    try:
-        from fastgw.server import _protocol_c as _impl
-
-        COMPILED = True
-    except ImportError:  # pragma: no cover - depends on the build
-        pass
-if not COMPILED:
-    from fastgw.server import _protocol_py as _impl
+_impl, COMPILED = _env.select("fastgw.server._protocol_c", "fastgw.server._protocol_py")
 
 Exchange = _impl.Exchange
 HttpProtocol = _impl.HttpProtocol

@@ -5,21 +5,9 @@
 selects the Python build.
 """
 
-from types import ModuleType
-
 from fastgw_core import _env
 
-_impl: ModuleType
-COMPILED = False
-if not _env.NO_EXTENSIONS:
-    try:
-        from fastgw.telemetry import _tracing_c as _impl
-
-        COMPILED = True
-    except ImportError:  # pragma: no cover - depends on the build
-        pass
-if not COMPILED:
-    from fastgw.telemetry import _tracing_py as _impl
+_impl, COMPILED = _env.select("fastgw.telemetry._tracing_c", "fastgw.telemetry._tracing_py")
 
 KIND_CLIENT = _impl.KIND_CLIENT
 KIND_INTERNAL = _impl.KIND_INTERNAL
