@@ -109,7 +109,38 @@ class EchoStats:
     failures: list[str] = field(default_factory=list)
 
 
-class _EchoProto(asyncio.Protocol):
+class _RawClient(asyncio.Protocol):
+    """A raw WebSocket client connection: its data is buffered until the 101 (``ready`` resolves,
+    or fails on any other status), then counted in whole frames (``_frames``)."""
+
+    __slots__ = ("buf", "open", "ready", "transport")
+
+    buf: bytes
+    open: bool
+    ready: asyncio.Future[None]
+
+    def _frames(self, data: bytes) -> tuple[int, int]:
+        """(whole frames received, size of the last one); the rest stays buffered."""
+        buf = self.buf + data if self.buf else data
+        if not self.open:
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if not sep:
+                self.buf = buf
+                return 0, 0
+            if not head.startswith(b"HTTP/1.1 101"):
+                if not self.ready.done():
+                    self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode("latin-1")))
+                return 0, 0
+            self.open = True
+            if not self.ready.done():
+                self.ready.set_result(None)
+            buf = rest
+        got, used, size = split_frames(buf)
+        self.buf = buf[used:]
+        return got, size
+
+
+class _EchoProto(_RawClient):
     def __init__(self, path: str, window: int, stats: EchoStats, ready: asyncio.Future[None]) -> None:
         self.path = path
         self.window = window
@@ -133,22 +164,7 @@ class _EchoProto(asyncio.Protocol):
         self.transport.write(self.msg * self.window)
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
-        if not self.open:
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if not sep:
-                self.buf = buf
-                return
-            if not head.startswith(b"HTTP/1.1 101"):
-                if not self.ready.done():
-                    self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode("latin-1")))
-                return
-            self.open = True
-            if not self.ready.done():
-                self.ready.set_result(None)
-            buf = rest
-        got, used, _ = split_frames(buf)
-        self.buf = buf[used:]
+        got, _ = self._frames(data)
         if not got:
             return
         now = time.monotonic()
@@ -318,8 +334,8 @@ async def paced_run(
 # --------------------------------------------------------------------------- idle connections
 
 
-class _IdleProto(asyncio.Protocol):
-    __slots__ = ("buf", "got_at", "open", "owner", "ready", "transport")
+class _IdleProto(_RawClient):
+    __slots__ = ("got_at", "owner")
 
     def __init__(self, owner: IdleSet, ready: asyncio.Future[None]) -> None:
         self.owner = owner
@@ -334,22 +350,7 @@ class _IdleProto(asyncio.Protocol):
         self.transport.write(self.owner.request)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
-        if not self.open:
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if not sep:
-                self.buf = buf
-                return
-            if not head.startswith(b"HTTP/1.1 101"):
-                if not self.ready.done():
-                    self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode("latin-1")))
-                return
-            self.open = True
-            if not self.ready.done():
-                self.ready.set_result(None)
-            buf = rest
-        got, used, size = split_frames(buf)
-        self.buf = buf[used:]
+        got, size = self._frames(data)
         if got:
             owner = self.owner
             if not self.got_at:
