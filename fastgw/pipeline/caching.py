@@ -30,6 +30,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from fastgw.server import replies
+from fastgw.server.heads import values_in
 from fastgw.server.replies import LocalReply
 
 if TYPE_CHECKING:
@@ -290,19 +291,10 @@ class _HeadLookup:
         self.lower = self.blob.lower()
 
     def get(self, name: str) -> str | None:
-        needle = b"\r\n%s:" % name.encode("latin-1")
-        lower = self.lower
-        at = lower.find(needle)
-        if at < 0:
+        values = values_in(self.blob, self.lower, name.encode("latin-1"))
+        if not values:
             return None
-        blob = self.blob
-        values = []
-        while at >= 0:
-            start = at + len(needle)
-            end = blob.find(b"\r\n", start)
-            values.append(blob[start:end].strip(b" \t").decode("latin-1"))
-            at = lower.find(needle, end)
-        return values[0] if len(values) == 1 else ",".join(values)
+        return values[0].decode("latin-1") if len(values) == 1 else b",".join(values).decode("latin-1")
 
 
 def compile_route_cache(
