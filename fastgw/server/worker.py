@@ -128,7 +128,6 @@ class Worker:
         # Tracing (fastgw.telemetry.tracing): None when off; its export thread starts in serve.
         self.trace_settings = tracing.resolve(snapshot.config.gateway)
         self.tracer = tracing.Tracer(self.trace_settings, loop.time) if self.trace_settings else None
-        self._tracer_base = (0, 0, 0)
         # Requests answered without a route (unknown stage or route, refused at the head).
         self.unmatched = 0
         # What the stage pointers said when the snapshot was compiled (fastgw.deployments).
@@ -243,16 +242,8 @@ class Worker:
             "access_log_dropped": access.dropped_lines(),
             "unmatched_requests": self.unmatched,
         }
-        tracer = self.tracer
-        exported, dropped, failed = self._tracer_base
-        if tracer is not None:
-            exported += tracer.exported
-            dropped += tracer.dropped
-            failed += tracer.failed_exports
-        if tracer is not None or exported or dropped or failed:
-            live["trace_spans_exported"] = exported
-            live["trace_spans_dropped"] = dropped
-            live["trace_exports_failed"] = failed
+        if self.tracer is not None or any(tracing.COUNTERS.values()):
+            live.update(tracing.COUNTERS)
         # NOTE: only modules something already imported (importing PyJWT or websockets here
         # would stall the loop for tens of ms on the first publish).
         hub_module = sys.modules.get("fastgw.websocket.hub")
@@ -304,11 +295,8 @@ class Worker:
         settings = tracing.resolve(snapshot.config.gateway)
         if settings == self.trace_settings:
             return
-        old = self.tracer
-        if old is not None:
-            b = self._tracer_base
-            self._tracer_base = (b[0] + old.exported, b[1] + old.dropped, b[2] + old.failed_exports)
-            old.stop(0.0)
+        if self.tracer is not None:
+            self.tracer.stop(0.0)
         self.trace_settings = settings
         self.tracer = tracing.Tracer(settings, self.loop.time) if settings is not None else None
         if self.tracer is not None and self.server is not None:

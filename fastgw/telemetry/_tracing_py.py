@@ -77,6 +77,9 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 _MAX_TRACESTATE = 512  # W3C: up to 32 list members; longer values are dropped, not forwarded
 
+#: This process's span counts (all its tracers, across reloads), for the node's metrics.
+COUNTERS: dict[str, int] = {"trace_spans_exported": 0, "trace_spans_dropped": 0, "trace_exports_failed": 0}
+
 _rand = random.getrandbits
 _hexlify = binascii.hexlify  # NOTE: reseeded in each forked worker by the random module
 
@@ -445,9 +448,6 @@ class Tracer:
         self.queue: collections.deque[bytes] = collections.deque()
         self.max_queue = settings.max_queue
         self.batch = settings.batch
-        self.dropped = 0
-        self.exported = 0
-        self.failed_exports = 0
         self._names: dict[object, tuple[bytes, bytes, bytes]] = {}
         self._clients: dict[str, bytes] = {}  # client.address attributes by peer address
         self._wake = threading.Event()
@@ -521,7 +521,7 @@ class Tracer:
         t_int = ex.t_int
         n = 1 + (len(children) if children else 0) + (1 if t_int else 0)
         if len(queue) + n > self.max_queue:
-            self.dropped += n
+            COUNTERS["trace_spans_dropped"] += n
             return
         offset = self.offset
         name_kind, attrs, int_attrs = self._route_name(route, ex.method)
@@ -657,10 +657,10 @@ class Tracer:
                         conn = None
                     log.warning("trace export failed", extra={"error": str(ex)})
                 if ok:
-                    self.exported += len(spans)
+                    COUNTERS["trace_spans_exported"] += len(spans)
                 else:
-                    self.failed_exports += 1
-                    self.dropped += len(spans)
+                    COUNTERS["trace_exports_failed"] += 1
+                    COUNTERS["trace_spans_dropped"] += len(spans)
                 if len(spans) < self.batch and not stopping:
                     break
             if stopping:

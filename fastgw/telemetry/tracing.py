@@ -9,6 +9,7 @@ from fastgw_core import _env
 
 _impl, COMPILED = _env.select("fastgw.telemetry._tracing_c", "fastgw.telemetry._tracing_py")
 
+COUNTERS = _impl.COUNTERS
 KIND_CLIENT = _impl.KIND_CLIENT
 KIND_INTERNAL = _impl.KIND_INTERNAL
 KIND_SERVER = _impl.KIND_SERVER
@@ -28,6 +29,7 @@ resolve = _impl.resolve
 
 __all__ = [
     "COMPILED",
+    "COUNTERS",
     "KIND_CLIENT",
     "KIND_INTERNAL",
     "KIND_SERVER",
