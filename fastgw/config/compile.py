@@ -426,7 +426,7 @@ def compile_config(
             from fastgw.websocket.config import compile_websocket_api
 
             ws_site = Site(not_found=not_found)
-            ws_stages = compile_websocket_api(config, api, rt_api, a_path, functions, issues)
+            ws_stages = compile_websocket_api(config, api, rt_api, a_path, functions, issues, access)
             for name, rt_stage in ws_stages.items():
                 stages.append(rt_stage)
                 ws_site.prefixes[name] = rt_stage

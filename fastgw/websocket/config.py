@@ -273,8 +273,10 @@ def compile_websocket_api(
     a_path: str,
     functions: dict[str, Any],
     issues: list[ConfigIssue],
+    access: Any,
 ) -> dict[str, StageRuntime]:
-    """The stages of one WebSocket API (with their ``WsStage``), by name."""
+    """The stages of one WebSocket API (with their ``WsStage``), by name. ``access`` is the
+    config's ``fastgw.pipeline.build.AccessControl`` (its SigV4 verifier serves @connections)."""
     from fastgw.config.compile import FunctionRuntime, MockRuntime, RouteRuntime, StageRuntime
     from fastgw.pipeline.runtime import RoutePipeline
     from fastgw.websocket import management
@@ -298,14 +300,8 @@ def compile_websocket_api(
         if route.route in keys:
             issues.append(ConfigIssue(f"{a_path}.routes[{r_i}].route", f"duplicate route {route.route!r}"))
         keys.add(route.route)
-    iam = None
-    if config.iam is not None and config.iam.users:
-        from fastgw.authorizers.sigv4 import IamVerifier
-
-        try:
-            iam = IamVerifier(config.iam, rt_api.region, rt_api.account_id)
-        except ValueError:
-            iam = None  # reported with its path by the HTTP side's compile ($.iam)
+    # The config's one verifier (a bad iam section is reported once, with its path).
+    iam = access.iam() if config.iam is not None and config.iam.users else None
     out: dict[str, StageRuntime] = {}
     for s_i, stage in enumerate(api.stages):
         s_path = f"{a_path}.stages[{s_i}]"

@@ -116,3 +116,18 @@ def test_authorizer_must_be_a_websocket_request_authorizer() -> None:
         ],
     )
     assert "$.apis[0].authorizers[0].identitySource" in issues_of(data)
+
+
+def test_a_bad_iam_section_is_refused_when_only_websocket_apis_would_use_it() -> None:
+    """The @connections API's SigV4 verifier is the config's one: its errors are reported."""
+    cfg = ws_config()
+    cfg["iam"] = {
+        "users": [
+            {
+                "accessKeyId": "AKIAWSMANAGER0001",
+                "secret_env": "FASTGW_TEST_UNSET_SECRET_VARIABLE",
+                "arn": "arn:aws:iam::123456789012:user/manager",
+            }
+        ]
+    }
+    assert "unset or empty" in issues_of(cfg)["$.iam"]
