@@ -1052,6 +1052,16 @@ def build_pipeline(
         # Nothing but the token check stands between the client and the streamed proxy: a
         # token this worker verified is checked in the protocol (fast path, no Request).
         pipe.fast_auth = auth
+    pipe.lean_auth = (
+        auth is not None
+        and not steps
+        and iam is None
+        and policy is None
+        and validation is None
+        and pipe.cors is None
+        and compress is None
+        and cache is None
+    )
     # User code (plugins, Lambda functions and authorizers) may rely on asyncio.current_task();
     # everything else may start outside a Task (see runtime.launch).
     pipe.eager = (

@@ -161,7 +161,13 @@ class RouteCache:
             # PERF: the key reads no declared header; without Authorization, Cookie and
             # Cache-Control in the head (a substring test), no header needs finding at all.
             lower = (fwd[0] if len(fwd) == 1 else b"".join(fwd)).lower() if fwd else b""
-            if b"authorization:" not in lower and b"cookie:" not in lower and b"cache-control:" not in lower:
+            # PERF: find, not ``in``: CPython's bytes ``in`` first tries the needle as an int and
+            # raises (and clears) a TypeError, which costs more than the search.
+            if (
+                lower.find(b"authorization:") < 0
+                and lower.find(b"cookie:") < 0
+                and lower.find(b"cache-control:") < 0
+            ):
                 key = self.spec.build(method, _absent, query, params)
                 store = self.memory
                 if store is None:
