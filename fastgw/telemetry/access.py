@@ -145,19 +145,26 @@ def dropped_lines() -> int:
 def compile_access_log(fmt: str, destination: str | None, kind: str) -> StageAccessLog:
     """A stage's access log; raises AccessLogFormatError for a bad format."""
     text = preset(fmt, kind) if fmt.strip().lower() in ("clf", "json", "xml", "csv") else fmt  # type: ignore[arg-type]
-    if destination is not None:
-        # A destination that cannot be written fails the load, not the worker (nothing is
-        # created here: ``fastgw validate`` has no side effects).
-        import errno
-        import os
-
-        folder = os.path.dirname(os.path.abspath(destination))
-        if not os.path.isdir(folder):
-            raise OSError(errno.ENOENT, f"no folder {folder}")
-        target = destination if os.path.exists(destination) else folder
-        if not os.access(target, os.W_OK):
-            raise OSError(errno.EACCES, f"{target} is not writable")
+    check_destination(destination)
     return StageAccessLog(compile_format(text, kind), destination)  # type: ignore[arg-type]
+
+
+def check_destination(destination: str | None) -> None:
+    """OSError unless ``destination`` (None: standard error) can be appended to.
+
+    A destination that cannot be written fails the load, not the worker (nothing is created
+    here: ``fastgw validate`` has no side effects)."""
+    if destination is None:
+        return
+    import errno
+    import os
+
+    folder = os.path.dirname(os.path.abspath(destination))
+    if not os.path.isdir(folder):
+        raise OSError(errno.ENOENT, f"no folder {folder}")
+    target = destination if os.path.exists(destination) else folder
+    if not os.access(target, os.W_OK):
+        raise OSError(errno.EACCES, f"{target} is not writable")
 
 
 _CLF_CACHE: list[object] = [-1, ""]

@@ -46,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["rest", "http"]
+Kind = Literal["rest", "http", "websocket"]
 
 # --------------------------------------------------------------------------------------------
 # Presets: the examples the API Gateway console offers (CLF, JSON, XML, CSV), copied exactly from
@@ -98,6 +98,27 @@ PRESETS: dict[str, dict[Kind, str]] = {
         "$context.extendedRequestId",
     },
 }
+# WebSocket stages: the console's examples for WebSocket APIs (events, not HTTP requests).
+_WS_PRESETS = {
+    "clf": "$context.identity.sourceIp $context.identity.caller $context.identity.user "
+    '[$context.requestTime] "$context.eventType $context.routeKey $context.connectionId" '
+    "$context.status $context.requestId",
+    "json": '{ "requestId":"$context.requestId", "ip": "$context.identity.sourceIp", '
+    '"caller":"$context.identity.caller", "user":"$context.identity.user", '
+    '"requestTime":"$context.requestTime", "eventType":"$context.eventType", '
+    '"routeKey":"$context.routeKey", "status":"$context.status", '
+    '"connectionId":"$context.connectionId" }',
+    "xml": '<request id="$context.requestId"> <ip>$context.identity.sourceIp</ip> '
+    "<caller>$context.identity.caller</caller> <user>$context.identity.user</user> "
+    "<requestTime>$context.requestTime</requestTime> <eventType>$context.eventType</eventType> "
+    "<routeKey>$context.routeKey</routeKey> <status>$context.status</status> "
+    "<connectionId>$context.connectionId</connectionId> </request>",
+    "csv": "$context.identity.sourceIp,$context.identity.caller,$context.identity.user,"
+    "$context.requestTime,$context.eventType,$context.routeKey,$context.connectionId,"
+    "$context.status,$context.requestId",
+}
+for _name, _ws_format in _WS_PRESETS.items():
+    PRESETS[_name]["websocket"] = _ws_format
 
 
 def preset(name: str, kind: Kind) -> str:
@@ -224,6 +245,52 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 _WEBSOCKET = frozenset(("connectionId", "connectedAt", "eventType", "messageId", "messageDirection"))
+
+#: The variables of WebSocket API access logs ("WebSocket API $context variables"): the
+#: connection's and the event's, and those of HTTP requests that apply to events.
+WEBSOCKET_VARIABLES: frozenset[str] = _WEBSOCKET | frozenset(
+    (
+        "apiId",
+        "authenticate.error",
+        "authenticate.latency",
+        "authenticate.status",
+        "authorize.error",
+        "authorize.latency",
+        "authorize.status",
+        "authorizer.error",
+        "authorizer.integrationLatency",
+        "authorizer.integrationStatus",
+        "authorizer.latency",
+        "authorizer.principalId",
+        "authorizer.requestId",
+        "authorizer.status",
+        "domainName",
+        "error.message",
+        "error.messageString",
+        "error.responseType",
+        "error.validationErrorString",
+        "extendedRequestId",
+        "identity.accountId",
+        "identity.apiKey",
+        "identity.apiKeyId",
+        "identity.caller",
+        "identity.sourceIp",
+        "identity.user",
+        "identity.userAgent",
+        "identity.userArn",
+        "integration.error",
+        "integration.integrationStatus",
+        "integration.latency",
+        "integration.requestId",
+        "integration.status",
+        "requestId",
+        "requestTime",
+        "requestTimeEpoch",
+        "routeKey",
+        "stage",
+        "status",
+    )
+)
 _TEMPLATE_ONLY = ("requestOverride", "responseOverride")
 _OTHER_ROOTS = ("input", "stageVariables", "util", "method", "integration", "request", "response")
 
@@ -339,6 +406,8 @@ class AccessLogFormat:
 
 
 def _all_names(kind: Kind) -> list[str]:
+    if kind == "websocket":
+        return sorted(WEBSOCKET_VARIABLES) + list(_ALIAS_KINDS) + ["authorizer.PROPERTY"]
     names = [n for n, kinds in VARIABLES.items() if kind in kinds]
     names += [n for n, kinds in _ALIAS_KINDS.items() if kind in kinds]
     names += ["authorizer.claims.NAME", "authorizer.PROPERTY"]
@@ -349,6 +418,8 @@ def _resolve(name: str, kind: Kind, at: int) -> str:
     """The name ``get`` is called with for ``$context.<name>``, or AccessLogFormatError."""
     var = "$context." + name
     where = f"at position {at}"
+    if kind == "websocket":
+        return _resolve_websocket(name, var, where, at)
     kinds = VARIABLES.get(name)
     if kinds is not None and kind in kinds:
         return name
@@ -394,7 +465,7 @@ def _resolve(name: str, kind: Kind, at: int) -> str:
             return name  # a key of the Lambda authorizer's context map
     if name in _WEBSOCKET:
         raise AccessLogFormatError(
-            f"{var} ({where}) is a WebSocket API variable; fastgw access logs serve REST and HTTP APIs",
+            f"{var} ({where}) is a WebSocket API access log variable, not available to {kind.upper()} APIs",
             name=var,
             position=at,
         )
@@ -407,14 +478,42 @@ def _resolve(name: str, kind: Kind, at: int) -> str:
     )
 
 
+def _resolve_websocket(name: str, var: str, where: str, at: int) -> str:
+    """``_resolve`` for a WebSocket stage's format."""
+    if name in WEBSOCKET_VARIABLES:
+        return name
+    alias = ALIASES.get(name)
+    if alias is not None:
+        return alias
+    head, _, rest = name.partition(".")
+    if head == "authorizer" and rest and "." not in rest:
+        return name  # a key of the $connect authorizer's context map
+    reason = NOT_APPLICABLE.get(name) or (_WAF if head == "waf" else None)
+    if reason is not None:
+        raise AccessLogFormatError(f"{var} ({where}) is not supported: {reason}", name=var, position=at)
+    if name in VARIABLES:
+        raise AccessLogFormatError(
+            f"{var} ({where}) is an HTTP request variable, not available to WebSocket API access logs",
+            name=var,
+            position=at,
+        )
+    close = difflib.get_close_matches(name, _all_names("websocket"), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join('$context.' + c for c in close)}?" if close else ""
+    raise AccessLogFormatError(
+        f"unknown access log variable {var} ({where}) for WEBSOCKET APIs{hint}",
+        name=var,
+        position=at,
+    )
+
+
 def compile_format(fmt: str, kind: Kind) -> AccessLogFormat:
     """Parse a stage's access log format once; ``fmt`` may also name a preset (clf, json, xml, csv).
 
     Raises AccessLogFormatError naming the first variable (and its offset) AWS would not log,
     or that fastgw cannot provide, or the rule the format breaks.
     """
-    if kind not in ("rest", "http"):
-        raise AccessLogFormatError(f"access logs are for REST and HTTP APIs, not {kind!r}")
+    if kind not in ("rest", "http", "websocket"):
+        raise AccessLogFormatError(f"access logs are for REST, HTTP and WebSocket APIs, not {kind!r}")
     if fmt.strip().lower() in PRESETS:
         fmt = preset(fmt, kind)
     # AWS: "Access Log format must be single line, new line character is allowed only at end".

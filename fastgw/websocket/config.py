@@ -110,6 +110,9 @@ class WsStage:
     #: SigV4 verifier of ``iam.users`` (fastgw.authorizers.sigv4) for signed @connections calls,
     #: None when the config has no IAM users.
     iam: Any = None
+    #: The stage's access log (fastgw.websocket.accesslog.WsAccessLog): one line per $connect,
+    #: message and $disconnect; None without ``accessLogSettings``.
+    access_log: Any = None
 
 
 def _reject_unsupported(api: Api, a_path: str, issues: list[ConfigIssue]) -> None:
@@ -316,7 +319,6 @@ def compile_websocket_api(
             ("plugins", bool(stage.plugins)),
             ("cache", stage.cache is not None),
             ("route_cache", bool(stage.route_cache)),
-            ("accessLogSettings", stage.accessLogSettings is not None),
             ("autoDeploy", stage.autoDeploy is not None),
         ):
             if present:
@@ -338,6 +340,19 @@ def compile_websocket_api(
             iam=iam,
         )
         rt_stage.websocket = ws
+        log_settings = stage.accessLogSettings
+        if log_settings is not None:
+            from fastgw.telemetry.accesslog import AccessLogFormatError
+            from fastgw.websocket.accesslog import compile_ws_access_log
+
+            try:
+                ws.access_log = compile_ws_access_log(log_settings.format, log_settings.destination)
+            except AccessLogFormatError as ex:
+                issues.append(ConfigIssue(f"{s_path}.accessLogSettings.format", str(ex)))
+            except OSError as ex:
+                issues.append(
+                    ConfigIssue(f"{s_path}.accessLogSettings.destination", f"cannot open: {ex.strerror}")
+                )
         uid = f"{rt_api.id}:{stage.name}"
         for r_i, route in enumerate(api.routes):
             r_path = f"{a_path}.routes[{r_i}]"

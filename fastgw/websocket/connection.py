@@ -111,6 +111,17 @@ def _observe(route: WsRoute | None, status: int, started: float, now: float, int
         stats.record(status, ms, ms if integrated else None, 0)
 
 
+# $context.error.message of an event's access log line, by the status the client got.
+_LOG_ERRORS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    429: "Too Many Requests",
+    500: "Internal server error",
+    502: "Internal server error",
+    504: "Endpoint request timed out",
+}
+
+
 def _error(message: str, conn_id: str, request_id: str) -> str:
     # AWS's error messages to a WebSocket client (note the space after each colon).
     return (
@@ -180,6 +191,8 @@ class WsConnection(asyncio.Protocol):
         self.msg_text = False
         self.tasks: set[asyncio.Future[Any]] = set()
         self.connect_task: asyncio.Task[None] | None = None
+        # Whether a failed $connect was refused by the gateway (False: by its integration).
+        self.refusal = True
         # The $connect request's id, of the same form as every message's (AWS's).
         self.request_id = hub.new_id()
         self.static_context: dict[str, Any] = {
@@ -191,6 +204,35 @@ class WsConnection(asyncio.Protocol):
             "connectionId": self.conn_id,
             "apiId": stage.api.id,
         }
+
+    def _event(
+        self,
+        event_type: str,
+        route: WsRoute | None,
+        route_key: str | None,
+        rid: str,
+        status: int,
+        started: float,
+        integrated: bool,
+        error: str | None = "",
+    ) -> None:
+        """One $connect, message or $disconnect is answered: its metrics and access log line
+        (``error``: $context.error.message; by default the gateway's message for ``status``)."""
+        now = self.loop.time()
+        _observe(route, status, started, now, integrated)
+        access_log = self.stage.access_log
+        if access_log is not None:
+            ms = (now - started) * 1000.0
+            access_log.emit(
+                self,
+                event_type,
+                route_key,
+                rid,
+                status,
+                ms,
+                ms if integrated else None,
+                _LOG_ERRORS.get(status) if error == "" else error,
+            )
 
     # ------------------------------------------------------------------ lookups
     def header(self, name: str) -> str | None:
@@ -310,7 +352,10 @@ class WsConnection(asyncio.Protocol):
         try:
             status = await self._connect(response, stage, svc, rid)
         finally:
-            _observe(stage.connect, status, started, self.loop.time(), stage.connect is not None)
+            route = stage.connect
+            # A refusal by the $connect integration itself (its own status) is no gateway error.
+            error = "" if self.refusal else None
+            self._event("CONNECT", route, "$connect", rid, status, started, route is not None, error)
 
     async def _connect(self, response: Response, stage: WsStage, svc: Any, rid: str) -> int:
         """Authorize and run $connect; accept or refuse. The status the client got."""
@@ -340,6 +385,7 @@ class WsConnection(asyncio.Protocol):
                     if body is None:
                         body = b""
                     self.hub.refused += 1
+                    self.refusal = False
                     self._refuse_raw(answer.status, body.encode() if isinstance(body, str) else body, [])
                     return answer.status
         except Refusal as ex:
@@ -628,10 +674,12 @@ class WsConnection(asyncio.Protocol):
             return
         self.disconnect_done = True
         route = self.stage.disconnect
-        if route is None:
-            return
         rid = self.hub.new_id()
         started = self.loop.time()
+        if route is None:
+            if self.stage.access_log is not None:
+                self._event("DISCONNECT", None, "$disconnect", rid, 200, started, False)
+            return
         status = 200
         try:
             await self._invoke(route, None, rid, "DISCONNECT", (code, reason))
@@ -640,7 +688,7 @@ class WsConnection(asyncio.Protocol):
         except Exception:
             status = 500
             log.exception("websocket $disconnect failed", extra={"stage": self.stage.uid})
-        _observe(route, status, started, self.loop.time(), True)
+        self._event("DISCONNECT", route, "$disconnect", rid, status, started, True)
 
     # ------------------------------------------------------------------ messages
     def _select(self, data: bytes | str, is_text: bool) -> WsRoute | None:
@@ -681,6 +729,8 @@ class WsConnection(asyncio.Protocol):
         route = self._select(body, is_text)
         if route is None:
             self.send_data(_error("Forbidden", self.conn_id, rid))
+            if self.stage.access_log is not None:
+                self._event("MESSAGE", None, None, rid, 403, self.loop.time(), False)
             return
         svc = self.worker.services
         started = self.loop.time()
@@ -691,13 +741,13 @@ class WsConnection(asyncio.Protocol):
                 return
             hub.throttled += 1
             self.send_data(_error("Too Many Requests", self.conn_id, rid))
-            _observe(route, 429, started, started, False)
+            self._event("MESSAGE", route, route.key, rid, 429, started, False)
             return
         integ = route.integration
         if integ.kind == "MOCK":
             if route.two_way and integ.body:
                 self.send_data(integ.body.decode("utf-8", "replace"))
-            _observe(route, 200, started, self.loop.time(), False)
+            self._event("MESSAGE", route, route.key, rid, 200, started, False)
             return
         if integ.kind == "AWS_PROXY":
             from fastgw.functions.registry import LocalFunction
@@ -751,7 +801,7 @@ class WsConnection(asyncio.Protocol):
         if got is not None:
             self.hub.throttled += 1
             self.send_data(_error("Too Many Requests", self.conn_id, rid))
-            _observe(route, 429, started, self.loop.time(), False)
+            self._event("MESSAGE", route, route.key, rid, 429, started, False)
             return
         await self._run_message(route, body, rid, started)
 
@@ -782,14 +832,14 @@ class WsConnection(asyncio.Protocol):
         if error is not None:
             if isinstance(error, IntegrationTimeout):
                 self.send_data(_error("Endpoint request timed out", self.conn_id, rid))
-                _observe(route, 504, started, self.loop.time(), True)
+                self._event("MESSAGE", route, route.key, rid, 504, started, True)
             else:
                 if not isinstance(error, IntegrationError):
                     log.error("websocket handler failed", extra={"route": route.key, "error": repr(error)})
                 self.send_data(_error("Internal server error", self.conn_id, rid))
-                _observe(route, 500, started, self.loop.time(), True)
+                self._event("MESSAGE", route, route.key, rid, 500, started, True)
             return
-        _observe(route, 200, started, self.loop.time(), True)
+        self._event("MESSAGE", route, route.key, rid, 200, started, True)
         if route.two_way and answer is not None and answer.body is not None and answer.body != b"":
             self.send_data(answer.body)
 
