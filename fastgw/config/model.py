@@ -936,7 +936,9 @@ class AccessLogSettings(_Model):
             min_length=1,
             description="'clf', 'json', 'xml' or 'csv' (AWS's console formats), or a format string of "
             "$context variables ($context.requestId, $context.identity.sourceIp, $context.status, "
-            "$context.responseLatency, ...); unknown variables are refused at load.",
+            "$context.responseLatency, ...); unknown variables are refused at load. On a WebSocket stage: "
+            "one line per $connect, message and $disconnect, with the WebSocket variables "
+            "($context.eventType, $context.connectionId, $context.routeKey, ...).",
         ),
     ]
     destination: Annotated[
