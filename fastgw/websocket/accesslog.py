@@ -33,7 +33,18 @@ __all__ = ["WsAccessLog", "compile_ws_access_log"]
 class WsEvent:
     """One logged event: what ``$context`` reads for it."""
 
-    __slots__ = ("conn", "error", "event_type", "int_ms", "ms", "request_id", "route_key", "status", "t_ms")
+    __slots__ = (
+        "conn",
+        "error",
+        "event_type",
+        "int_ms",
+        "message_id",
+        "ms",
+        "request_id",
+        "route_key",
+        "status",
+        "t_ms",
+    )
 
     def __init__(
         self,
@@ -45,8 +56,10 @@ class WsEvent:
         ms: float,
         int_ms: float | None,
         error: str | None,
+        message_id: str | None = None,
     ) -> None:
         self.conn = conn
+        self.message_id = message_id
         self.event_type = event_type
         self.route_key = route_key
         self.request_id = request_id
@@ -89,6 +102,7 @@ _GETTERS: dict[str, Callable[[WsEvent], object]] = {
     "domainPrefix": lambda e: (e.conn.domain or "").split(".", 1)[0] or None,
     "eventType": lambda e: e.event_type,
     "messageDirection": lambda e: "IN",
+    "messageId": lambda e: e.message_id,
     "routeKey": lambda e: e.route_key,
     "requestId": lambda e: e.request_id,
     "extendedRequestId": lambda e: e.request_id,
@@ -142,11 +156,12 @@ class WsAccessLog:
         ms: float,
         int_ms: float | None,
         error: str | None,
+        message_id: str | None = None,
     ) -> None:
         writer = self.writer
         if writer is None:
             writer = self.writer = writer_for(self.destination)
-        event = WsEvent(conn, event_type, route_key, request_id, status, ms, int_ms, error)
+        event = WsEvent(conn, event_type, route_key, request_id, status, ms, int_ms, error, message_id)
         writer.write(self.render(event))
 
 

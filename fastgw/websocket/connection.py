@@ -215,6 +215,7 @@ class WsConnection(asyncio.Protocol):
         started: float,
         integrated: bool,
         error: str | None = "",
+        message_id: str | None = None,
     ) -> None:
         """One $connect, message or $disconnect is answered: its metrics and access log line
         (``error``: $context.error.message; by default the gateway's message for ``status``)."""
@@ -232,6 +233,7 @@ class WsConnection(asyncio.Protocol):
                 ms,
                 ms if integrated else None,
                 _LOG_ERRORS.get(status) if error == "" else error,
+                message_id,
             )
 
     # ------------------------------------------------------------------ lookups
@@ -726,28 +728,29 @@ class WsConnection(asyncio.Protocol):
                 self.ws.fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in text message")  # type: ignore[union-attr]
                 return
         rid = hub.new_id()
+        mid = hub.new_id()  # the event's messageId (and the access log's)
         route = self._select(body, is_text)
         if route is None:
             self.send_data(_error("Forbidden", self.conn_id, rid))
             if self.stage.access_log is not None:
-                self._event("MESSAGE", None, None, rid, 403, self.loop.time(), False)
+                self._event("MESSAGE", None, None, rid, 403, self.loop.time(), False, "", mid)
             return
         svc = self.worker.services
         started = self.loop.time()
         verdict = svc.gate.admit(route.rt, _NO_KEY, started)  # type: ignore[arg-type]
         if verdict is not None:
             if isinstance(verdict, asyncio.Future):
-                self._track(self._admit_then_run(verdict, route, body, rid, started))
+                self._track(self._admit_then_run(verdict, route, body, rid, started, mid))
                 return
             hub.throttled += 1
             self.send_data(_error("Too Many Requests", self.conn_id, rid))
-            self._event("MESSAGE", route, route.key, rid, 429, started, False)
+            self._event("MESSAGE", route, route.key, rid, 429, started, False, "", mid)
             return
         integ = route.integration
         if integ.kind == "MOCK":
             if route.two_way and integ.body:
                 self.send_data(integ.body.decode("utf-8", "replace"))
-            self._event("MESSAGE", route, route.key, rid, 200, started, False)
+            self._event("MESSAGE", route, route.key, rid, 200, started, False, "", mid)
             return
         if integ.kind == "AWS_PROXY":
             from fastgw.functions.registry import LocalFunction
@@ -755,25 +758,23 @@ class WsConnection(asyncio.Protocol):
             fn = integ.function
             if type(fn) is LocalFunction:
                 # PERF: an async handler that finishes without suspending needs no Task.
-                event = events.message_event(
-                    self, route.key, body, rid, hub.new_id(), int(time.time() * 1000)
-                )
+                event = events.message_event(self, route.key, body, rid, mid, int(time.time() * 1000))
                 try:
                     done, got = fn.start(event, svc.executor, integ.timeout)
                 except Exception as ex:
-                    self._answer(route, rid, None, ex, started)
+                    self._answer(route, rid, None, ex, started, mid)
                     return
                 if done:
                     try:
                         answer = function_answer(got)
                     except IntegrationError as ex:
-                        self._answer(route, rid, None, ex, started)
+                        self._answer(route, rid, None, ex, started, mid)
                         return
-                    self._answer(route, rid, answer, None, started)
+                    self._answer(route, rid, answer, None, started, mid)
                     return
-                self._track(self._await_function(got, route, rid, started))
+                self._track(self._await_function(got, route, rid, started, mid))
                 return
-        self._track(self._run_message(route, body, rid, started))
+        self._track(self._run_message(route, body, rid, started, mid))
 
     def _track(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -795,51 +796,59 @@ class WsConnection(asyncio.Protocol):
         self.hub.spawn(coro)
 
     async def _admit_then_run(
-        self, verdict: Any, route: WsRoute, body: bytes | str, rid: str, started: float
+        self, verdict: Any, route: WsRoute, body: bytes | str, rid: str, started: float, mid: str
     ) -> None:
         got = await verdict
         if got is not None:
             self.hub.throttled += 1
             self.send_data(_error("Too Many Requests", self.conn_id, rid))
-            self._event("MESSAGE", route, route.key, rid, 429, started, False)
+            self._event("MESSAGE", route, route.key, rid, 429, started, False, "", mid)
             return
-        await self._run_message(route, body, rid, started)
+        await self._run_message(route, body, rid, started, mid)
 
-    async def _await_function(self, got: Any, route: WsRoute, rid: str, started: float) -> None:
+    async def _await_function(self, got: Any, route: WsRoute, rid: str, started: float, mid: str) -> None:
         from fastgw.functions.errors import FunctionError, FunctionTimeout
 
         try:
             answer = function_answer(await got)
         except FunctionTimeout:
-            self._answer(route, rid, None, IntegrationTimeout(), started)
+            self._answer(route, rid, None, IntegrationTimeout(), started, mid)
             return
         except (FunctionError, IntegrationError) as ex:
-            self._answer(route, rid, None, ex, started)
+            self._answer(route, rid, None, ex, started, mid)
             return
-        self._answer(route, rid, answer, None, started)
+        self._answer(route, rid, answer, None, started, mid)
 
-    async def _run_message(self, route: WsRoute, body: bytes | str, rid: str, started: float) -> None:
+    async def _run_message(
+        self, route: WsRoute, body: bytes | str, rid: str, started: float, mid: str
+    ) -> None:
         try:
-            answer = await self._invoke(route, body, rid, "MESSAGE")
+            answer = await self._invoke(route, body, rid, "MESSAGE", message_id=mid)
         except (IntegrationError, IntegrationTimeout) as ex:
-            self._answer(route, rid, None, ex, started)
+            self._answer(route, rid, None, ex, started, mid)
             return
-        self._answer(route, rid, answer, None, started)
+        self._answer(route, rid, answer, None, started, mid)
 
     def _answer(
-        self, route: WsRoute, rid: str, answer: Answer | None, error: Exception | None, started: float
+        self,
+        route: WsRoute,
+        rid: str,
+        answer: Answer | None,
+        error: Exception | None,
+        started: float,
+        mid: str | None = None,
     ) -> None:
         if error is not None:
             if isinstance(error, IntegrationTimeout):
                 self.send_data(_error("Endpoint request timed out", self.conn_id, rid))
-                self._event("MESSAGE", route, route.key, rid, 504, started, True)
+                self._event("MESSAGE", route, route.key, rid, 504, started, True, "", mid)
             else:
                 if not isinstance(error, IntegrationError):
                     log.error("websocket handler failed", extra={"route": route.key, "error": repr(error)})
                 self.send_data(_error("Internal server error", self.conn_id, rid))
-                self._event("MESSAGE", route, route.key, rid, 500, started, True)
+                self._event("MESSAGE", route, route.key, rid, 500, started, True, "", mid)
             return
-        self._event("MESSAGE", route, route.key, rid, 200, started, True)
+        self._event("MESSAGE", route, route.key, rid, 200, started, True, "", mid)
         if route.two_way and answer is not None and answer.body is not None and answer.body != b"":
             self.send_data(answer.body)
 
@@ -850,6 +859,7 @@ class WsConnection(asyncio.Protocol):
         rid: str,
         kind: str,
         closed: tuple[int, str] | None = None,
+        message_id: str | None = None,
     ) -> Answer:
         integ = route.integration
         if integ.kind == "MOCK":
@@ -864,7 +874,9 @@ class WsConnection(asyncio.Protocol):
                 event = events.disconnect_event(self, rid, now_ms, closed[0], closed[1])
             else:
                 assert body is not None
-                event = events.message_event(self, route.key, body, rid, self.hub.new_id(), now_ms)
+                event = events.message_event(
+                    self, route.key, body, rid, message_id or self.hub.new_id(), now_ms
+                )
             return await call_function(integ, event, svc, rid)
         raw = body.encode() if isinstance(body, str) else (body or b"")
         return await call_http(integ, raw, self.conn_id, route.key, svc)

@@ -29,7 +29,7 @@ FORMAT = (
     '"ip":"$context.identity.sourceIp","ua":"$context.identity.userAgent","error":"$context.error.message",'
     '"type":"$context.error.responseType","lat":"$context.integrationLatency","epoch":"$context.requestTimeEpoch",'
     '"stage":"$context.stage","api":"$context.apiId","caller":"$context.identity.caller",'
-    '"direction":"$context.messageDirection"}'
+    '"direction":"$context.messageDirection","messageId":"$context.messageId"}'
 )
 
 
@@ -99,6 +99,10 @@ def test_every_event_is_one_line_in_the_stage_format(gateway_factory: GatewayFac
     assert throttled["error"] == "Too Many Requests" and throttled["type"] == "THROTTLED"
     assert throttled["lat"] == "-"  # refused before any integration ran
     assert by_route[("echo", "200")]["error"] == "-"
+    # Messages carry their messageId (one per message); $connect and $disconnect have none.
+    ids = [e["messageId"] for e in first if e["eventType"] == "MESSAGE"]
+    assert len(set(ids)) == 5 and "-" not in ids
+    assert {e["messageId"] for e in first if e["eventType"] != "MESSAGE"} == {"-"}
     assert float(by_route[("echo", "200")]["lat"]) >= 0
 
 
