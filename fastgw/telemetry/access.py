@@ -181,6 +181,13 @@ def _clf_time(epoch: float) -> str:
     return text
 
 
+def _one_line(text: str) -> str:
+    """``text`` with CR and LF written as the two characters ``\\r`` / ``\\n`` (one request is one line)."""
+    if "\n" in text or "\r" in text:
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+    return text
+
+
 def _header(ex: Any, name: str) -> str | None:
     from fastgw.pipeline.caching import _HeadLookup
 
@@ -248,13 +255,16 @@ _EXPR: dict[str, str] = {
     "extendedRequestId": "rid",
     "httpMethod": "ex.method",
     "protocol": "('HTTP/1.0' if ex.http10 else 'HTTP/1.1')",
-    "requestTime": "_clf_time(_time() - (now - ex.t0))",
-    "requestTimeEpoch": "int((_time() - (now - ex.t0)) * 1000)",
+    "requestTime": "(_CLF[1] if int(t) == _CLF[0] else _clf_time(t))",
+    "requestTimeEpoch": "int(t * 1000)",
     "status": "status",
     "responseLength": "(ex.resp_len if ex.resp_len >= 0 else '-')",
     "responseLatency": "round((now - ex.t0) * 1000.0)",
     "identity.sourceIp": "(ex.proto.peer or '-')",
 }
+# APPSEC(fastgw): none of these can hold a CR or LF (ids made by the worker, the parser's method
+# token, numbers, the clock, the peer's IP address), so a line made of them and the route's
+# folded text (escaped when folded) needs no per-request check for line breaks.
 
 
 # Variables whose value depends only on the route: folded into a per-route format string.
@@ -283,7 +293,7 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
     parts: list[str] = []
     # Per slot: None (filled per request) or a function of the route giving its folded text.
     folded: list[Callable[[Any], str] | None] = []
-    needs_rid = needs_values = False
+    needs_rid = needs_values = needs_time = False
     for i, name in enumerate(fmt.slots):
         const = _ROUTE_CONST.get(name)
         if const is not None:
@@ -296,6 +306,7 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
         expr = _EXPR.get(name)
         if expr is not None:
             needs_rid = needs_rid or "rid" in expr
+            needs_time = needs_time or name in ("requestTime", "requestTimeEpoch")
             parts.append(expr if i not in quoted else f"_quote_or_dash({expr})")
         else:
             needs_values = True
@@ -307,7 +318,7 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
     def route_format(route: Any) -> str:
         out = [literals[0].replace("%", "%%")]
         for f, lit in zip(folded, literals[1:], strict=True):
-            out.append("%s" if f is None else f(route).replace("%", "%%"))
+            out.append("%s" if f is None else _one_line(f(route)).replace("%", "%%"))
             out.append(lit.replace("%", "%%"))
         text = "".join(out)
         if len(formats) >= _MAX_ROUTE_FORMATS:
@@ -322,12 +333,15 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
     lines.append("        fmt = _route_format(route)")
     if needs_rid:
         lines.append("    rid = ex.request_id.decode()")
+    if needs_time:
+        lines.append("    t = _time() - (now - ex.t0)")
     if needs_values:
         lines.append("    v = _Values(ex, route, status, now)")
     tuple_src = "(" + "".join(p + ", " for p in parts) + ")"
     lines.append(f"    line = fmt % {tuple_src}")
-    lines.append("    if '\\n' in line or '\\r' in line:")
-    lines.append("        line = line.replace('\\r', '\\\\r').replace('\\n', '\\\\n')")
+    if needs_values:  # PERF(fastgw): only getters' values may hold CR or LF (_EXPR)
+        lines.append("    if '\\n' in line or '\\r' in line:")
+        lines.append("        line = _one_line(line)")
     lines.append("    return line")
 
     def text_of(value: object) -> str:
@@ -343,6 +357,8 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
         "_g": tuple(getters),
         "_Values": _Values,
         "_clf_time": _clf_time,
+        "_CLF": _CLF_CACHE,
+        "_one_line": _one_line,
         "_time": time.time,
         "_text_of": text_of,
         "_quote_or_dash": quote_or_dash,

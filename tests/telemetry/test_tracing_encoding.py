@@ -1,0 +1,162 @@
+"""The tracer's hot-path span encoding (``Tracer.finish``), on both builds, against the plain
+encoder (``encode_span`` over ``attr_*``) and the official ``opentelemetry-proto`` decoder."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+BUILDS = ["fastgw.telemetry._tracing_py", "fastgw.telemetry._tracing_c"]
+
+
+@pytest.fixture(params=BUILDS)
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    try:
+        return importlib.import_module(request.param)
+    except ImportError:
+        pytest.skip(f"{request.param} is not built")
+
+
+class Route(SimpleNamespace):
+    __hash__ = object.__hash__  # routes are keys by identity (RouteRuntime: eq=False)
+
+
+def make_route(method: str = "ANY", template: str = "/pets/{id}") -> Any:
+    return Route(
+        pipeline=None,
+        template=template,
+        method=method,
+        key=f"{method} {template}",
+        api=SimpleNamespace(id="api1"),
+        stage=SimpleNamespace(name="prod"),
+    )
+
+
+def make_exchange(impl: ModuleType, tracer: Any, method: str = "GET", url: bytes = b"/pets/7") -> Any:
+    return SimpleNamespace(
+        trace=tracer.begin([]),
+        t_int=101.0,
+        int_ms=2.5,
+        up_status=200,
+        method=method,
+        url=url,
+        t0=100.0,
+        request_id=b"0123abcd-0000-0000-0000-000000000001",
+        proto=SimpleNamespace(peer="10.1.2.3"),
+    )
+
+
+def tracer_of(impl: ModuleType) -> Any:
+    settings = impl.TraceSettings("always_on", endpoint="http://127.0.0.1:9/v1/traces")
+    return impl.Tracer(settings, lambda: 0.0)
+
+
+def expected(impl: ModuleType, tracer: Any, ex: Any, trace: Any, status: int, now: float) -> list[bytes]:
+    """What finish queues, built with the plain encoder."""
+    off = tracer.offset
+    path, _, query = ex.url.partition(b"?")
+    route_attrs = (
+        impl.attr_str("http.request.method", ex.method)
+        + impl.attr_str("http.route", "/pets/{id}")
+        + impl.attr_str("fastgw.api_id", "api1")
+        + impl.attr_str("fastgw.stage", "prod")
+    )
+    attrs = (
+        route_attrs
+        + impl.attr_str("url.path", path.decode("latin-1"))
+        + impl.attr_int("http.response.status_code", status)
+        + impl.attr_str("client.address", "10.1.2.3")
+        + impl.attr_str("fastgw.request_id", ex.request_id.decode())
+    )
+    if b"?" in ex.url:
+        attrs += impl.attr_str("url.query", query.decode("latin-1"))
+    server = impl.encode_span(
+        trace.trace_id,
+        trace.span_id,
+        trace.parent_id,
+        trace.state,
+        f"{ex.method} /pets/{{id}}".encode(),
+        impl.KIND_SERVER,
+        int((ex.t0 + off) * 1e9),
+        int((now + off) * 1e9),
+        attrs,
+        status >= 500,
+    )
+    integration = impl.encode_span(
+        trace.trace_id,
+        trace.int_id,
+        trace.span_id,
+        None,
+        b"integration",
+        impl.KIND_CLIENT,
+        int((ex.t_int + off) * 1e9),
+        int((ex.t_int + ex.int_ms / 1000.0 + off) * 1e9),
+        impl.attr_int("http.response.status_code", ex.up_status)
+        + impl.attr_str("fastgw.integration", "HTTP_PROXY"),
+    )
+    return [server, integration]  # each already framed as ScopeSpans.spans
+
+
+@pytest.mark.parametrize(
+    "url",
+    [b"/pets/7", b"/pets/7?a=1&b=2", b"/" + b"p" * 99, b"/" + b"p" * 300 + b"?" + b"q" * 150, b"/x?"],
+)
+@pytest.mark.parametrize("status", [200, 503])
+def test_finish_queues_the_plain_encoders_bytes(impl: ModuleType, url: bytes, status: int) -> None:
+    tracer = tracer_of(impl)
+    route = make_route()
+    ex = make_exchange(impl, tracer, url=url)
+    trace = ex.trace
+    tracer.finish(ex, route, status, 100.004)
+    got = list(tracer.queue)
+    assert got == expected(impl, tracer, ex, trace, status, 100.004)
+    body, n = tracer.export_body()
+    assert n == 2 and not tracer.queue
+    req = trace_service_pb2.ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    spans = req.resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in spans] == ["GET /pets/{id}", "integration"]
+    assert spans[0].status.code == (2 if status >= 500 else 0)
+
+
+def test_children_and_client_trace_state(impl: ModuleType) -> None:
+    tracer = tracer_of(impl)
+    tp = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    ex = make_exchange(impl, tracer)
+    ex.trace = tracer.begin([b"traceparent: %s\r\ntracestate: k=v\r\n" % tp])
+    ex.trace.cache_lookup(100.001, 100.002, True)
+    ex.trace.authorizer(100.0005, 100.0009, "TOKEN", False)
+    tracer.finish(ex, make_route(), 200, 100.004)
+    body, n = tracer.export_body()
+    assert n == 4
+    req = trace_service_pb2.ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    spans = req.resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in spans] == ["GET /pets/{id}", "integration", "cache", "authorizer"]
+    assert spans[0].trace_state == "k=v"
+    assert spans[0].parent_span_id.hex() == "b7ad6b7169203331"
+    assert {s.parent_span_id for s in spans[1:]} == {spans[0].span_id}
+    assert all(s.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c" for s in spans)
+
+
+def test_any_route_spans_name_each_method(impl: ModuleType) -> None:
+    """One ANY route serves several methods: each request's span names its own method."""
+    tracer = tracer_of(impl)
+    route = make_route()
+    for method in ("GET", "POST", "GET"):
+        ex = make_exchange(impl, tracer, method=method)
+        tracer.finish(ex, route, 200, 100.004)
+    body, _ = tracer.export_body()
+    req = trace_service_pb2.ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    spans = req.resource_spans[0].scope_spans[0].spans
+    servers = [s for s in spans if s.name != "integration"]
+    assert [s.name for s in servers] == ["GET /pets/{id}", "POST /pets/{id}", "GET /pets/{id}"]
+    methods = [
+        next(kv.value.string_value for kv in s.attributes if kv.key == "http.request.method") for s in servers
+    ]
+    assert methods == ["GET", "POST", "GET"]
