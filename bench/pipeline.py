@@ -8,7 +8,13 @@ this is the part of a request's CPU that fastgw's own code decides.
     python -m bench.pipeline                       # compiled build
     FASTGW_NO_EXTENSIONS=1 python -m bench.pipeline  # pure-Python build
     python -m bench.pipeline --keyed               # the route requires an API key (usage plan)
+    python -m bench.pipeline --mapped              # bench.rest's mapped route (VTL templates)
     python -m bench.pipeline --iterations 20000 --once   # one pass, for valgrind --tool=callgrind
+
+``--mapped`` drives ``GET /prod/mapped/small`` of ``bench.rest.rest_config`` (an HTTP integration
+with a request and a response template): that route's pipeline runs in an asyncio Task, so each
+request is driven by a coroutine that lets the loop run until the upstream request, then the
+client response, has been written.
 
 Instructions per request: run ``--once`` under callgrind with two iteration counts and divide
 the difference of the totals by the difference of the counts (startup cancels out).
@@ -92,7 +98,31 @@ class MemoryTransport:
         self.closing = True
 
 
-def build(keyed: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
+def mapped_config() -> str:
+    """bench.load --rest's config: the proxied route plus the cached and the mapped routes."""
+    from bench.rest import rest_config
+    from bench.servers import bench_config
+
+    return rest_config(bench_config(19000), 19000)
+
+
+def mapped_messages() -> tuple[bytes, bytes, bytes]:
+    """(client request, upstream response, the client response expected) of the mapped route."""
+    from bench.rest import JSON_BODY, USER_AGENT
+
+    request = (
+        b"GET /prod/mapped/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\nUser-Agent: %s\r\n\r\n"
+        % USER_AGENT.encode()
+    )
+    response = (
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 13:05:10 GMT\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s"
+        % (len(JSON_BODY), JSON_BODY.encode())
+    )
+    return request, response, b'{"wrapped": %s}' % JSON_BODY.encode()
+
+
+def build(keyed: bool = False, mapped: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
     import uvloop
 
     from fastgw.config.compile import compile_config
@@ -102,7 +132,7 @@ def build(keyed: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTranspo
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    snapshot = compile_config(load_config_text(config(keyed)))
+    snapshot = compile_config(load_config_text(mapped_config() if mapped else config(keyed)))
     worker = Worker(snapshot, loop)
     client, client_t = HttpProtocol(worker), MemoryTransport()
     client.connection_made(client_t)
@@ -115,6 +145,42 @@ def build(keyed: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTranspo
     return client, upstream, client_t, upstream_t
 
 
+def run_mapped(iterations: int, once: bool) -> float:
+    """Best µs per mapped request over 5 runs (``once``: one unchecked pass, 0.0)."""
+    client, upstream, client_t, upstream_t = build(mapped=True)
+    request, response, expected = mapped_messages()
+    loop = asyncio.get_event_loop()
+    sleep = asyncio.sleep
+
+    async def one() -> None:
+        upstream_t.last = client_t.last = b""
+        client.data_received(request)
+        while not upstream_t.last:
+            await sleep(0)
+        upstream.data_received(response)
+        while not client_t.last:
+            await sleep(0)
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await one()
+
+    loop.run_until_complete(many(2000))
+    assert upstream_t.last.startswith(b"GET /small.json HTTP/1.1\r\n"), upstream_t.last
+    head, _, body = client_t.last.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
+    assert body == expected, client_t.last
+    if once:
+        loop.run_until_complete(many(iterations))
+        return 0.0
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        loop.run_until_complete(many(iterations))
+        best = min(best, (time.perf_counter() - t0) / iterations)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200_000)
@@ -124,10 +190,22 @@ def main() -> None:
         action="store_true",
         help="the route requires an API key in a usage plan (key lookup, 3 bucket levels, quota)",
     )
+    parser.add_argument(
+        "--mapped",
+        action="store_true",
+        help="bench.rest's mapped route: HTTP integration with a request and a response template",
+    )
     args = parser.parse_args()
 
     from fastgw.server import protocol
 
+    build_name = "compiled" if protocol.COMPILED else "pure Python"
+    if args.mapped:
+        best = run_mapped(args.iterations, args.once)
+        if not args.once:
+            where = f"{build_name} build, user space, in-memory transports"
+            print(f"{best * 1e6:.2f} µs per mapped request ({where})")
+        return
     client, upstream, client_t, upstream_t = build(args.keyed)
     request = KEYED_REQUEST if args.keyed else REQUEST
 
@@ -149,7 +227,6 @@ def main() -> None:
         for _ in range(args.iterations):
             one()
         best = min(best, (time.perf_counter() - t0) / args.iterations)
-    build_name = "compiled" if protocol.COMPILED else "pure Python"
     what = "keyed request" if args.keyed else "proxied request"
     print(f"{best * 1e6:.2f} µs per {what} ({build_name} build, user space, in-memory transports)")
 

@@ -72,6 +72,7 @@ __all__ = [
     "Out",
     "RenderState",
     "Stop",
+    "loop_items",
     "parse",
 ]
 
@@ -381,10 +382,12 @@ def _parse_value(self: Any) -> None:
 
 
 # --------------------------------------------------------------------------- directives
-def _foreach(self: Any, stream: Any, namespace: Any, loader: Any) -> None:
-    iterable = self.value.calculate(namespace, loader)
+def loop_items(iterable: Any, loader: Any) -> tuple[Any, int, int] | None:
+    """What ``#foreach`` iterates over: ``(items, len(items), iterations)``, or None when the
+    value is not iterable (the loop renders nothing); the iterations are taken from the
+    render's budget (``LoopBudgetExceeded`` past it)."""
     if iterable is None:
-        return
+        return None
     t = type(iterable)
     if t is list or t is JavaList or t is tuple:
         items = iterable
@@ -393,13 +396,21 @@ def _foreach(self: Any, stream: Any, namespace: Any, loader: Any) -> None:
     elif isinstance(iterable, (list, tuple, range, set, frozenset, type({}.keys()), type({}.values()))):
         items = list(iterable)
     else:
-        return  # Velocity: not iterable (a string, a number): the loop renders nothing
+        return None  # Velocity: not iterable (a string, a number): the loop renders nothing
     n = len(items)
     count = n if n <= MAX_FOREACH else MAX_FOREACH
     left = loader.iterations_left - count
     if left < 0:
         raise LoopBudgetExceeded(f"more than {MAX_ITERATIONS} #foreach iterations in one render")
     loader.iterations_left = left
+    return items, n, count
+
+
+def _foreach(self: Any, stream: Any, namespace: Any, loader: Any) -> None:
+    got = loop_items(self.value.calculate(namespace, loader), loader)
+    if got is None:
+        return
+    items, n, count = got
     var = self.loop_var_name
     block = self.block
     local = LocalNamespace(namespace)

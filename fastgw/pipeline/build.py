@@ -681,26 +681,42 @@ class Collected:
 
 def _parse_head(raw: bytes) -> list[tuple[str, str]]:
     """The header lines of a raw response head (the protocol's buffer may hold body bytes
-    after it; httptools has validated it)."""
+    after it; httptools has validated it).
+
+    PERF: decoded once, split with str methods; and an upstream answers with the same head over
+    and over (its Date changes once a second), so the parsed list of a head is kept
+    (``_HEADS``, bounded) and a copy returned."""
     end = raw.find(b"\r\n\r\n")
     if end >= 0:
         raw = raw[:end]
+    got = _HEADS.get(raw)
+    if got is not None:
+        return list(got)
     out = []
     named: list[str] = []
-    for line in raw.split(b"\r\n")[1:]:
+    for line in raw.decode("latin-1").split("\r\n")[1:]:
         if not line:
             continue
-        name, _, value = line.partition(b":")
-        lname = name.strip().lower().decode("latin-1")
+        name, _, value = line.partition(":")
+        # bytes.strip() (ASCII whitespace), as the head is bytes on the wire
+        name = name.strip(_ASCII_SPACE)
+        lname = name.lower()
         if lname in _HOP or lname == "content-length":
             if lname == "connection":
-                named.extend(t.strip().lower() for t in value.decode("latin-1").split(","))
+                named.extend(t.strip().lower() for t in value.split(","))
             continue
-        out.append((name.strip().decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+        out.append((name, value.strip(" \t")))
     if named:
         # Headers the upstream's Connection header names are hop-by-hop too (RFC 9110 7.6.1).
         out = [h for h in out if h[0].lower() not in named]
+    if len(_HEADS) >= 64:
+        _HEADS.clear()
+    _HEADS[raw] = tuple(out)
     return out
+
+
+_HEADS: dict[bytes, tuple[tuple[str, str], ...]] = {}
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 def _end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -23,6 +23,8 @@ from urllib.parse import quote
 import orjson
 
 from fastgw.config.load import ConfigIssue
+from fastgw.mapping import vtl
+from fastgw.pipeline import content
 from fastgw.pipeline.request import Request, Response
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
@@ -45,6 +47,7 @@ TEMPLATE_FAILURE = replies.aws_error(
 )
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\+?\}")
 _JSON = "application/json"
+_UNSET: Any = object()
 
 
 def _media(value: str | None) -> str:
@@ -64,11 +67,14 @@ class RequestTemplates:
         self.templates = templates
         self.behavior = behavior
 
-    def select(self, req: Request) -> Any:
+    def select(self, req: Request, content_type: str | Any | None = _UNSET) -> Any:
         """The template for the request (None: pass the body through; a LocalReply: 415).
 
-        AWS: a request without Content-Type is taken as application/json."""
-        ctype = _media(req.header("content-type")) or _JSON
+        AWS: a request without Content-Type is taken as application/json. ``content_type``:
+        the request's Content-Type header when the caller has read it already."""
+        if content_type is _UNSET:
+            content_type = req.header("content-type")
+        ctype = _media(content_type) or _JSON
         templates = self.templates
         got = templates.get(ctype)
         if got is not None:
@@ -113,13 +119,15 @@ class IntegrationResponses:
 class _Selected:
     """One integration response, compiled."""
 
-    __slots__ = ("content_handling", "params", "status", "templates")
+    __slots__ = ("content_handling", "only", "params", "status", "templates")
 
     def __init__(self, status: int, params: Any, templates: dict[str, tuple[str, Any]], handling: str | None):
         self.status = status
         self.params = params
         self.templates = templates
         self.content_handling = handling
+        #: The one template, when there is one: whatever the Accept header, it is the one chosen.
+        self.only = next(iter(templates.values())) if len(templates) == 1 else None
 
 
 def compile_responses(
@@ -182,17 +190,14 @@ def method_response(
     variables: dict[str, str],
 ) -> Response | LocalReply:
     """The method response of one selected integration response."""
-    from fastgw.mapping import vtl
-
     out_status = selected.status
     out_headers: list[tuple[str, str]] = []
     if selected.params is not None:
         out_headers.extend(selected.params.apply(status, headers, body, context, variables))
-    chosen = _pick_template(selected.templates, req)
+    chosen = selected.only or _pick_template(selected.templates, req)
     if chosen is not None:
         ctype, template = chosen
-        inp = vtl.TemplateInput(body, req.headers, req.query, req.params)
-        got = vtl.render(template, inp, context, variables)
+        got = template.render(vtl.TemplateInput(body, req.headers, req.query, req.params), context, variables)
         out_body = got.body.encode()
         override = got.response_override
         if override.status is not None:
@@ -200,11 +205,9 @@ def method_response(
         for name, value in override.header.items():
             out_headers = [(k, v) for k, v in out_headers if k.lower() != name.lower()]
             out_headers.append((name, str(value)))
-        if not any(k.lower() == "content-type" for k, _ in out_headers):
+        if not out_headers or not any(k.lower() == "content-type" for k, _ in out_headers):
             out_headers.append(("Content-Type", ctype))
     else:
-        from fastgw.pipeline import content
-
         types = _binary_types(req)
         ctype_in = next((v for k, v in headers if k.lower() == "content-type"), None)
         binary = bool(types) and types.matches(ctype_in)
@@ -240,48 +243,42 @@ def _render_request(
     context: Any,
     variables: dict[str, str],
     handling: str | None = None,
+    content_type: str | Any | None = _UNSET,
 ) -> tuple[bytes, Any] | LocalReply:
     """The integration request body (and the template's requestOverride, or None), with
-    AWS's binary conversions (``binaryMediaTypes``, ``contentHandling``)."""
-    from fastgw.mapping import vtl
-    from fastgw.pipeline import content
-
+    AWS's binary conversions (``binaryMediaTypes``, ``contentHandling``). ``content_type``:
+    the request's Content-Type header when the caller has read it already."""
+    if content_type is _UNSET:
+        content_type = req.header("content-type")
     types = _binary_types(req)
-    binary = bool(types) and types.matches(req.header("content-type"))
-    template = None if handling == "CONVERT_TO_BINARY" else templates.select(req)
+    binary = bool(types) and types.matches(content_type)
+    template = None if handling == "CONVERT_TO_BINARY" else templates.select(req, content_type)
     if type(template) is LocalReply:
         return template  # type: ignore[no-any-return]
     if template is None:
         got_body = content.convert_request(req.body, binary, handling, False)
         return got_body if type(got_body) is bytes else got_body.encode(), None  # type: ignore[union-attr]
     text = content.convert_request(req.body, binary, handling, True)
-    inp = vtl.TemplateInput(text, req.headers, req.query, req.params)
-    got = vtl.render(template, inp, context, variables)
+    got = template.render(vtl.TemplateInput(text, req.headers, req.query, req.params), context, variables)
     return got.body.encode(), got.request_override
 
 
 def request_input(req: Request) -> Any:
     """``$input`` of a request template: the method request's body and parameters."""
-    from fastgw.mapping import vtl
-
     return vtl.TemplateInput(req.body, req.headers, req.query, req.params)
 
 
 def request_failure(ex: Exception, req: Request, what: str) -> LocalReply:
     """A request mapping failed: AWS's 400 when a template read a body that is not JSON, else
     its 500."""
-    from fastgw.mapping.vtl import InvalidJsonBody
-
-    if isinstance(ex, InvalidJsonBody):
+    if isinstance(ex, vtl.InvalidJsonBody):
         return replies.aws_error(400, ex.aws_message, "BadRequestException", kind="BAD_REQUEST_BODY")
     log.exception(what, extra={"route": req.route.key})
     return TEMPLATE_FAILURE
 
 
 def mapping_context(req: Request) -> Any:
-    from fastgw.mapping import vtl
-
-    return vtl.context_from_request(req)
+    return vtl.RequestContext(req)
 
 
 # ---------------------------------------------------------------------------- MOCK (AWS form)
@@ -328,14 +325,23 @@ class _Uri:
         self.parts = parts
         self.query = query
 
-    def render(self, params: dict[str, str]) -> str:
+    def render(self, params: dict[str, str] | None) -> str:
         out = []
         for part in self.parts:
             if type(part) is tuple:
-                out.append(quote(params.get(part[0], ""), safe="/-_.~!$&'()*+,;=:@"))
+                value = params.get(part[0], "") if params else ""
+                # PERF: a value made of safe characters only is quoted as it is.
+                if type(value) is not str or value.strip(_URI_SAFE):
+                    value = quote(value, safe=_URI_QUOTE_SAFE)
+                out.append(value)
             else:
                 out.append(part)  # type: ignore[arg-type]
         return "".join(out)
+
+
+_URI_QUOTE_SAFE = "/-_.~!$&'()*+,;=:@"
+#: What ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves as it is.
+_URI_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~" + _URI_QUOTE_SAFE
 
 
 def _compile_uri(uri: str, stage: Stage, path: str, issues: list[ConfigIssue]) -> _Uri | None:
@@ -383,6 +389,7 @@ def http_mapped(
     fixed_method = integ.httpMethod.upper() if integ.httpMethod else None
     handling = integ.contentHandling
     from fastgw.config.compile import ProxyIntegration
+    from fastgw.pipeline.build import exchange_call
 
     # The endpoint as the protocol's upstream pools know it (the path is rendered per request).
     upstream = ProxyIntegration(
@@ -396,41 +403,43 @@ def http_mapped(
     )
 
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        context = mapping_context(req)
+        context = vtl.RequestContext(req)
         try:
-            got = _render_request(req, templates, context, variables, handling)
+            content_type = req.header("content-type")
+            got = _render_request(req, templates, context, variables, handling, content_type)
             if type(got) is LocalReply:
                 return got  # type: ignore[return-value]
             body, override = got  # type: ignore[misc]
             headers: list[tuple[str, str]] = []
             query: list[tuple[str, str]] = []
-            path_params = dict(req.params or {})
+            path_params = req.params  # read only, unless a mapping or an override changes it
             if mapper is not None:
+                path_params = dict(path_params or {})
                 m_headers, m_query, m_path = mapper.apply(req, context, variables)
                 headers.extend(m_headers)
                 query.extend(m_query)
                 path_params.update(m_path)
-            if override is not None:
-                _apply_override(override, headers, query, path_params)
+            if override is not None and (override.header or override.querystring or override.path):
+                if mapper is None:
+                    path_params = dict(path_params or {})
+                _apply_override(override, headers, query, path_params)  # type: ignore[arg-type]
             target_path = uri.render(path_params)
-            qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+            qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query) if query else ""
             if uri.query:
                 qs = f"{uri.query}&{qs}" if qs else uri.query
             if qs:
                 target_path = f"{target_path}?{qs}"
-            if not any(k.lower() == "content-type" for k, _ in headers) and body:
-                headers.append(("Content-Type", req.header("content-type") or _JSON))
+            if body and (not headers or not any(k.lower() == "content-type" for k, _ in headers)):
+                headers.append(("Content-Type", content_type or _JSON))
         except Exception as ex:
             return request_failure(ex, req, "integration request mapping failed")
-        from fastgw.pipeline.build import exchange_call
-
         resp = await exchange_call(svc, req, upstream, fixed_method or req.method, target_path, headers, body)
         if type(resp) is LocalReply:
             return resp  # type: ignore[no-any-return]
         r_headers = resp.headers
         if responses is None:
             return Response(resp.status, r_headers, resp.body)
-        selected = responses.select(str(resp.status))
+        selected = responses.default if not responses.patterns else responses.select(str(resp.status))
         if selected is None:
             # No response matches and there is no default: AWS answers 500 (the method has no
             # response for the endpoint's status).

@@ -114,13 +114,14 @@ class Request:
     def header(self, name: str, default: str | None = None) -> str | None:
         """A header's value, case-insensitively; repeated headers are joined with ','.
 
-        PERF: the first lookup scans the list (most requests need one header: an authorizer's
-        token); the map of every header is built from the second one on."""
+        PERF: the first two lookups scan the list (most requests need one or two headers: an
+        authorizer's token, a mapped route's Content-Type and Accept); the map of every header
+        is built from the third one on."""
         lower = self._lower
         if lower is None:
             headers = self.headers
-            if self._lookups == 0:
-                self._lookups = 1
+            if self._lookups < 2:
+                self._lookups += 1
                 lname = name.lower()
                 n = len(lname)
                 value = None

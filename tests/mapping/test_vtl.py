@@ -33,6 +33,16 @@ from fastgw.pipeline.request import Request
 from fastgw.server import replies
 from fastgw_core.router import RouteTrie
 
+
+@pytest.fixture(autouse=True, params=["compiled", "tree"])
+def template_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: templates compiled to Python (``_compile``), and walked (``_engine``)."""
+    from fastgw.mapping import vtl
+
+    monkeypatch.setattr(vtl, "COMPILE", request.param == "compiled")
+    return str(request.param)
+
+
 PETS = [
     {"id": 1, "type": "dog", "price": 249.99},
     {"id": 2, "type": "cat", "price": 124.99},
