@@ -9,7 +9,7 @@ Each mode prints the best µs per request over 5 runs, and its cost against the 
 
 ``--access-log``: the JSON preset (``bench.load --telemetry``'s config) to a temporary file,
 flushed every 5,000 requests (the worker's ticker flushes every 100 ms, about 5,000 requests at
-the load bench's rate) and truncated, so the render, queue, join, encode and ``write`` are all
+the load bench's rate) and truncated, so the render (to bytes), the queue and the ``write`` are all
 counted (the ``write``'s kernel time too: this is wall time on one thread).
 
 ``--tracing``: ``sampler: always_on`` with the load bench's export batch (4,096 spans); every time

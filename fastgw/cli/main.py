@@ -254,11 +254,12 @@ def cmd_version(args: argparse.Namespace) -> int:
         print(f"msgspec {msgspec.__version__}")
         no_ext = " (FASTGW_NO_EXTENSIONS is set)" if os.environ.get("FASTGW_NO_EXTENSIONS") else ""
         from fastgw.server import protocol
-        from fastgw.telemetry import tracing
+        from fastgw.telemetry import access, tracing
 
         builds = [(f"fastgw_core.{name}", compiled) for name, compiled in fastgw_core.COMPILED.items()]
         builds.append(("fastgw.server.protocol", protocol.COMPILED))
         builds.append(("fastgw.telemetry.tracing", tracing.COMPILED))
+        builds.append(("fastgw.telemetry.access", access.COMPILED))
         for name, compiled in builds:
             impl = "compiled (Cython)" if compiled else "pure Python"
             print(f"{name}: {impl}{no_ext if not compiled else ''}")

@@ -3,11 +3,14 @@
 ``compile_access_log`` (config load) resolves a preset or checks a ``$context`` format string
 (fastgw.telemetry.accesslog) and gives the stage a ``StageAccessLog``; the protocol calls its
 ``emit`` when a response has been written (``Exchange.observe``). Values are read from the
-exchange only for the variables the format names (the format is compiled into one generated
-function, ``_compile_render``), and the line is queued in the worker; its ticker writes the queue
-every 100 ms in one ``write`` (``LoopWriter``, one per destination and process, created on first
-use: after the fork; pipes and stderr get a thread, ``writer_for``). ``reopen_all`` is
-logrotate's SIGUSR1.
+exchange only for the variables the format names. For a regular file the line is rendered
+straight to bytes, appended to the destination's queue (a bytearray) in the worker, and its
+ticker writes the queue every 100 ms in one ``write`` (``LoopWriter``, one per destination and
+process, created on first use: after the fork); the rendering is compiled
+(``fastgw.telemetry._access_py``, built as ``_access_c``; ``FASTGW_NO_EXTENSIONS=1`` selects the
+Python build). Pipes and stderr get a thread that takes str lines (``writer_for``), rendered by
+one generated function per format (``_compile_render``): both give the same text.
+``reopen_all`` is logrotate's SIGUSR1.
 
 What the protocol knows is logged; variables that only a request pipeline knows (authorizer
 results, error messages of mapped integrations) print ``-``.
@@ -20,22 +23,27 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastgw.telemetry.accesslog import AccessLogFormat, AccessLogWriter, compile_format, preset
+from fastgw_core import _env
 
 if TYPE_CHECKING:
     from fastgw.config.compile import RouteRuntime
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_impl, COMPILED = _env.select("fastgw.telemetry._access_c", "fastgw.telemetry._access_py")
 
-#: Characters queued per destination before new lines are dropped (counted).
-MAX_QUEUED = 4 * 1024 * 1024
+#: Bytes queued per destination before new lines are dropped (counted).
+MAX_QUEUED: int = _impl.MAX_QUEUED
+_CLF_CACHE: list[object] = _impl._CLF_CACHE
+_clf_time: Callable[[float], str] = _impl._clf_time
+_one_line: Callable[[str], str] = _impl._one_line
 
 
 class LoopWriter:
     """One destination's lines, queued by the event loop and written by its ticker in one
     ``write`` per flush (every 100 ms): no thread, so nothing competes for the GIL, and no
-    request waits on the file. ``reopen`` is logrotate's SIGUSR1."""
+    request waits on the file. ``buf`` holds the queued lines as bytes, each with its newline
+    (``StageAccessLog`` renders into it); ``reopen`` is logrotate's SIGUSR1."""
 
-    __slots__ = ("dropped", "errors", "fd", "lines", "path", "queued")
+    __slots__ = ("buf", "dropped", "errors", "fd", "path")
 
     def __init__(self, path: str | None) -> None:
         import os
@@ -45,34 +53,39 @@ class LoopWriter:
         self.fd = (
             os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else sys.stderr.fileno()
         )
-        self.lines: list[str] = []
-        self.queued = 0
+        #: The queue: always this bytearray (renderers keep a reference), emptied by ``flush``.
+        self.buf = bytearray()
         self.dropped = 0
         self.errors = 0
 
+    @property
+    def queued(self) -> int:
+        """Bytes waiting to be written."""
+        return len(self.buf)
+
     def write(self, line: str) -> None:
-        if self.queued > MAX_QUEUED:
+        """Queue one line (without its newline); drop it if ``MAX_QUEUED`` bytes wait."""
+        buf = self.buf
+        if len(buf) > MAX_QUEUED:
             self.dropped += 1
             return
-        self.lines.append(line)
-        self.queued += len(line)
+        buf += line.encode("utf-8", "replace")
+        buf += b"\n"
 
     def flush(self) -> None:
         import os
 
-        lines = self.lines
-        if not lines:
+        buf = self.buf
+        if not buf:
             return
-        self.lines = []
-        self.queued = 0
-        lines.append("")
-        data = "\n".join(lines).encode("utf-8", "replace")
         try:
-            while data:
-                n = os.write(self.fd, data)
-                data = data[n:]
+            with memoryview(buf) as data:
+                done = 0
+                while done < len(data):
+                    done += os.write(self.fd, data[done:])
         except OSError:
             self.errors += 1
+        del buf[:]
 
     def reopen(self) -> None:
         import os
@@ -165,27 +178,6 @@ def check_destination(destination: str | None) -> None:
     target = destination if os.path.exists(destination) else folder
     if not os.access(target, os.W_OK):
         raise OSError(errno.EACCES, f"{target} is not writable")
-
-
-_CLF_CACHE: list[object] = [-1, ""]
-
-
-def _clf_time(epoch: float) -> str:
-    sec = int(epoch)
-    if sec == _CLF_CACHE[0]:
-        return _CLF_CACHE[1]  # type: ignore[return-value]
-    t = time.gmtime(sec)
-    day = f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}"
-    text = f"{day}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-    _CLF_CACHE[0], _CLF_CACHE[1] = sec, text
-    return text
-
-
-def _one_line(text: str) -> str:
-    """``text`` with CR and LF written as the two characters ``\\r`` / ``\\n`` (one request is one line)."""
-    if "\n" in text or "\r" in text:
-        return text.replace("\r", "\\r").replace("\n", "\\n")
-    return text
 
 
 def _header(ex: Any, name: str) -> str | None:
@@ -367,19 +359,39 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
     return env["render"]  # type: ignore[no-any-return]
 
 
-class StageAccessLog:
-    """A stage's compiled format, its generated renderer, and its destination."""
+def _slots(fmt: AccessLogFormat) -> list[tuple[int, Any]]:
+    """What each variable of ``fmt`` is for the bytes renderer (``_impl.AccessLine``): folded
+    per route, an operation on the exchange, or a getter (with the ``_compile_render`` rules)."""
+    from fastgw.telemetry.accesslog import _quote
 
-    __slots__ = ("destination", "format", "render", "writer")
+    quoted = set(getattr(fmt, "_quoted", ()))
+    slots: list[tuple[int, Any]] = []
+    for i, name in enumerate(fmt.slots):
+        const = _ROUTE_CONST.get(name)
+        if const is not None:
+            slots.append(
+                (
+                    _impl.SLOT_CONST,
+                    (lambda f: lambda route: _quote(f(route)))(const) if i in quoted else const,
+                )
+            )
+        elif name not in _GETTERS and name not in _EXPR:
+            slots.append((_impl.SLOT_CONST, lambda route: "-"))  # nothing here knows it: AWS prints '-'
+        elif name in _GETTERS:
+            slots.append((_impl.SLOT_GET, (_GETTERS[name], i in quoted)))
+        else:
+            # Only error.messageString is quoted, and it has no expression.
+            assert i not in quoted, name
+            slots.append((_impl.SLOT_OP, _impl.OPS[name]))
+    return slots
+
+
+class StageAccessLog(_impl.AccessLine):  # type: ignore[misc, name-defined]
+    """A stage's compiled format and its destination: ``emit`` renders a finished exchange's line
+    to bytes into a ``LoopWriter``'s queue, or as str (the generated ``render``) for a thread
+    writer."""
+
+    __slots__ = ()
 
     def __init__(self, fmt: AccessLogFormat, destination: str | None) -> None:
-        self.format = fmt
-        self.destination = destination
-        self.render = _compile_render(fmt)
-        self.writer: Any = None
-
-    def emit(self, ex: Any, route: RouteRuntime, status: int, now: float) -> None:
-        writer = self.writer
-        if writer is None:
-            writer = self.writer = writer_for(self.destination)
-        writer.write(self.render(ex, route, status, now))
+        super().__init__(fmt, destination, _slots(fmt), _compile_render(fmt), _Values, writer_for)

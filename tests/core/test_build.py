@@ -42,8 +42,9 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.cachekey.KeySpec is fastgw_core._cachekey_c.KeySpec
     assert fastgw_core.cachekey.cache_key is fastgw_core._cachekey_c.cache_key
     from fastgw.server import _protocol_c, protocol
-    from fastgw.telemetry import _tracing_c, tracing
+    from fastgw.telemetry import _access_c, _tracing_c, access, tracing
 
+    assert access.COMPILED is True
     assert protocol.COMPILED is True
     assert protocol.HttpProtocol is _protocol_c.HttpProtocol
     assert tracing.COMPILED is True
@@ -58,6 +59,7 @@ def test_compiled_kernels_are_loaded() -> None:
         fastgw_core._stats_c,
         _protocol_c,
         _tracing_c,
+        _access_c,
     ):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
@@ -81,6 +83,8 @@ def test_no_extensions_binds_the_python_twins() -> None:
         from fastgw.telemetry import tracing
         assert tracing.COMPILED is False
         assert tracing.Tracer.__module__ == "fastgw.telemetry._tracing_py"
+        from fastgw.telemetry import access
+        assert access.COMPILED is False
         assert router.RouteTrie is router.RouteTriePy
         assert router.RouteTrie.__module__ == "fastgw_core._router_py"
         assert router.RouteMatch.__module__ == "fastgw_core._router_py"

@@ -1,0 +1,188 @@
+"""Stage access logs rendered to bytes (fastgw.telemetry._access_py, compiled as _access_c): the
+same text as the str renderer (``access._compile_render``, the thread writer's), encoded, for every
+format; the event loop's bytes queue (``LoopWriter``)."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from fastgw.telemetry import access
+from fastgw.telemetry.accesslog import PRESETS, Kind, compile_format
+
+BUILDS = ["fastgw.telemetry._access_py", "fastgw.telemetry._access_c"]
+
+
+@pytest.fixture(params=BUILDS)
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    if request.param.endswith("_c") and not access.COMPILED:
+        pytest.skip("compiled build not selected (FASTGW_NO_EXTENSIONS) or not built")
+    try:
+        return importlib.import_module(request.param)
+    except ImportError:
+        pytest.skip(f"{request.param} is not built")
+
+
+class Route(SimpleNamespace):
+    __hash__ = object.__hash__  # routes are keys by identity (RouteRuntime: eq=False)
+
+
+def make_route(key: str = "GET /pets/{petId}", template: str = "/pets/{petId}") -> Any:
+    return Route(
+        key=key,
+        template=template,
+        api=SimpleNamespace(id="a1b2c3"),
+        stage=SimpleNamespace(name="prod"),
+    )
+
+
+def make_exchange(**over: Any) -> Any:
+    proto = SimpleNamespace(
+        peer="203.0.113.7", fwd=[b"User-Agent: curl/8.5\r\n"], host=b"api.example.com:8443"
+    )
+    ex = SimpleNamespace(
+        request_id=b"c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        method="GET",
+        http10=False,
+        t0=time.monotonic() - 0.0125,
+        resp_len=512,
+        int_ms=3.5,
+        t_int=1.0,
+        up_status=200,
+        proto=proto,
+        p_fwd=None,
+        p_host=None,
+        p_api_key=None,
+        p_key_id=None,
+        url=b"/pets/7?x=1",
+        p_path=None,
+    )
+    for name, value in over.items():
+        setattr(ex, name, value)
+    return ex
+
+
+ALL_REST = (
+    " ".join(
+        f"{name}=$context.{name}"
+        for name in (
+            "requestId",
+            "extendedRequestId",
+            "apiId",
+            "stage",
+            "resourcePath",
+            "resourceId",
+            "httpMethod",
+            "protocol",
+            "requestTime",
+            "requestTimeEpoch",
+            "status",
+            "responseLength",
+            "responseLatency",
+            "identity.sourceIp",
+            "domainName",
+            "domainPrefix",
+            "path",
+            "integrationLatency",
+            "integration.latency",
+            "integrationStatus",
+            "integration.status",
+            "identity.userAgent",
+            "identity.apiKeyId",
+            "identity.apiKey",
+            "identity.caller",
+            "authorizer.principalId",
+        )
+    )
+    + " error=$context.error.messageString 100% %s %% {} é ✓"
+)
+
+FORMATS: list[tuple[str, Kind]] = [(name, kind) for name in PRESETS for kind in ("rest", "http")] + [
+    (ALL_REST, "rest"),
+    ('{"id":"$context.requestId","route":"$context.routeKey","ua":"$context.identity.userAgent"}', "http"),
+    ("$context.requestId", "rest"),
+    ("$context.status $context.requestId", "http"),
+]
+
+EXCHANGES: list[dict[str, Any]] = [
+    {},
+    {"http10": True, "resp_len": -1, "int_ms": -1.0, "t_int": 0.0, "method": "PROPFIND"},
+    {"resp_len": 123456, "proto": SimpleNamespace(peer="", fwd=[], host=b"")},
+    {
+        "p_fwd": [b"user-agent: evil\r\n"],
+        "p_host": b"x.example.org",
+        "p_api_key": b"key\xe9",
+        "p_key_id": "kid-1",
+        "url": None,
+        "p_path": "/a\nb",
+    },
+]
+
+
+def bytes_line(
+    impl: ModuleType, fmt_text: str, kind: Kind, ex: Any, route: Any, status: int, now: float
+) -> bytes:
+    fmt = compile_format(fmt_text, kind)
+    line = impl.AccessLine(
+        fmt, None, access._slots(fmt), access._compile_render(fmt), access._Values, access.writer_for
+    )
+    buf = bytearray(b"queued\n")
+    line.render_into(buf, ex, route, status, now)
+    line.render_into(buf, ex, route, status, now)  # the route's program, cached
+    assert buf.startswith(b"queued\n")
+    first, second = bytes(buf[7:]).split(b"\n")[:2]
+    assert bytes(buf).endswith(b"\n")
+    return first if first == second else b"<time moved>"
+
+
+@pytest.mark.parametrize("fmt_text, kind", FORMATS)
+@pytest.mark.parametrize("over", range(len(EXCHANGES)))
+def test_bytes_are_the_str_renderers_line_encoded(
+    impl: ModuleType, fmt_text: str, kind: Kind, over: int
+) -> None:
+    ex = make_exchange(**EXCHANGES[over])
+    route = make_route()
+    now = time.monotonic()
+    render = access._compile_render(compile_format(fmt_text, kind))
+    for _ in range(3):  # requestTime / requestTimeEpoch: retry across a clock tick
+        before = render(ex, route, 200, now)
+        got = bytes_line(impl, fmt_text, kind, ex, route, 200, now)
+        if render(ex, route, 200, now) == before:
+            break
+    assert got == before.encode("utf-8", "replace")
+    assert b"\n" not in got and b"\r" not in got
+
+
+def test_route_constants_are_folded_escaped(impl: ModuleType) -> None:
+    route = make_route(key="GET /a\r\nb", template="")
+    got = bytes_line(
+        impl, "$context.requestId $context.resourcePath", "rest", make_exchange(), route, 200, 0.0
+    )
+    assert got == b"c6af9ac6-7b61-11e6-9a41-93e8deadbeef GET /a\\r\\nb"
+
+
+def test_loop_writer_queues_bytes_and_drops_past_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "access.log"
+    writer = access.LoopWriter(str(path))
+    log = access.StageAccessLog(compile_format("$context.requestId $context.status", "rest"), str(path))
+    monkeypatch.setitem(access._WRITERS, str(path), writer)
+    ex, route = make_exchange(), make_route()
+    log.emit(ex, route, 200, 0.0)
+    writer.write("ws é")  # the WebSocket stages' str lines share the queue
+    assert log.buf is writer.buf
+    assert writer.queued == len(writer.buf) > 0
+    writer.flush()
+    assert writer.queued == 0
+    assert path.read_bytes() == b"c6af9ac6-7b61-11e6-9a41-93e8deadbeef 200\nws \xc3\xa9\n"
+    writer.buf += b"x" * (access._impl.MAX_QUEUED + 1)
+    log.emit(ex, route, 200, 0.0)
+    writer.write("dropped too")
+    assert writer.dropped == 2
+    writer.close()
