@@ -14,6 +14,7 @@ cdef dict _METHODS
 cdef object _time, _round
 cdef Py_ssize_t _clf_sec
 cdef bytes _clf_text
+cdef bint _COMPILED
 
 @cython.locals(sec=Py_ssize_t)
 cdef bytes _clf_bytes(double t)

@@ -23,9 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import cython
-
 from fastgw.telemetry.accesslog import _quote, _text
+
+#: This source runs as ``_access_c`` (compiled, where the C branches below apply) or as
+#: ``_access_py`` (plain Python, where no ``cython`` module may be installed at run time).
+_COMPILED = __name__.endswith("_access_c")
 
 #: Bytes queued per destination before new lines are dropped (counted).
 MAX_QUEUED = 4 * 1024 * 1024
@@ -93,7 +95,7 @@ def _clf_time(epoch: float) -> str:
 
 def _clf_bytes(t: float) -> bytes:
     global _clf_sec, _clf_text
-    sec = cython.cast(cython.Py_ssize_t, t)  # int(t)
+    sec = int(t)
     if sec != _clf_sec:
         _clf_text = _clf_time(t).encode()
         _clf_sec = sec
@@ -167,7 +169,7 @@ class AccessLine:
         if len(buf) > MAX_QUEUED:
             self.writer.dropped += 1
             return
-        if cython.compiled:
+        if _COMPILED:
             self._render(buf, ex, route, status, now)
         else:  # PERF: in Python the generated str renderer is the faster one (same text)
             buf += self.render(ex, route, status, now).encode("utf-8", "replace")
@@ -272,7 +274,7 @@ def _append(buf: bytearray, lits: tuple[bytes, ...], vals: list[bytes], n: int) 
 
     PERF: compiled, the parts are copied into the bytearray once it has been resized to their
     total length (no list of parts, no joined copy)."""
-    if cython.compiled:
+    if _COMPILED:
         size = PyBytes_GET_SIZE(lits[n])  # noqa: F821
         for i in range(n):
             size += PyBytes_GET_SIZE(lits[i]) + PyBytes_GET_SIZE(vals[i])  # noqa: F821

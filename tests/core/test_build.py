@@ -114,3 +114,23 @@ def test_no_extensions_binds_the_python_twins() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_python_twins_import_without_cython() -> None:
+    """An installed fastgw has no Cython at run time: every pure-Python twin must import without
+    it (FASTGW_NO_EXTENSIONS=1 uses them)."""
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+        sys.modules["cython"] = None  # as on a machine where only the wheel is installed
+        for name in (
+            "fastgw.server._protocol_py", "fastgw.telemetry._tracing_py", "fastgw.telemetry._access_py",
+            "fastgw_core._router_py", "fastgw_core._urlnorm_py", "fastgw_core._headers_py",
+            "fastgw_core._reqhead_py", "fastgw_core._limits_py", "fastgw_core._cachekey_py",
+            "fastgw_core._stats_py",
+        ):
+            importlib.import_module(name)
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
