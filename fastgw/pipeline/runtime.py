@@ -265,14 +265,7 @@ class RoutePipeline:
                         return rp.resource_policy_deny_reply(arn, policy_result == la.EXPLICIT_DENY)
             route = self.route
             if not self.early_gate:
-                if route.api_key_required:
-                    if self.key_from_authorizer:
-                        key = req.usage_key.encode() if req.usage_key is not None else None
-                    else:
-                        key = req.api_key.encode("latin-1") if req.api_key is not None else None
-                    holder = KeyHolder(key)
-                else:
-                    holder = _NO_KEY  # the gate reads no key for this route
+                holder = self._key_holder(req)
                 verdict = svc.gate.admit(route, holder, svc.loop.time())  # type: ignore[arg-type]
                 if verdict is not None:
                     if type(verdict) is not LocalReply:
@@ -344,6 +337,16 @@ class RoutePipeline:
                 )
             return replies.INTERNAL_ERROR
 
+    def _key_holder(self, req: Request) -> KeyHolder:
+        """The API key the traffic gate reads for ``req`` (none unless the route requires one)."""
+        if not self.route.api_key_required:
+            return _NO_KEY
+        if self.key_from_authorizer:
+            key = req.usage_key.encode() if req.usage_key is not None else None
+        else:
+            key = req.api_key.encode("latin-1") if req.api_key is not None else None
+        return KeyHolder(key)
+
     async def run_authorized(self, req: Request, svc: Services) -> Any:
         """``run`` for a route that has only an authorizer in front of its integration (no
         plugins, IAM, resource policy, validation, compression, CORS or pipeline cache).
@@ -361,16 +364,8 @@ class RoutePipeline:
                 trace.authorizer(t, svc.loop.time(), auth.type, denied is None)
             if denied is not None:
                 return denied
-            route = self.route
-            if route.api_key_required:
-                if self.key_from_authorizer:
-                    key = req.usage_key.encode() if req.usage_key is not None else None
-                else:
-                    key = req.api_key.encode("latin-1") if req.api_key is not None else None
-                holder = KeyHolder(key)
-            else:
-                holder = _NO_KEY
-            verdict = svc.gate.admit(route, holder, svc.loop.time())  # type: ignore[arg-type]
+            holder = self._key_holder(req)
+            verdict = svc.gate.admit(self.route, holder, svc.loop.time())  # type: ignore[arg-type]
             if verdict is not None:
                 if type(verdict) is not LocalReply:
                     verdict = await verdict  # type: ignore[misc]
