@@ -27,7 +27,7 @@ from fastgw.telemetry.accesslog import AccessLogFormat, compile_format, preset
 if TYPE_CHECKING:
     from fastgw.websocket.connection import WsConnection
 
-__all__ = ["WsAccessLog", "compile_ws_access_log"]
+__all__ = ["WsAccessLog", "WsEvent", "compile_ws_access_log"]
 
 
 class WsEvent:
@@ -50,7 +50,7 @@ class WsEvent:
         self,
         conn: WsConnection,
         event_type: str,
-        route_key: str,
+        route_key: str | None,
         request_id: str,
         status: int,
         ms: float,
@@ -146,22 +146,10 @@ class WsAccessLog:
     def render(self, event: WsEvent) -> str:
         return self.format.render_values([g(event) for g in self.getters])
 
-    def emit(
-        self,
-        conn: WsConnection,
-        event_type: str,
-        route_key: str,
-        request_id: str,
-        status: int,
-        ms: float,
-        int_ms: float | None,
-        error: str | None,
-        message_id: str | None = None,
-    ) -> None:
+    def emit(self, event: WsEvent) -> None:
         writer = self.writer
         if writer is None:
             writer = self.writer = writer_for(self.destination)
-        event = WsEvent(conn, event_type, route_key, request_id, status, ms, int_ms, error, message_id)
         writer.write(self.render(event))
 
 

@@ -53,6 +53,7 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from fastgw.websocket import events
+from fastgw.websocket.accesslog import WsEvent
 from fastgw.websocket.authorizer import Refusal
 from fastgw.websocket.integrations import (
     Answer,
@@ -224,17 +225,9 @@ class WsConnection(asyncio.Protocol):
         access_log = self.stage.access_log
         if access_log is not None:
             ms = (now - started) * 1000.0
-            access_log.emit(
-                self,
-                event_type,
-                route_key,
-                rid,
-                status,
-                ms,
-                ms if integrated else None,
-                _LOG_ERRORS.get(status) if error == "" else error,
-                message_id,
-            )
+            error = _LOG_ERRORS.get(status) if error == "" else error
+            int_ms = ms if integrated else None
+            access_log.emit(WsEvent(self, event_type, route_key, rid, status, ms, int_ms, error, message_id))
 
     # ------------------------------------------------------------------ lookups
     def header(self, name: str) -> str | None:
