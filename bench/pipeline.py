@@ -122,7 +122,11 @@ def mapped_messages() -> tuple[bytes, bytes, bytes]:
     return request, response, b'{"wrapped": %s}' % JSON_BODY.encode()
 
 
-def build(keyed: bool = False, mapped: bool = False) -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
+def build(
+    keyed: bool = False, mapped: bool = False, text: str | None = None
+) -> tuple[Any, Any, MemoryTransport, MemoryTransport]:
+    """The client and upstream protocols of one worker on in-memory transports; ``text``: a
+    config of the caller's (its first stage must route ``GET /small`` to the upstream)."""
     import uvloop
 
     from fastgw.config.compile import compile_config
@@ -132,7 +136,9 @@ def build(keyed: bool = False, mapped: bool = False) -> tuple[Any, Any, MemoryTr
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    snapshot = compile_config(load_config_text(mapped_config() if mapped else config(keyed)))
+    if text is None:
+        text = mapped_config() if mapped else config(keyed)
+    snapshot = compile_config(load_config_text(text))
     worker = Worker(snapshot, loop)
     client, client_t = HttpProtocol(worker), MemoryTransport()
     client.connection_made(client_t)

@@ -20,14 +20,14 @@ a batch is queued its export body is built as the export thread builds it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.pipeline import HUGE, REQUEST, RESPONSE, MemoryTransport
+from bench.pipeline import HUGE, REQUEST, RESPONSE
+from bench.pipeline import build as build_protocols
 
 TRACE_BATCH = 4096  # bench.load --telemetry's max_export_batch_size
 FLUSH_EVERY = 5000  # requests per access log flush (100 ms at ~50k req/s)
@@ -56,26 +56,10 @@ apis:
 
 def build(access_log: str | None, tracing: bool) -> tuple[Callable[[], None], Any]:
     """A function driving one request through a fresh worker, and that worker."""
-    import uvloop
-
-    from fastgw.config.compile import compile_config
-    from fastgw.config.load import load_config_text
-    from fastgw.server.protocol import HttpProtocol, UpstreamConnection
-    from fastgw.server.worker import Worker
     from fastgw.telemetry import access
 
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    snapshot = compile_config(load_config_text(config(access_log, tracing)))
-    worker = Worker(snapshot, loop)
-    client, client_t = HttpProtocol(worker), MemoryTransport()
-    client.connection_made(client_t)
-    target = snapshot.stages[0].trie.match("GET", "/small").value.integration.targets[0]
-    pool = worker.pools.get(target)
-    upstream, upstream_t = UpstreamConnection(pool), MemoryTransport()
-    upstream.connection_made(upstream_t)
-    pool.all.add(upstream)
-    pool.idle.append(upstream)
+    client, upstream, client_t, upstream_t = build_protocols(text=config(access_log, tracing))
+    worker = client.worker
     tracer = worker.tracer
     count = [0]
 
