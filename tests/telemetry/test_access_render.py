@@ -4,7 +4,6 @@ format; the event loop's bytes queue (``LoopWriter``)."""
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -14,6 +13,7 @@ import pytest
 
 from fastgw.telemetry import access
 from fastgw.telemetry.accesslog import PRESETS, Kind, compile_format
+from tests.telemetry.conftest import Route, twin
 
 BUILDS = ["fastgw.telemetry._access_py", "fastgw.telemetry._access_c"]
 
@@ -21,15 +21,8 @@ BUILDS = ["fastgw.telemetry._access_py", "fastgw.telemetry._access_c"]
 @pytest.fixture(params=BUILDS)
 def impl(request: pytest.FixtureRequest) -> ModuleType:
     if request.param.endswith("_c") and not access.COMPILED:
-        pytest.skip("compiled build not selected (FASTGW_NO_EXTENSIONS) or not built")
-    try:
-        return importlib.import_module(request.param)
-    except ImportError:
-        pytest.skip(f"{request.param} is not built")
-
-
-class Route(SimpleNamespace):
-    __hash__ = object.__hash__  # routes are keys by identity (RouteRuntime: eq=False)
+        pytest.skip("compiled build not selected (FASTGW_NO_EXTENSIONS)")
+    return twin(request)
 
 
 def make_route(key: str = "GET /pets/{petId}", template: str = "/pets/{petId}") -> Any:

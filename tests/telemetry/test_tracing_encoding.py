@@ -3,26 +3,20 @@ encoder (``encode_span`` over ``attr_*``) and the official ``opentelemetry-proto
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from tests.telemetry.conftest import Route, twin
+
 BUILDS = ["fastgw.telemetry._tracing_py", "fastgw.telemetry._tracing_c"]
 
 
 @pytest.fixture(params=BUILDS)
 def impl(request: pytest.FixtureRequest) -> ModuleType:
-    try:
-        return importlib.import_module(request.param)
-    except ImportError:
-        pytest.skip(f"{request.param} is not built")
-
-
-class Route(SimpleNamespace):
-    __hash__ = object.__hash__  # routes are keys by identity (RouteRuntime: eq=False)
+    return twin(request)
 
 
 def make_route(method: str = "ANY", template: str = "/pets/{id}") -> Any:
