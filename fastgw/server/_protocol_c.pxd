@@ -2,6 +2,10 @@
 # the source of both builds; this file only declares what the compiled build makes C-level:
 # attribute layouts (extension types) and methods called from inside the module (cpdef).
 
+cimport cython
+
+cdef unsigned long long _rid
+
 cdef class Exchange
 cdef class UpstreamConnection
 cdef class UpstreamPool
@@ -34,6 +38,10 @@ cdef class HttpProtocol:
     cdef public object xfwd_host_key
     cdef public object tls_name, tls_cert
     cdef public object ws
+    # PERF: bound methods and per-worker values read on every request, fetched once.
+    cdef public object clock, twrite
+    cdef public set waiting
+    cdef public bytes rid_prefix
 
     cpdef _reset_request(self)
     cpdef _pause_reading(self, int reason)
@@ -45,6 +53,7 @@ cdef class HttpProtocol:
     cpdef on_message_complete(self)
 
 
+@cython.freelist(64)
 cdef class Exchange:
     cdef public HttpProtocol proto
     cdef public UpstreamConnection conn
@@ -92,7 +101,7 @@ cdef class Exchange:
 cdef class UpstreamConnection:
     cdef public UpstreamPool pool
     cdef public Exchange client
-    cdef public object transport, parser
+    cdef public object transport, parser, twrite
     cdef public bytes head_buf
     cdef public double idle_since
     cdef public bint awaiting_head, got_bytes, reused, skip_body
@@ -103,7 +112,7 @@ cdef class UpstreamConnection:
 
 
 cdef class UpstreamPool:
-    cdef public object target, settings, loop, waiters
+    cdef public object target, settings, loop, waiters, clock
     cdef public list idle
     cdef public set all
     cdef public int connecting, failures

@@ -66,6 +66,8 @@ from fastgw_core.reqhead import parse_request_head
 from fastgw_core.urlnorm import normalize_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastgw.config.compile import (
         ProxyIntegration,
         RouteRuntime,
@@ -106,6 +108,8 @@ _REQ_SPECIAL: dict[bytes, int] = {
     b"x-api-key": _H_APIKEY,  # read by the traffic gate, and forwarded
 }
 _METHODS: dict[bytes, str] = {}
+# Requests this process has numbered: a request id is its worker's random prefix and this count.
+_rid = 0
 
 
 class _MethodBytes(dict[str, bytes]):
@@ -122,6 +126,11 @@ _METHOD_BYTES = _MethodBytes()
 _PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
 _PAUSE_PIPELINE = 2  # too many pipelined requests / bytes queued
 _PAUSE_HALT = 4  # the connection is ending; never resumed
+
+
+def _no_write(data: bytes) -> None:
+    """``HttpProtocol.twrite`` before ``connection_made``."""
+    raise RuntimeError("no transport yet")
 
 
 class _Stop(Exception):
@@ -207,6 +216,7 @@ class HttpProtocol:
         "body_bytes",
         "body_start",
         "cl",
+        "clock",
         "completed",
         "conn_tokens",
         "cur",
@@ -238,6 +248,7 @@ class HttpProtocol:
         "pools",
         "queue",
         "raw_left",
+        "rid_prefix",
         "t_body",
         "t_header",
         "t_keepalive",
@@ -245,8 +256,10 @@ class HttpProtocol:
         "tls_cert",
         "tls_name",
         "transport",
+        "twrite",
         "upgrade",
         "url",
+        "waiting",
         "worker",
         "write_paused",
         "ws",
@@ -261,6 +274,10 @@ class HttpProtocol:
         # Global
         self.worker = worker
         self.loop = worker.loop
+        # PERF: bound once, not looked up on every call (``loop.time`` several times a request).
+        self.clock = worker.loop.time
+        self.waiting = worker.waiting
+        self.rid_prefix = worker.rid_prefix
         self.pools = worker.pools
         limits = self.limits = worker.limits
         # PERF: the limits read on every request, copied out of the config Struct once.
@@ -275,6 +292,7 @@ class HttpProtocol:
         self.t_keepalive = limits.keepalive_timeout
         # Per connection
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.twrite: Callable[[bytes], None] = _no_write
         self.parser = httptools.HttpRequestParser(self)
         self.peer = ""
         self.local_port = ""
@@ -327,6 +345,7 @@ class HttpProtocol:
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.twrite = transport.write  # type: ignore[attr-defined]
         worker = self.worker
         worker.connections.add(self)
         peer = transport.get_extra_info("peername")
@@ -350,10 +369,10 @@ class HttpProtocol:
                 pass
         set_nodelay(transport)
         transport.set_write_buffer_limits(high=self.limits.write_high_water)  # type: ignore[attr-defined]
-        self.deadline = self.loop.time() + self.t_header
+        self.deadline = self.clock() + self.t_header
         self.deadline_reply = replies.REQUEST_TIMEOUT
         if worker.draining:
-            self.deadline = self.loop.time() + 0.5
+            self.deadline = self.clock() + 0.5
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.connections.discard(self)
@@ -509,7 +528,7 @@ class HttpProtocol:
             self.in_head = True
         self.head_bytes = 0
         if self.active is None and not self.queue:
-            self.deadline = self.loop.time() + self.t_header
+            self.deadline = self.clock() + self.t_header
             self.deadline_reply = replies.REQUEST_TIMEOUT
 
     def on_url(self, url: bytes) -> None:
@@ -612,7 +631,7 @@ class HttpProtocol:
                 ex.body_len = n
         if ex.body_mode:
             self.body_bytes = 0
-            self.body_start = self.loop.time()
+            self.body_start = self.clock()
             if self.active is None and not self.queue:
                 self.deadline = self.body_start + self.t_body
                 self.deadline_reply = replies.REQUEST_TIMEOUT
@@ -636,7 +655,7 @@ class HttpProtocol:
         if self.body_bytes > self.lim_body:
             raise _Reject(replies.PAYLOAD_TOO_LARGE)
         if self.deadline:
-            now = self.loop.time()
+            now = self.clock()
             self.deadline = now + self.t_body
             elapsed = now - self.body_start
             if elapsed > self.t_body and self.body_bytes < elapsed * self.min_body_rate:
@@ -760,10 +779,10 @@ class HttpProtocol:
             self.transport.close()
             return
         if self.cur is None:
-            self.deadline = self.loop.time() + self.t_keepalive
+            self.deadline = self.clock() + self.t_keepalive
             self.deadline_reply = None
         else:
-            self.deadline = self.loop.time() + self.t_body
+            self.deadline = self.clock() + self.t_body
             self.deadline_reply = replies.REQUEST_TIMEOUT
         if self.write_paused is False and self.paused & _PAUSE_UPSTREAM:
             self._resume_reading(_PAUSE_UPSTREAM)
@@ -1008,7 +1027,7 @@ class Exchange:
         # Metrics (fastgw.telemetry): when the request head was in, when the integration
         # request left and how long its response took (ms, -1: none), the cache outcome
         # (0: no cache, 1: hit, 2: miss).
-        self.t0 = proto.loop.time()
+        self.t0 = proto.clock()
         self.url = b""
         self.resp_len = -1  # body bytes sent (access logs' responseLength), -1: not known
         self.t_int = 0.0
@@ -1027,12 +1046,13 @@ class Exchange:
         self.p_inner = ""
         self.p_key_id: str | None = None
         worker = proto.worker
-        worker.rid += 1
-        self.request_id = request_id(worker.rid_prefix, worker.rid)
+        global _rid
+        _rid += 1
+        self.request_id = request_id(proto.rid_prefix, _rid)
         # Tracing (fastgw.telemetry.tracing): the sampled request's trace, None otherwise.
         tracer = worker.tracer
         self.trace = tracer.begin(proto.fwd) if tracer is not None else None
-        self.snapshot: RuntimeSnapshot = proto.worker.snapshot
+        self.snapshot: RuntimeSnapshot = worker.snapshot
 
     # ------------------------------------------------------------------ request side
     def prepare(self, url: bytes) -> None:
@@ -1104,11 +1124,11 @@ class Exchange:
         pipeline = route.pipeline
         if pipeline is not None and pipeline.fast_auth is not None:  # type: ignore[attr-defined]
             # A JWT-only proxy route: a token this worker verified goes on the fast path.
-            t = proto.loop.time() if self.trace is not None else 0.0
+            t = proto.clock() if self.trace is not None else 0.0
             if pipeline.fast_auth.head_allows(proto.fwd, route):  # type: ignore[attr-defined]
                 pipeline = None
                 if self.trace is not None:
-                    self.trace.authorizer(t, proto.loop.time(), "JWT", True)
+                    self.trace.authorizer(t, proto.clock(), "JWT", True)
         if pipeline is not None:
             self.pipeline = pipeline
             self.params = match.params
@@ -1117,7 +1137,21 @@ class Exchange:
                     self.capture(proto.fwd, host, path, inner)
                 return  # the pipeline runs the gate itself (after its authorizer, as AWS does)
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
-        verdict = proto.worker.gate.admit(route, proto, proto.loop.time())
+        gate = proto.worker.gate
+        table = gate.local
+        if table is not None and not route.api_key_required:
+            # PERF: Gate.admit's path for a route without an API key on the embedded backend,
+            # inline: the route's throttle levels (route, stage, gateway), nothing else.
+            levels = route.levels
+            b = levels.single
+            if b is not None:
+                wait = table.take(b.slot, b.rate, b.burst, proto.clock())
+                verdict = None if wait == 0.0 else gate.throttled(levels, (0, wait))
+            else:
+                got = table.take_many(levels.slots, levels.rates, levels.bursts, proto.clock())
+                verdict = None if got[0] == -1 else gate.throttled(levels, got)
+        else:
+            verdict = gate.admit(route, proto, proto.clock())
         if verdict is not None:
             if type(verdict) is LocalReply:
                 self.local_error = verdict  # type: ignore[assignment]
@@ -1129,10 +1163,10 @@ class Exchange:
             cache = route.cache
             if cache is not None and cache.early and self.gate is None:
                 # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK.
-                t = proto.loop.time()
+                t = proto.clock()
                 got = cache.lookup_head(self.method, proto.fwd, self.query, match.params, t)
                 if self.trace is not None and got is not None:
-                    self.trace.cache_lookup(t, proto.loop.time(), type(got) is not bytes)
+                    self.trace.cache_lookup(t, proto.clock(), type(got) is not bytes)
                 if type(got) is bytes:
                     self.cache_key = got
                     self.cache_state = 2
@@ -1210,10 +1244,10 @@ class Exchange:
             if cache is not None and cache.early and self.cache_state == 0 and self.cache_key is None:
                 # The gate waited for the shared store (Redis), so the head's cache lookup was
                 # not made: make it now.
-                t = self.proto.loop.time()
+                t = self.proto.clock()
                 got = cache.lookup_head(self.method, self.p_fwd, self.query, self.params, t)
                 if self.trace is not None and got is not None:
-                    self.trace.cache_lookup(t, self.proto.loop.time(), type(got) is not bytes)
+                    self.trace.cache_lookup(t, self.proto.clock(), type(got) is not bytes)
                 if type(got) is bytes:
                     self.cache_key = got
                     self.cache_state = 2
@@ -1224,13 +1258,13 @@ class Exchange:
             if self.request_done:
                 self.start_pipeline()
             elif self.expect:
-                self.proto.transport.write(CONTINUE_100)
+                self.proto.twrite(CONTINUE_100)
             return
         if self.integration is None:
             self.respond_local(route.integration.reply)  # type: ignore[union-attr]
             return
         if self.expect and not self.request_done:
-            self.proto.transport.write(CONTINUE_100)
+            self.proto.twrite(CONTINUE_100)
         self.dispatch()
 
     def _gate_done(self, fut: asyncio.Future[LocalReply | None]) -> None:
@@ -1240,16 +1274,16 @@ class Exchange:
             fut.exception()  # retrieved: a cancelled exchange's admission is dropped
 
     def start_pipeline(self) -> None:
-        worker = self.proto.worker
-        self.deadline = self.proto.loop.time() + self.pipeline.deadline  # type: ignore[attr-defined]
-        worker.waiting.add(self)
-        _launch_pipeline(self, worker.services)
+        proto = self.proto
+        self.deadline = proto.clock() + self.pipeline.deadline  # type: ignore[attr-defined]
+        proto.waiting.add(self)
+        _launch_pipeline(self, proto.worker.services)
 
     def pipeline_proxy(self, integ: object, target: bytes, head: bytes | None, body: bytes) -> None:
         """The pipeline admitted the request: proxy it (as edited) on this worker's pools and
         stream the response back, as the fast path does. The body is whole by now. ``head``
         None: the request is as received; its upstream head is built from the captured head."""
-        self.proto.worker.waiting.discard(self)
+        self.proto.waiting.discard(self)
         if self.proto.active is not self or self.response_started:
             return
         if _BAD_TARGET.search(target) is not None:
@@ -1296,10 +1330,10 @@ class Exchange:
         if fut is not None and not fut.done():
             # The pipeline goes on (response mapping, plugins) under its own deadline again.
             self.deadline = self.p_deadline
-            self.proto.worker.waiting.add(self)
+            self.proto.waiting.add(self)
             fut.set_result(result)
         else:
-            self.proto.worker.waiting.discard(self)
+            self.proto.waiting.discard(self)
 
     def _build_pipeline_head(self, target: bytes) -> None:
         """The upstream head of an unedited pipeline request, from the captured header lines."""
@@ -1314,7 +1348,7 @@ class Exchange:
 
     def pipeline_done(self, reply: LocalReply) -> None:
         """The pipeline's answer (its Task is done)."""
-        self.proto.worker.waiting.discard(self)
+        self.proto.waiting.discard(self)
         if self.proto.active is self and not self.response_started:
             self.respond_local(reply)
 
@@ -1374,13 +1408,13 @@ class Exchange:
 
     def dispatch(self) -> None:
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
-        worker = self.proto.worker
-        now = self.proto.loop.time()
+        proto = self.proto
+        now = proto.clock()
         self.t_int = now
-        pool = self.proto.pools.pick(integ, now)
+        pool = proto.pools.pick(integ, now)
         self.pool = pool
         self.deadline = now + integ.timeout
-        worker.waiting.add(self)
+        proto.waiting.add(self)
         pool.acquire(self)
 
     def request_body(self, data: bytes) -> None:
@@ -1463,7 +1497,7 @@ class Exchange:
         if self.proto.active is not self:
             return
         if self.response_started:
-            self.proto.worker.waiting.discard(self)
+            self.proto.waiting.discard(self)
             self.flush_out()
             self.proto.transport.abort()
             route = self.route
@@ -1479,7 +1513,7 @@ class Exchange:
         if self.collect is not None:
             self._collected(replies.INTEGRATION_FAILURE)
             return
-        self.proto.worker.waiting.discard(self)
+        self.proto.waiting.discard(self)
         self.respond_local(replies.INTEGRATION_FAILURE)
 
     def response_flags(self) -> int:
@@ -1524,7 +1558,7 @@ class Exchange:
         self.resp_chunked = bool(out_flags & OUT_CHUNKED)
         # The integration deadline now bounds the wait between body reads (the exchange stays
         # in worker.waiting until upstream_done).
-        self.deadline = proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+        self.deadline = proto.clock() + self.integration.timeout  # type: ignore[union-attr]
         self.response_started = True
         # PERF: the head is not written here but gathered with the body bytes of the same
         # upstream read and written once (flush_out): one send() per read, not two.
@@ -1547,7 +1581,7 @@ class Exchange:
             self.buf_bytes = size
             self.up_buf.append(data)  # type: ignore[union-attr]
             return
-        self.deadline = self.proto.loop.time() + self.integration.timeout  # type: ignore[union-attr]
+        self.deadline = self.proto.clock() + self.integration.timeout  # type: ignore[union-attr]
         self.resp_len += len(data)
         if self.resp_chunked:
             self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
@@ -1558,18 +1592,18 @@ class Exchange:
         """Write what the last upstream read produced, in one call."""
         out = self.out
         if out:
-            self.proto.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.proto.twrite(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
 
     def upstream_done(self, keep_alive: bool) -> None:
         conn = self.conn
         self.conn = None
-        self.proto.worker.waiting.discard(self)
+        self.proto.waiting.discard(self)
         if conn is not None:
             conn.release(keep_alive and self.request_done)
         t_int = self.t_int
         if t_int:
-            self.int_ms = (self.proto.loop.time() - t_int) * 1000.0
+            self.int_ms = (self.proto.clock() - t_int) * 1000.0
         if self.collect is not None:
             buf = self.up_buf
             body = (buf[0] if len(buf) == 1 else b"".join(buf)) if buf else b""
@@ -1609,10 +1643,10 @@ class Exchange:
             conn_line,
         )
         if self.method == "HEAD":
-            proto.transport.write(head)
+            proto.twrite(head)
             self.resp_len = 0
         else:
-            proto.transport.write(head + reply.body)
+            proto.twrite(head + reply.body)
             self.resp_len = len(reply.body)
         self.response_done = True
         route = self.route
@@ -1621,7 +1655,7 @@ class Exchange:
         else:
             proto.worker.unmatched += 1  # no route: no stage, no route, or refused at the head
             if self.trace is not None:
-                proto.worker.tracer.finish(self, None, reply.status, proto.loop.time())
+                proto.worker.tracer.finish(self, None, reply.status, proto.clock())
         if self.request_done:
             proto.exchange_done(self)
         elif not self.keep_alive:
@@ -1630,7 +1664,7 @@ class Exchange:
     def observe(self, route: RouteRuntime, status: int) -> None:
         """Count the finished response in the route's metrics (fastgw.telemetry.metrics) and
         write its access log line (fastgw.telemetry.access)."""
-        now = self.proto.loop.time()
+        now = self.proto.clock()
         stats = route.stats
         if stats is not None:
             int_ms = self.int_ms
@@ -1674,7 +1708,7 @@ class Exchange:
             task.cancel()
         conn = self.conn
         self.conn = None
-        self.proto.worker.waiting.discard(self)
+        self.proto.waiting.discard(self)
         if conn is not None:
             conn.abort()
         elif self.pool is not None:
@@ -1702,11 +1736,13 @@ class UpstreamConnection:
         "reused",
         "skip_body",
         "transport",
+        "twrite",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
+        self.twrite: Callable[[bytes], None] = _no_write
         self.parser = httptools.HttpResponseParser(self)
         self.client: Exchange | None = None
         self.head_buf = b""
@@ -1719,6 +1755,7 @@ class UpstreamConnection:
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.twrite = transport.write  # type: ignore[attr-defined]
         set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -1819,7 +1856,7 @@ class UpstreamConnection:
         self.got_bytes = False
         self.awaiting_head = True
         self.head_buf = b""
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.twrite(data)
 
     def abort(self) -> None:
         self.client = None
@@ -1844,6 +1881,7 @@ class UpstreamPool:
 
     __slots__ = (
         "all",
+        "clock",
         "connecting",
         "ejected_until",
         "failures",
@@ -1858,6 +1896,7 @@ class UpstreamPool:
         self.target = target
         self.settings = settings
         self.loop = loop
+        self.clock = loop.time
         self.idle: list[UpstreamConnection] = []
         self.all: set[UpstreamConnection] = set()
         self.connecting = 0
@@ -1925,7 +1964,7 @@ class UpstreamPool:
         if len(self.idle) >= self.settings.max_idle:
             conn.abort()
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = self.clock()
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
@@ -1941,7 +1980,7 @@ class UpstreamPool:
     def record_failure(self) -> None:
         self.failures += 1
         if self.failures >= self.settings.eject_after:
-            self.ejected_until = self.loop.time() + self.settings.eject_seconds
+            self.ejected_until = self.clock() + self.settings.eject_seconds
             self.failures = 0
             log.warning(
                 "upstream target ejected",

@@ -232,11 +232,11 @@ class Gate:
             if b is not None:
                 wait = table.take(b.slot, b.rate, b.burst, now)
                 if wait != 0.0:
-                    return self._throttled(levels, (0, wait))
+                    return self.throttled(levels, (0, wait))
             else:
                 got = table.take_many(levels.slots, levels.rates, levels.bursts, now)
                 if got[0] != -1:
-                    return self._throttled(levels, got)
+                    return self.throttled(levels, got)
             if binding is None:
                 return None
             ts = time.time()
@@ -261,7 +261,7 @@ class Gate:
         if type(got) is not tuple:
             return asyncio.ensure_future(self._admit_later(got, binding, levels))  # type: ignore[arg-type]
         if got[0] != -1:
-            return self._throttled(levels, got)
+            return self.throttled(levels, got)
         return self._count(binding)
 
     async def _admit_later(
@@ -269,13 +269,13 @@ class Gate:
     ) -> LocalReply | None:
         got = await pending
         if got[0] != -1:
-            return self._throttled(levels, got)
+            return self.throttled(levels, got)
         res = self._count(binding)
         if isinstance(res, asyncio.Future):
             return await res
         return res
 
-    def _throttled(self, levels: Levels, got: tuple[int, float]) -> LocalReply:
+    def throttled(self, levels: Levels, got: tuple[int, float]) -> LocalReply:
         self.refused += 1
         if not self.headers:
             return TOO_MANY_REQUESTS
