@@ -15,9 +15,10 @@ from fastgw_core.includes.http cimport (
     eq_lower,
     find_head_end,
     is_ows,
+    is_tchar,
     is_valchar,
+    all_valchar,
     lower,
-    strict_field,
 )
 
 from fastgw_core.errors import HeadError
@@ -53,8 +54,48 @@ cdef int _hop_kind(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     return 0
 
 
+cdef struct Head:
+    # One upstream response head, as pass 1 (``_scan`` or ``relay_response``) found it.
+    Py_ssize_t sl_end  # the status line's CR
+    Py_ssize_t sp  # the space before the status code
+    int status
+    int nlines
+    int ntok
+    Py_ssize_t cl_s, cl_e  # the Content-Length value (cl_s -1: none)
+    bint has_te
+    Py_ssize_t starts[MAX_LINES]
+    Py_ssize_t ends[MAX_LINES]
+    Py_ssize_t name_ends[MAX_LINES]
+    int kinds[MAX_LINES]
+    Py_ssize_t tok_s[MAX_TOKENS]  # the Connection header's tokens (headers they name are dropped)
+    Py_ssize_t tok_e[MAX_TOKENS]
+
+
 def rewrite_response_head(bytes raw, bytes request_id, int flags):
     return _rewrite(raw, request_id, flags)
+
+
+cdef int _add_tokens(const unsigned char* p, Py_ssize_t vs, Py_ssize_t ve, Head* h) noexcept nogil:
+    """Record the comma-separated tokens of a Connection value p[vs:ve]; -1: too many."""
+    cdef Py_ssize_t ts = vs, te, a, b
+    while ts < ve:
+        te = ts
+        while te < ve and p[te] != 44:
+            te += 1
+        a = ts
+        b = te
+        while a < b and is_ows(p[a]):
+            a += 1
+        while b > a and is_ows(p[b - 1]):
+            b -= 1
+        if b > a:
+            if h.ntok == MAX_TOKENS:
+                return -1
+            h.tok_s[h.ntok] = a
+            h.tok_e[h.ntok] = b
+            h.ntok += 1
+        ts = te + 1
+    return 0
 
 
 cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
@@ -62,39 +103,38 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
     cdef Py_ssize_t end = -1, i, j, k
     cdef const unsigned char* q
+    cdef Head h
     end = find_head_end(p, 0, n)
     if end < 0:
         raise HeadError("response head is not terminated by CRLF CRLF")
     # Status line.
-    cdef Py_ssize_t sl_end = end
+    h.sl_end = end
     q = <const unsigned char*>memchr(p, 13, end + 1)
     if q != NULL:
-        sl_end = q - p
-    if sl_end < 5 or not (p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47):
+        h.sl_end = q - p
+    if h.sl_end < 5 or not (p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47):
         raise HeadError("bad status line")
-    cdef Py_ssize_t sp = -1
-    for i in range(sl_end):
+    h.sp = -1
+    for i in range(h.sl_end):
         if p[i] == 32:
-            sp = i
+            h.sp = i
             break
-    if sp < 0 or sp + 4 > sl_end:
+    if h.sp < 0 or h.sp + 4 > h.sl_end:
         raise HeadError("bad status code")
-    for i in range(sp + 1, sp + 4):
+    for i in range(h.sp + 1, h.sp + 4):
         if p[i] < 48 or p[i] > 57:
             raise HeadError("bad status code")
-    cdef int status = (p[sp + 1] - 48) * 100 + (p[sp + 2] - 48) * 10 + (p[sp + 3] - 48)
+    h.status = (p[h.sp + 1] - 48) * 100 + (p[h.sp + 2] - 48) * 10 + (p[h.sp + 3] - 48)
 
     # Pass 1: header lines, their kinds, and the Connection tokens.
-    cdef Py_ssize_t starts[MAX_LINES]
-    cdef Py_ssize_t ends[MAX_LINES]
-    cdef Py_ssize_t name_ends[MAX_LINES]
-    cdef int kinds[MAX_LINES]
-    cdef Py_ssize_t tok_s[MAX_TOKENS]
-    cdef Py_ssize_t tok_e[MAX_TOKENS]
-    cdef int nlines = 0, ntok = 0, kind
-    cdef Py_ssize_t cl_s = -1, cl_e = -1, vs, ve, ts, te
-    cdef bint has_te = False
-    i = sl_end + 2
+    h.nlines = 0
+    h.ntok = 0
+    h.cl_s = -1
+    h.cl_e = -1
+    h.has_te = False
+    cdef int kind
+    cdef Py_ssize_t vs, ve
+    i = h.sl_end + 2
     while i < end:
         q = <const unsigned char*>memchr(p + i, 13, end - i)
         j = end if q == NULL else q - p
@@ -105,14 +145,14 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         k = j if q == NULL else q - p
         if k == i or k == j:
             raise HeadError("bad header line")
-        if nlines == MAX_LINES:
+        if h.nlines == MAX_LINES:
             raise HeadError("too many header lines")
         kind = _hop_kind(p + i, k - i)
-        starts[nlines] = i
-        ends[nlines] = j
-        name_ends[nlines] = k
-        kinds[nlines] = kind
-        nlines += 1
+        h.starts[h.nlines] = i
+        h.ends[h.nlines] = j
+        h.name_ends[h.nlines] = k
+        h.kinds[h.nlines] = kind
+        h.nlines += 1
         vs = k + 1
         ve = j
         while vs < ve and is_ows(p[vs]):
@@ -120,33 +160,25 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         while ve > vs and is_ows(p[ve - 1]):
             ve -= 1
         if kind == 2:
-            ts = vs
-            while ts < ve:
-                te = ts
-                while te < ve and p[te] != 44:
-                    te += 1
-                tok_s[ntok] = ts
-                tok_e[ntok] = te
-                while tok_s[ntok] < te and is_ows(p[tok_s[ntok]]):
-                    tok_s[ntok] += 1
-                while tok_e[ntok] > tok_s[ntok] and is_ows(p[tok_e[ntok] - 1]):
-                    tok_e[ntok] -= 1
-                if tok_e[ntok] > tok_s[ntok]:
-                    if ntok == MAX_TOKENS:
-                        raise HeadError("too many Connection tokens")
-                    ntok += 1
-                ts = te + 1
+            if _add_tokens(p, vs, ve, &h) < 0:
+                raise HeadError("too many Connection tokens")
         elif kind == 3:
-            cl_s = vs
-            cl_e = ve
+            h.cl_s = vs
+            h.cl_e = ve
         elif kind == 4:
-            has_te = True
+            h.has_te = True
         i = j + 2
+    return _emit(p, &h, request_id, flags, 0, 0)
 
+
+cdef tuple _emit(const unsigned char* p, Head* h, bytes request_id, int flags, Py_ssize_t body_at, Py_ssize_t body_len):
+    """Pass 2: the client's head (its status, OUT_* flags), followed in the same bytes by
+    ``p[body_at:body_at + body_len]`` (relay_response: one allocation for head and body)."""
     # Decide framing.
     cdef int out_flags = 0
+    cdef int status = h.status
     cdef bint no_body = (flags & IN_HEAD) or status < 200 or status == 204 or status == 304
-    cdef bint emit_cl = cl_s >= 0 and not has_te
+    cdef bint emit_cl = h.cl_s >= 0 and not h.has_te
     cdef bint emit_chunked = False
     if not emit_cl and not no_body:
         if flags & IN_HTTP10:
@@ -159,22 +191,25 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         out_flags |= OUT_CLOSE
     cdef bint emit_ka = not emit_close and (flags & IN_HTTP10)
 
-    # Pass 2: size, then copy.
+    # Size, then copy.
+    cdef Py_ssize_t sp = h.sp, sl_end = h.sl_end, cl_s = h.cl_s, cl_e = h.cl_e
     cdef Py_ssize_t rid_n = PyBytes_GET_SIZE(request_id)
     cdef Py_ssize_t size = 9 + (sl_end - sp - 1) + 2
     cdef int t, L
     cdef bint drop
-    for L in range(nlines):
-        drop = kinds[L] != 0
-        if not drop and ntok:
-            for t in range(ntok):
-                if eq_lower_tok(p + starts[L], name_ends[L] - starts[L], p + tok_s[t], tok_e[t] - tok_s[t]):
+    for L in range(h.nlines):
+        drop = h.kinds[L] != 0
+        if not drop and h.ntok:
+            for t in range(h.ntok):
+                if eq_lower_tok(
+                    p + h.starts[L], h.name_ends[L] - h.starts[L], p + h.tok_s[t], h.tok_e[t] - h.tok_s[t]
+                ):
                     drop = True
                     break
         if drop:
-            kinds[L] = -1
+            h.kinds[L] = -1
         else:
-            size += ends[L] - starts[L] + 2
+            size += h.ends[L] - h.starts[L] + 2
     size += 18 + rid_n + 2
     if emit_cl:
         size += 16 + (cl_e - cl_s) + 2
@@ -185,7 +220,7 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
     if emit_ka:
         size += 24
     size += 2
-    out = PyBytes_FromStringAndSize(NULL, size)
+    out = PyBytes_FromStringAndSize(NULL, size + body_len)
     cdef char* o = PyBytes_AS_STRING(out)
     cdef Py_ssize_t w = 0
     memcpy(o + w, b"HTTP/1.1 ", 9)
@@ -194,10 +229,10 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
     w += sl_end - sp - 1
     memcpy(o + w, b"\r\n", 2)
     w += 2
-    for L in range(nlines):
-        if kinds[L] == 0:
-            memcpy(o + w, p + starts[L], ends[L] - starts[L])
-            w += ends[L] - starts[L]
+    for L in range(h.nlines):
+        if h.kinds[L] == 0:
+            memcpy(o + w, p + h.starts[L], h.ends[L] - h.starts[L])
+            w += h.ends[L] - h.starts[L]
             memcpy(o + w, b"\r\n", 2)
             w += 2
     memcpy(o + w, b"x-amzn-RequestId: ", 18)
@@ -224,6 +259,8 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         w += 24
     memcpy(o + w, b"\r\n", 2)
     w += 2
+    if body_len:
+        memcpy(o + w, p + body_at, body_len)
     return out, status, out_flags
 
 
@@ -238,65 +275,103 @@ cdef inline bint eq_lower_tok(const unsigned char* a, Py_ssize_t n, const unsign
 
 
 def relay_response(bytes data, bytes request_id, int flags):
-    """See ``_headers_py.relay_response``."""
+    """See ``_headers_py.relay_response``.
+
+    PERF: one pass validates the head and records its lines for the emitter (``_rewrite`` would
+    find them again), and the client's bytes (head and body) are one allocation.
+    """
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef const unsigned char* q
-    cdef Py_ssize_t i, j, k, end = -1, le, vs, ts
+    cdef Py_ssize_t i, j, k, le, vs, ve, ts
     cdef long long length = -1
-    cdef int status
+    cdef int kind
     cdef bint keep_alive = True
+    cdef Head h
     if n < 16 or not (
         p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47
         and p[5] == 49 and p[6] == 46 and p[7] == 49 and p[8] == 32
     ):
         return None
-    end = find_head_end(p, 0, n)
-    if end < 0:
+    q = <const unsigned char*>memchr(p, 13, n - 1)
+    if q == NULL:
         return None
-    q = <const unsigned char*>memchr(p, 13, end + 1)
     le = q - p
     if le < 12 or p[le + 1] != 10:
         return None
     for i in range(9, 12):
         if p[i] < 48 or p[i] > 57:
             return None
-    status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
-    if status < 200 or status == 204 or status == 304:
+    h.status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+    if h.status < 200 or h.status == 204 or h.status == 304:
         return None
     if le > 12:
-        if p[12] != 32:
+        if p[12] != 32 or not all_valchar(p + 12, le - 12):
             return None
-        for i in range(12, le):
-            if not is_valchar(p[i]):
-                return None
+    h.sl_end = le
+    h.sp = 8
+    h.nlines = 0
+    h.ntok = 0
+    h.cl_s = -1
+    h.cl_e = -1
+    h.has_te = False
     i = le + 2
-    while i < end:
-        j = strict_field(p, i, end, &k, &vs)
-        if j < 0:
+    while True:
+        # Each line strictly ``token ":" OWS value CRLF``, up to the empty line.
+        if i + 1 >= n:
             return None
-        if k - i == 14 and eq_lower(p + i, 14, b"content-length", 14):
-            if length >= 0 or j - vs < 1 or j - vs > 15:
+        if p[i] == 13:
+            if p[i + 1] != 10:
                 return None
-            length = 0
-            for ts in range(vs, j):
-                if p[ts] < 48 or p[ts] > 57:
-                    return None
-                length = length * 10 + (p[ts] - 48)
-        elif k - i == 17 and eq_lower(p + i, 17, b"transfer-encoding", 17):
+            break
+        q = <const unsigned char*>memchr(p + i, 13, n - 1 - i)
+        if q == NULL:
             return None
-        elif k - i == 10 and eq_lower(p + i, 10, b"connection", 10):
-            if connection_tokens(p, vs, j) & TOKEN_CLOSE:
-                keep_alive = False
+        j = q - p
+        if p[j + 1] != 10:
+            return None
+        k = i
+        while k < j and is_tchar(p[k]):
+            k += 1
+        if k == i or k == j or p[k] != 58 or not all_valchar(p + k + 1, j - k - 1):
+            return None
+        if h.nlines == MAX_LINES:
+            return None
+        kind = _hop_kind(p + i, k - i)
+        h.starts[h.nlines] = i
+        h.ends[h.nlines] = j
+        h.name_ends[h.nlines] = k
+        h.kinds[h.nlines] = kind
+        h.nlines += 1
+        if kind:
+            vs = k + 1
+            while vs < j and is_ows(p[vs]):
+                vs += 1
+            if kind == 3:
+                if length >= 0 or j - vs < 1 or j - vs > 15:
+                    return None
+                length = 0
+                for ts in range(vs, j):
+                    if p[ts] < 48 or p[ts] > 57:
+                        return None
+                    length = length * 10 + (p[ts] - 48)
+                h.cl_s = vs
+                h.cl_e = j
+            elif kind == 4:
+                return None
+            elif kind == 2:
+                if connection_tokens(p, vs, j) & TOKEN_CLOSE:
+                    keep_alive = False
+                ve = j
+                while ve > vs and is_ows(p[ve - 1]):
+                    ve -= 1
+                if _add_tokens(p, vs, ve, &h) < 0:
+                    return None
         i = j + 2
-    if length < 0 or n != end + 4 + length:
+    # p[i:i + 2] is the empty line's CRLF: the body starts after it.
+    if length < 0 or n != i + 2 + length:
         return None
-    head, status, out_flags = _rewrite(data, request_id, flags)
-    cdef Py_ssize_t hn = PyBytes_GET_SIZE(head)
-    out = PyBytes_FromStringAndSize(NULL, hn + length)
-    cdef char* o = PyBytes_AS_STRING(out)
-    memcpy(o, PyBytes_AS_STRING(head), hn)
-    memcpy(o + hn, p + end + 4, length)
+    out, status, out_flags = _emit(p, &h, request_id, flags, i + 2, length)
     return out, status, out_flags, keep_alive
 
 

@@ -232,6 +232,24 @@ def test_relay_compiled_agrees_with_python(data: bytes, flags: int) -> None:
     assert headers.relay_response_c(data, RID, flags) == headers.relay_response_py(data, RID, flags)
 
 
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FASTGW_NO_EXTENSIONS is set")
+def test_relay_value_bytes_compiled_agrees_with_python() -> None:
+    """Every byte value at every offset of a value long enough for the compiled build's
+    eight-bytes-at-a-time check (and its byte-by-byte tail), in a header and a reason phrase."""
+    assert headers.relay_response_c is not None
+    for size in (7, 8, 9, 17, 24):
+        for pos in range(size):
+            for b in range(256):
+                value = bytearray(b"v" * size)
+                value[pos] = b
+                data = b"HTTP/1.1 200 OK\r\nX-V: %s\r\nContent-Length: 0\r\n\r\n" % bytes(value)
+                want = headers.relay_response_py(data, RID, 0)
+                assert headers.relay_response_c(data, RID, 0) == want, (size, pos, b)
+                assert (want is None) == (b not in range(0x20, 0x7F) and b != 9)
+                status = b"HTTP/1.1 200 %s\r\nContent-Length: 0\r\n\r\n" % bytes(value)
+                assert headers.relay_response_c(status, RID, 0) == headers.relay_response_py(status, RID, 0)
+
+
 class _Resp:
     def __init__(self) -> None:
         self.body = b""
