@@ -12,7 +12,9 @@ cdef class UpstreamPool
 cdef class Pools
 
 
+@cython.locals(prefixes=dict, end=Py_ssize_t, first=str)
 cpdef tuple resolve_stage(site, str path)
+@cython.locals(parts=tuple, text=str, value=bytes, params=dict)
 cpdef bytes render_path(integ, params)
 cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes host)
 
@@ -48,7 +50,7 @@ cdef class HttpProtocol:
     cpdef _resume_reading(self, int reason)
     cpdef _halt_reading(self)
     cpdef fail(self, reply)
-    cpdef exchange_done(self, Exchange ex)
+    cpdef exchange_done(self, Exchange ex, double now=*)
     cpdef head_done(self, str method, bint http10, bint keep_alive)
     cpdef on_message_complete(self)
 
@@ -94,7 +96,7 @@ cdef class Exchange:
     cpdef flush_out(self)
     cpdef upstream_done(self, bint keep_alive)
     cpdef respond_local(self, reply)
-    cpdef observe(self, route, int status)
+    cpdef observe(self, route, int status, double now)
     cpdef abort_upstream(self)
 
 

@@ -182,7 +182,8 @@ def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
                 return stage, path[len(prefix) :] or "/"
     end = path.find("/", 1)
     first = path[1:] if end < 0 else path[1:end]
-    found = site.prefixes.get(first)
+    prefixes: dict[str, StageRuntime] = site.prefixes
+    found = prefixes.get(first)
     if found is not None:
         return found, "/" if end < 0 else path[end:]
     return site.root, path
@@ -194,10 +195,11 @@ def render_path(integ: ProxyIntegration, params: dict[str, str] | None) -> bytes
         return integ.static_path  # type: ignore[no-any-return]
     name = integ.single_param
     if name is not None and params:
-        parts = integ.path_parts
-        value = params[name].encode("latin-1")
+        parts: tuple[bytes | str, ...] = integ.path_parts
+        text: str = params[name]
+        value = text.encode("latin-1")
         if len(parts) == 2:
-            return parts[0] + value if parts[1] == name else value + parts[1]  # type: ignore[no-any-return]
+            return parts[0] + value if parts[1] == name else value + parts[1]  # type: ignore[operator,no-any-return]
     out = []
     for part in integ.path_parts:
         if type(part) is bytes:
@@ -758,8 +760,9 @@ class HttpProtocol:
             ex.local_error = reply
             self.queue.append(ex)
 
-    def exchange_done(self, ex: Exchange) -> None:
-        """Both the request and the response of the active exchange are complete."""
+    def exchange_done(self, ex: Exchange, now: float = 0.0) -> None:
+        """Both the request and the response of the active exchange are complete (``now``: the
+        loop's time if the caller has it)."""
         if ex is not self.active:
             return
         self.active = None
@@ -778,11 +781,13 @@ class HttpProtocol:
         if self.worker.draining:
             self.transport.close()
             return
+        if not now:
+            now = self.clock()
         if self.cur is None:
-            self.deadline = self.clock() + self.t_keepalive
+            self.deadline = now + self.t_keepalive
             self.deadline_reply = None
         else:
-            self.deadline = self.clock() + self.t_body
+            self.deadline = now + self.t_body
             self.deadline_reply = replies.REQUEST_TIMEOUT
         if self.write_paused is False and self.paused & _PAUSE_UPSTREAM:
             self._resume_reading(_PAUSE_UPSTREAM)
@@ -1136,7 +1141,8 @@ class Exchange:
                 if gwr is None:
                     self.capture(proto.fwd, host, path, inner)
                 return  # the pipeline runs the gate itself (after its authorizer, as AWS does)
-        # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic).
+        # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic), at
+        # the head's time (t0: prepare runs in the callback that made this exchange).
         gate = proto.worker.gate
         table = gate.local
         if table is not None and not route.api_key_required:
@@ -1145,13 +1151,13 @@ class Exchange:
             levels = route.levels
             b = levels.single
             if b is not None:
-                wait = table.take(b.slot, b.rate, b.burst, proto.clock())
+                wait = table.take(b.slot, b.rate, b.burst, self.t0)
                 verdict = None if wait == 0.0 else gate.throttled(levels, (0, wait))
             else:
-                got = table.take_many(levels.slots, levels.rates, levels.bursts, proto.clock())
+                got = table.take_many(levels.slots, levels.rates, levels.bursts, self.t0)
                 verdict = None if got[0] == -1 else gate.throttled(levels, got)
         else:
-            verdict = gate.admit(route, proto, proto.clock())
+            verdict = gate.admit(route, proto, self.t0)
         if verdict is not None:
             if type(verdict) is LocalReply:
                 self.local_error = verdict  # type: ignore[assignment]
@@ -1502,7 +1508,9 @@ class Exchange:
             self.proto.transport.abort()
             route = self.route
             if route is not None:
-                self.observe(route, self.up_status)  # counted and logged with the status sent
+                self.observe(
+                    route, self.up_status, self.proto.clock()
+                )  # counted and logged with the status sent
             return
         if reused and not got_bytes and not self.retried and self.body_mode == 0:
             # The classic keep-alive race: the upstream closed an idle connection as we
@@ -1601,9 +1609,10 @@ class Exchange:
         self.proto.waiting.discard(self)
         if conn is not None:
             conn.release(keep_alive and self.request_done)
+        now = self.proto.clock()  # one reading for the latency, the metrics and the next deadline
         t_int = self.t_int
         if t_int:
-            self.int_ms = (self.proto.clock() - t_int) * 1000.0
+            self.int_ms = (now - t_int) * 1000.0
         if self.collect is not None:
             buf = self.up_buf
             body = (buf[0] if len(buf) == 1 else b"".join(buf)) if buf else b""
@@ -1615,9 +1624,9 @@ class Exchange:
         self.response_done = True
         route = self.route
         if route is not None:
-            self.observe(route, self.up_status)
+            self.observe(route, self.up_status, now)
         if self.request_done:
-            self.proto.exchange_done(self)
+            self.proto.exchange_done(self, now)
         elif not self.keep_alive:
             self.proto.transport.close()
 
@@ -1649,22 +1658,22 @@ class Exchange:
             proto.twrite(head + reply.body)
             self.resp_len = len(reply.body)
         self.response_done = True
+        now = proto.clock()
         route = self.route
         if route is not None:
-            self.observe(route, reply.status)
+            self.observe(route, reply.status, now)
         else:
             proto.worker.unmatched += 1  # no route: no stage, no route, or refused at the head
             if self.trace is not None:
-                proto.worker.tracer.finish(self, None, reply.status, proto.clock())
+                proto.worker.tracer.finish(self, None, reply.status, now)
         if self.request_done:
-            proto.exchange_done(self)
+            proto.exchange_done(self, now)
         elif not self.keep_alive:
             proto.transport.close()
 
-    def observe(self, route: RouteRuntime, status: int) -> None:
-        """Count the finished response in the route's metrics (fastgw.telemetry.metrics) and
-        write its access log line (fastgw.telemetry.access)."""
-        now = self.proto.clock()
+    def observe(self, route: RouteRuntime, status: int, now: float) -> None:
+        """Count the finished response (at ``now``, the loop's time) in the route's metrics
+        (fastgw.telemetry.metrics) and write its access log line (fastgw.telemetry.access)."""
         stats = route.stats
         if stats is not None:
             int_ms = self.int_ms
@@ -1696,7 +1705,7 @@ class Exchange:
             self.proto.transport.abort()
             route = self.route
             if route is not None:
-                self.observe(route, self.up_status)
+                self.observe(route, self.up_status, self.proto.clock())
         else:
             self.respond_local(replies.INTEGRATION_TIMEOUT)
 
