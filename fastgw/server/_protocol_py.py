@@ -1645,18 +1645,23 @@ class Exchange:
         if not self.request_done and self.body_mode and (reply.status >= 400 or self.expect):
             self.keep_alive = False  # the body will not be read: the connection cannot continue
         conn_line = CONN_CLOSE if not self.keep_alive else (CONN_KEEP_ALIVE if self.http10 else b"")
-        head = b"%sx-amzn-RequestId: %s\r\n%s%s\r\n" % (
-            reply.head,
-            self.request_id,
-            proto.worker.date_line,
-            conn_line,
+        # PERF: one join (head and body in one allocation), not a %-format and a concatenation.
+        body = b"" if self.method == "HEAD" else reply.body
+        proto.twrite(
+            b"".join(
+                (
+                    reply.head,
+                    b"x-amzn-RequestId: ",
+                    self.request_id,
+                    b"\r\n",
+                    proto.worker.date_line,
+                    conn_line,
+                    b"\r\n",
+                    body,
+                )
+            )
         )
-        if self.method == "HEAD":
-            proto.twrite(head)
-            self.resp_len = 0
-        else:
-            proto.twrite(head + reply.body)
-            self.resp_len = len(reply.body)
+        self.resp_len = len(body)
         self.response_done = True
         now = proto.clock()
         route = self.route
