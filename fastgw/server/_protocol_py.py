@@ -991,6 +991,9 @@ class Exchange:
 
     def __init__(self, proto: HttpProtocol, method: str, http10: bool, keep_alive: bool) -> None:
         self.proto = proto
+        # PERF: reads go through the typed field (``__init__``'s arguments are plain objects in
+        # the compiled build: every read of one would be an attribute lookup).
+        hp = self.proto
         self.method = method
         self.http10 = http10
         self.keep_alive = keep_alive
@@ -1032,7 +1035,7 @@ class Exchange:
         # Metrics (fastgw.telemetry): when the request head was in, when the integration
         # request left and how long its response took (ms, -1: none), the cache outcome
         # (0: no cache, 1: hit, 2: miss).
-        self.t0 = proto.clock()
+        self.t0 = hp.clock()
         self.url = b""
         self.resp_len = -1  # body bytes sent (access logs' responseLength), -1: not known
         self.t_int = 0.0
@@ -1050,13 +1053,13 @@ class Exchange:
         self.p_path = ""
         self.p_inner = ""
         self.p_key_id: str | None = None
-        worker = proto.worker
+        worker = hp.worker
         global _rid
         _rid += 1
-        self.request_id = request_id(proto.rid_prefix, _rid)
+        self.request_id = request_id(hp.rid_prefix, _rid)
         # Tracing (fastgw.telemetry.tracing): the sampled request's trace, None otherwise.
         tracer = worker.tracer
-        self.trace = tracer.begin(proto.fwd) if tracer is not None else None
+        self.trace = tracer.begin(hp.fwd) if tracer is not None else None
         self.snapshot: RuntimeSnapshot = worker.snapshot
 
     # ------------------------------------------------------------------ request side
