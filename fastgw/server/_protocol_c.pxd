@@ -44,6 +44,7 @@ cdef class HttpProtocol:
     cdef public object clock, twrite
     cdef public set waiting
     cdef public bytes rid_prefix
+    cdef public object site, site_host, site_snapshot
 
     cpdef _reset_request(self)
     cpdef _pause_reading(self, int reason)

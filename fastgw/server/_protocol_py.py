@@ -251,6 +251,9 @@ class HttpProtocol:
         "queue",
         "raw_left",
         "rid_prefix",
+        "site",
+        "site_host",
+        "site_snapshot",
         "t_body",
         "t_header",
         "t_keepalive",
@@ -318,6 +321,11 @@ class HttpProtocol:
         # verified client certificate as AWS's clientCert dict (mutual TLS), read once here.
         self.tls_name: str | None = None
         self.tls_cert: dict[str, Any] | None = None
+        # The site (fastgw.config.compile.Site) of the last request's Host, and the snapshot and
+        # Host it was found for (Exchange.prepare).
+        self.site: Site | None = None
+        self.site_host: bytes | None = None
+        self.site_snapshot: RuntimeSnapshot | None = None
         # The traffic gate's cached API key lookup for this client (see Gate.admit).
         self.key_value: bytes | None = None
         self.key_rt: object = None
@@ -1067,7 +1075,7 @@ class Exchange:
         """Route the request (host, stage, route) on its one normalised path."""
         proto = self.proto
         host = proto.host
-        if url[:1] != b"/":
+        if not url or url[0] != 47:  # not "/"
             # Absolute-form (RFC 9112 3.2.2): accepted, and its authority replaces Host.
             url, host = _absolute_form(url)
         self.url = url
@@ -1082,9 +1090,16 @@ class Exchange:
         except InvalidPathError:
             raise _Reject(replies.BAD_REQUEST) from None
         snapshot = self.snapshot
-        site = snapshot.host_cache.get(host)
-        if site is None:
-            site = snapshot.site_for_header(host)
+        if proto.site_snapshot is snapshot and proto.site_host == host:
+            # PERF: a keep-alive client sends the same Host again and again.
+            site = proto.site
+        else:
+            site = snapshot.host_cache.get(host)
+            if site is None:
+                site = snapshot.site_for_header(host)
+            proto.site_snapshot = snapshot
+            proto.site_host = host
+            proto.site = site
         # Mutual TLS (fastgw.server.tls): a request for an mTLS domain only on a connection
         # verified for that very name (SNI), never on plain HTTP or under another SNI.
         mtls = site.mtls

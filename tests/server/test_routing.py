@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import EchoServer, Gateway, GatewayFactory, ScriptedUpstream, get
+from helpers import EchoServer, Gateway, GatewayFactory, RawConn, ScriptedUpstream, get
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
 NOT_FOUND = b'{"message":"Not Found"}'
@@ -178,6 +178,25 @@ def test_custom_domain_base_path_mappings(gw: Gateway, host: str) -> None:
     assert_missing_token(get(gw.port, "/v1x/hello", host=host))
     # the stage name is not part of a custom domain's path
     assert_missing_token(get(gw.port, "/v1/prod/hello", host=host))
+
+
+def test_hosts_change_on_one_keep_alive_connection(gw: Gateway) -> None:
+    """The connection remembers the site of the last Host it sent (a keep-alive client sends the
+    same one again and again): another Host, or an absolute-form target, routes by its own."""
+    steps = [
+        ("/prod/hello", "alphaid.execute-api.local", b"alpha-hello"),
+        ("/prod/hello", "alphaid.execute-api.local", b"alpha-hello"),
+        ("/prod/hello", "betaid.execute-api.local", b"beta-hello"),
+        ("/hello", "api.example.com", b"beta-hello"),
+        ("/v1/hello", "api.example.com", b"alpha-hello"),
+        ("http://betaid.execute-api.local/prod/hello", "alphaid.execute-api.local", b"beta-hello"),
+        ("/prod/hello", "alphaid.execute-api.local", b"alpha-hello"),
+        ("/pets/12", "petsid.execute-api.local", b"pet"),
+    ]
+    with RawConn(gw.port) as c:
+        for target, host, body in steps:
+            r = c.request("GET", target, host=host)
+            assert (r.status, r.body) == (200, body), (target, host)
 
 
 @pytest.mark.parametrize(
