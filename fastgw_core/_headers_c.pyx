@@ -372,7 +372,7 @@ def relay_response(bytes data, bytes request_id, int flags):
     if length < 0 or n != i + 2 + length:
         return None
     out, status, out_flags = _emit(p, &h, request_id, flags, i + 2, length)
-    return out, status, out_flags, keep_alive
+    return out, status, out_flags, keep_alive, length
 
 
 def request_id(bytes prefix, unsigned long long n):

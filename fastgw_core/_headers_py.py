@@ -111,15 +111,15 @@ _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 _VALCHAR = frozenset(range(0x20, 0x7F)) | {0x09}
 
 
-def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int, bool] | None:
+def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int, bool, int] | None:
     """Take a whole upstream response in one buffer, or decline (``None``).
 
     The fast path for the common case: ``data`` is exactly one complete HTTP/1.1 response with
     a Content-Length body (status 200-599 but 204 and 304), strictly well-formed (as
     ``_reqhead_py`` for requests: token names, visible-ASCII values, CRLF line ends, one
     Content-Length of digits, no Transfer-Encoding). Anything else is declined and the caller
-    lets httptools parse it. Returns ``(client_bytes, status, out_flags, upstream_keep_alive)``:
-    the rewritten head (``rewrite_response_head``) followed by the body.
+    lets httptools parse it. Returns ``(client_bytes, status, out_flags, upstream_keep_alive,
+    body_length)``: the rewritten head (``rewrite_response_head``) followed by the body.
     """
     if not data.startswith(b"HTTP/1.1 "):
         return None
@@ -161,7 +161,7 @@ def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, i
     if length < 0 or len(data) != end + 4 + length:
         return None
     head, status, out_flags = rewrite_response_head(data, request_id, flags)
-    return head + data[end + 4 :], status, out_flags, keep_alive
+    return head + data[end + 4 :], status, out_flags, keep_alive, length
 
 
 def request_id(prefix: bytes, n: int) -> bytes:

@@ -33,7 +33,7 @@ __all__ = [
 
 Rewrite = Callable[[bytes, bytes, int], tuple[bytes, int, int]]
 
-Relay = Callable[[bytes, bytes, int], tuple[bytes, int, int, bool] | None]
+Relay = Callable[[bytes, bytes, int], tuple[bytes, int, int, bool, int] | None]
 
 rewrite_response_head_c: Rewrite | None = None
 relay_response_c: Relay | None = None

@@ -10,8 +10,12 @@ def rewrite_response_head_py(raw: bytes, request_id: bytes, flags: int) -> tuple
 
 rewrite_response_head_c: object | None
 
-def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int, bool] | None: ...
-def relay_response_py(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, int, int, bool] | None: ...
+def relay_response(
+    data: bytes, request_id: bytes, flags: int
+) -> tuple[bytes, int, int, bool, int] | None: ...
+def relay_response_py(
+    data: bytes, request_id: bytes, flags: int
+) -> tuple[bytes, int, int, bool, int] | None: ...
 
 relay_response_c: object | None
 

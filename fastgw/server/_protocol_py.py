@@ -1555,10 +1555,12 @@ class Exchange:
             flags |= IN_CLOSE
         return flags
 
-    def upstream_whole(self, out: bytes, status: int, out_flags: int, keep_alive: bool) -> None:
+    def upstream_whole(
+        self, out: bytes, status: int, out_flags: int, keep_alive: bool, body_len: int
+    ) -> None:
         """The whole response came in one read and the fast path relayed it (head + body)."""
         self.up_status = status
-        self.resp_len = len(out) - out.find(b"\r\n\r\n") - 4
+        self.resp_len = body_len
         if out_flags & OUT_CLOSE:
             self.keep_alive = False
         self.response_started = True
@@ -1810,7 +1812,7 @@ class UpstreamConnection:
             whole = relay_response(data, client.request_id, client.response_flags())
             if whole is not None:
                 self.awaiting_head = False
-                client.upstream_whole(whole[0], whole[1], whole[2], whole[3])
+                client.upstream_whole(whole[0], whole[1], whole[2], whole[3], whole[4])
                 return
         if self.awaiting_head:
             # PERF: no on_header callback is bound; the raw head is kept and rewritten by

@@ -179,6 +179,7 @@ def test_relay_takes_a_whole_content_length_response(impl: Callable[[bytes, byte
         201,
         0,
         True,
+        5,
     )
     closing = raw.replace(b"keep-alive", b"close")
     assert impl(closing, RID, 0)[3] is False  # type: ignore[index]
@@ -271,7 +272,7 @@ def test_what_relay_takes_httptools_reads_the_same_way(data: bytes) -> None:
     got = headers.relay_response_py(data, RID, 0)
     if got is None:
         return
-    out, status, _, keep_alive = got
+    out, status, _, keep_alive, length = got
     r = _Resp()
     p = httptools.HttpResponseParser(r)
     r.parser = p
@@ -281,6 +282,7 @@ def test_what_relay_takes_httptools_reads_the_same_way(data: bytes) -> None:
     assert r.keep_alive is keep_alive
     head_end = data.index(b"\r\n\r\n") + 4
     assert r.body == data[head_end:]
+    assert length == len(r.body)
     assert out == headers.rewrite_response_head_py(data, RID, 0)[0] + r.body
 
 
