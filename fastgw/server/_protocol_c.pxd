@@ -118,9 +118,10 @@ cdef class UpstreamPool:
     cdef public object target, settings, loop, waiters, clock
     cdef public list idle
     cdef public set all
-    cdef public int connecting, failures
+    cdef public int connecting, failures, max_idle
     cdef public double ejected_until
 
+    @cython.locals(conn=UpstreamConnection)
     cpdef acquire(self, Exchange client)
     cpdef put_idle(self, UpstreamConnection conn)
     cpdef forget(self, UpstreamConnection conn)

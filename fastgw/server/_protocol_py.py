@@ -1921,6 +1921,7 @@ class UpstreamPool:
         "failures",
         "idle",
         "loop",
+        "max_idle",
         "settings",
         "target",
         "waiters",
@@ -1929,6 +1930,7 @@ class UpstreamPool:
     def __init__(self, target: Target, settings: UpstreamSettings, loop: asyncio.AbstractEventLoop) -> None:
         self.target = target
         self.settings = settings
+        self.max_idle = settings.max_idle  # read on every release
         self.loop = loop
         self.clock = loop.time
         self.idle: list[UpstreamConnection] = []
@@ -1995,7 +1997,7 @@ class UpstreamPool:
             conn.reused = True
             self.waiters.popleft().upstream_ready(conn)
             return
-        if len(self.idle) >= self.settings.max_idle:
+        if len(self.idle) >= self.max_idle:
             conn.abort()
             return
         conn.idle_since = self.clock()
