@@ -26,12 +26,12 @@ def main(argv: list[str]) -> int:
             self.rfile.read(n)
             seen["requests"] += 1
             seen["bytes"] += n
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(seen))
+            tmp.replace(out)  # before the answer: an exporter that got it finds its POST counted
             self.send_response(200)
             self.send_header("content-length", "0")
             self.end_headers()
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(seen))
-            tmp.replace(out)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

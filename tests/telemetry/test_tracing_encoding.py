@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from fastgw import __version__
 from tests.telemetry.conftest import Route, twin
 
 BUILDS = ["fastgw.telemetry._tracing_py", "fastgw.telemetry._tracing_c"]
@@ -106,10 +107,11 @@ def test_finish_queues_the_plain_encoders_bytes(impl: ModuleType, url: bytes, st
     ex = make_exchange(impl, tracer, url=url)
     trace = ex.trace
     tracer.finish(ex, route, status, 100.004)
-    got = list(tracer.queue)
-    assert got == expected(impl, tracer, ex, trace, status, 100.004)
+    assert tracer.queued == 2
     body, n = tracer.export_body()
-    assert n == 2 and not tracer.queue
+    assert n == 2 and tracer.queued == 0
+    spans = expected(impl, tracer, ex, trace, status, 100.004)
+    assert body == impl.encode_request(tracer.settings.resource, __version__, spans)
     req = trace_service_pb2.ExportTraceServiceRequest()
     req.ParseFromString(body)
     spans = req.resource_spans[0].scope_spans[0].spans
@@ -154,3 +156,134 @@ def test_any_route_spans_name_each_method(impl: ModuleType) -> None:
         next(kv.value.string_value for kv in s.attributes if kv.key == "http.request.method") for s in servers
     ]
     assert methods == ["GET", "POST", "GET"]
+
+
+@pytest.mark.parametrize("up_status", [0, 200, 502])
+def test_long_fields_and_children_encode_as_the_plain_encoder(impl: ModuleType, up_status: int) -> None:
+    """Every length past one varint byte, a failed integration and each kind of child span."""
+    tracer = tracer_of(impl)
+    state = b"v=" + b"s" * 398
+    fwd = [
+        b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntracestate: %s\r\n" % state
+    ]
+    ex = make_exchange(impl, tracer, url=b"/" + b"p" * 20000 + b"?" + b"q" * 9000)
+    ex.trace = trace = tracer.begin(fwd)
+    ex.request_id = b"r" * 200
+    ex.up_status = up_status
+    ex.int_ms = -1.0 if not up_status else 2.5  # no answer: the integration ends with the request
+    trace.cache_lookup(100.001, 100.002, False)
+    trace.authorizer(100.0005, 100.0009, "TOKEN", True)
+    trace.child(b"custom", impl.KIND_CLIENT, 100.003, 100.0029, impl.attr_int("n", 1 << 40))  # ends first
+    route = make_route(template="/" + "t" * 300)
+    tracer.finish(ex, route, 599, 100.004)
+    off = tracer.offset
+    fixed = (
+        impl.attr_str("http.request.method", "GET")
+        + impl.attr_str("http.route", "/" + "t" * 300)
+        + impl.attr_str("fastgw.api_id", "api1")
+        + impl.attr_str("fastgw.stage", "prod")
+    )
+    server_attrs = (
+        fixed
+        + impl.attr_str("url.path", "/" + "p" * 20000)
+        + impl.attr_int("http.response.status_code", 599)
+        + impl.attr_str("client.address", "10.1.2.3")
+        + impl.attr_str("fastgw.request_id", "r" * 200)
+        + impl.attr_str("url.query", "q" * 9000)
+    )
+
+    def ns(t: float) -> int:
+        return int((t + off) * 1e9)
+
+    tid, sid = trace.trace_id, trace.span_id
+    int_attrs = impl.attr_str("fastgw.integration", "HTTP_PROXY")
+    if up_status:
+        int_attrs = impl.attr_int("http.response.status_code", up_status) + int_attrs
+    int_end = 101.0025 if up_status else 100.004
+    (cache_id, *_), (auth_id, *_), (custom_id, *_) = trace.children
+    spans = [
+        impl.encode_span(
+            tid,
+            sid,
+            trace.parent_id,
+            state,
+            b"GET /" + b"t" * 300,
+            2,
+            ns(100.0),
+            ns(100.004),
+            server_attrs,
+            True,
+        ),
+        impl.encode_span(
+            tid,
+            trace.int_id,
+            sid,
+            None,
+            b"integration",
+            3,
+            ns(101.0),
+            ns(int_end),
+            int_attrs,
+            up_status != 200,
+        ),
+        impl.encode_span(
+            tid,
+            cache_id,
+            sid,
+            None,
+            b"cache",
+            1,
+            ns(100.001),
+            ns(100.002),
+            impl.attr_bool("fastgw.cache.hit", False),
+        ),
+        impl.encode_span(
+            tid,
+            auth_id,
+            sid,
+            None,
+            b"authorizer",
+            1,
+            ns(100.0005),
+            ns(100.0009),
+            impl.attr_str("fastgw.authorizer.type", "TOKEN")
+            + impl.attr_bool("fastgw.authorizer.allowed", True),
+        ),
+        impl.encode_span(
+            tid, custom_id, sid, None, b"custom", 3, ns(100.003), ns(100.003), impl.attr_int("n", 1 << 40)
+        ),
+    ]
+    body, n = tracer.export_body()
+    assert n == 5
+    assert body == impl.encode_request(tracer.settings.resource, __version__, spans)
+    decoded = trace_service_pb2.ExportTraceServiceRequest()
+    decoded.ParseFromString(body)
+    got = decoded.resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in got] == ["GET /" + "t" * 300, "integration", "cache", "authorizer", "custom"]
+    assert got[0].trace_state == state.decode() and got[4].end_time_unix_nano == got[4].start_time_unix_nano
+
+
+def test_record_is_finish_with_the_values_given(impl: ModuleType) -> None:
+    """``record`` (the entry a compiled caller can use without attribute reads) and ``finish``."""
+    by_finish, by_record = tracer_of(impl), tracer_of(impl)
+    by_record.offset = by_finish.offset  # the same wall clock anchor
+    ex = make_exchange(impl, by_finish, url=b"/pets/7?x=1")
+    trace = ex.trace
+    trace.cache_lookup(100.001, 100.002, True)
+    by_finish.finish(ex, make_route(), 504, 100.004)
+    assert ex.trace is None
+    by_record.record(
+        trace,
+        make_route(),
+        504,
+        100.004,
+        "GET",
+        b"/pets/7?x=1",
+        100.0,
+        101.0,
+        2.5,
+        200,
+        ex.request_id,
+        "10.1.2.3",
+    )
+    assert by_record.export_body() == by_finish.export_body()
