@@ -23,7 +23,14 @@ order, with the same helpers; only the dispatch is gone:
   (``#macro``, ``#define``, a nesting deeper than Python allows) is not compiled: it is rendered
   by the tree walk, as before.
 
-The generated source is kept on the function (``__source__``) for inspection and tests.
+* a plain ``#set($x = ...)`` whose variable nothing reads (``#set($root = $input.path('$'))``
+  left over in a template) computes its value, for the failures it may raise, and stores
+  nothing; a template left without stores needs no namespace of its own.
+
+The generated source is kept on the function (``__source__``) for inspection and tests, and the
+names of ``BASE_NAMES`` it may read from its namespace (``__needs__``): a caller may leave the
+others out (``MappingTemplate.render_text`` builds no ``$context`` for a template that never
+reads it).
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from airspeed import operators as ops
 
 from fastgw.mapping import _engine
 from fastgw.mapping._engine import Break, LocalNamespace, Stop
-from fastgw.mapping._java import JavaList, checked, java_str, method_table
+from fastgw.mapping._java import JavaList, checked, java_str, method_table, to_json
+from fastgw.mapping.jsonpath import JsonPathError, compile_path
 
 __all__ = ["compile_template"]
 
@@ -120,6 +128,19 @@ def _params_get(inp: Any, section: str, name: Any) -> Any:
     return inp.query_map().get(name)  # querystring
 
 
+def _header_get(inp: Any, name: str, lname: str) -> Any:
+    """``_params_get(inp, "header", name)``, ``lname`` being ``name.lower()``."""
+    if inp._params is not None:
+        return _params_get(inp, "header", name)
+    first = found = None
+    for k, v in inp.headers:
+        if k.lower() == lname:
+            if first is None:
+                first = k
+            found = v
+    return found if first == name else None
+
+
 def _set_top(ns: Any, key: str, value: Any) -> None:
     dict.__setitem__(ns, key, value)
 
@@ -147,7 +168,7 @@ def _walk(node: Any, seen: set[int]) -> Any:
 
 
 class _Gen:
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, dead: frozenset[str] = frozenset()) -> None:
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.const_ids: dict[int, str] = {}
@@ -155,17 +176,41 @@ class _Gen:
         self.uses_ns = False
         self.uses_loader = False
         self.used_base: set[str] = set()
+        #: A node evaluates itself (``delegate``): it may read any name of the namespace.
+        self.delegated = False
+        #: Assigned names the generated code reads back (``_lookup``, ``ns[name]``).
+        self.reads: set[str] = set()
+        #: Names set by a plain ``#set($name = ...)`` and never read (``dead_stores``): the
+        #: value is computed (its failures are the template's), the store is left out.
+        self.dead = dead
         #: Expressions whose value cannot change once computed (see ``hoist``).
         self.pure: set[str] = {"None", "True", "False", "inp", "util", "ctx", "sv"}
         assigned: set[str] = set()
+        plain: set[str] = set()
         for node in _walk(root, set()):
             if isinstance(node, _NOT_COMPILED):
                 raise _Unsupported(type(node).__name__)
             if type(node) is ops.Assignment:
                 assigned.add(node.root_term)
+                if not node.terms:
+                    plain.add(node.root_term)
             elif type(node) is _ForeachDirective:
                 assigned.update((node.loop_var_name, "foreach", "velocityCount", "velocityHasNext"))
         self.assigned = assigned
+        #: Names only ever set by plain ``#set($name = ...)`` (candidates for ``dead``).
+        self.plain_sets = plain
+
+    def needs(self) -> frozenset[str]:
+        """The names of ``BASE_NAMES`` the generated function may read from its namespace."""
+        if self.delegated:
+            return frozenset(BASE_NAMES)
+        return frozenset(self.used_base | (self.assigned & set(BASE_NAMES)))
+
+    def dead_stores(self) -> frozenset[str]:
+        """Plain ``#set`` targets that nothing reads (valid once the whole template is generated)."""
+        if self.delegated:
+            return frozenset()
+        return frozenset(self.plain_sets - self.reads - set(BASE_NAMES))
 
     # ------------------------------------------------------------------ helpers
     def const(self, value: Any) -> str:
@@ -242,7 +287,7 @@ class _Gen:
             self.emit(indent, "raise _Break()")
         else:
             # Anything else: the node evaluates itself (and reports its own failures).
-            self.uses_ns = self.uses_loader = True
+            self.uses_ns = self.uses_loader = self.delegated = True
             self.emit(indent, f"{self.const(node)}.evaluate(out, {scope}, loader)")
 
     def reference(self, node: Any, indent: int, scope: str) -> None:
@@ -267,6 +312,8 @@ class _Gen:
         value = self.hoist(self.expr(node.value, indent, scope), indent)
         root = node.root_term
         if not node.terms:
+            if root in self.dead:
+                return  # never read: the value is computed above, for its failures only
             self.uses_ns = True
             if scope == "ns":  # the template's own namespace: set there
                 self.emit(indent, f"_set_top(ns, {root!r}, {value})")
@@ -276,6 +323,7 @@ class _Gen:
         cur = self.temp()
         if root in self.assigned:
             self.uses_ns = True
+            self.reads.add(root)
             self.emit(indent, f"{cur} = {scope}[{root!r}]")
         elif root in _LOCAL:
             self.used_base.add(root)
@@ -372,7 +420,7 @@ class _Gen:
         return t
 
     def delegate(self, node: Any) -> str:
-        self.uses_ns = self.uses_loader = True
+        self.uses_ns = self.uses_loader = self.delegated = True
         return f"{self.const(node)}.calculate({{scope}}, loader)"
 
     def expr(self, node: Any, indent: int, scope: str) -> str:
@@ -441,6 +489,7 @@ class _Gen:
             return self.hoist(self.delegate(var).format(scope=scope), indent)
         if name in self.assigned:
             self.uses_ns = True
+            self.reads.add(name)
             cur = self.hoist(f"_lookup({scope}, {name!r})", indent)
         elif name in _LOCAL:
             self.used_base.add(name)
@@ -475,8 +524,13 @@ class _Gen:
             and method_table(dict).get("get") is _MAP_GET
             and method_table(known).get("params") is _INPUT_PARAMS
         ):
-            arg = self.literal(_arguments(steps[2][2])[0].expression.value)
-            cur = self.hoist(f"_params_get({cur}, {steps[1][1]!r}, {arg})", indent)
+            value = _arguments(steps[2][2])[0].expression.value
+            arg = self.literal(value)
+            if steps[1][1] == "header" and type(value) is str:
+                lname = self.literal(value.lower())
+                cur = self.hoist(f"_header_get({cur}, {arg}, {lname})", indent)
+            else:
+                cur = self.hoist(f"_params_get({cur}, {steps[1][1]!r}, {arg})", indent)
             known = None
             pos = 3
         for kind, name, node in steps[pos:]:
@@ -523,6 +577,12 @@ class _Gen:
                 a = self.hoist(self.expr(args[0], indent, scope), indent)
                 self.emit(indent, f"{out} = _escape_javascript({a})")
                 return out
+            if (
+                known is _INPUT_TYPE
+                and len(args) == 1
+                and self.input_literal(method, cur, args[0], out, indent)
+            ):
+                return out
             parts = [self.hoist(self.expr(a, indent, scope), indent) for a in args]
             self.emit(indent, f"{out} = {self.const(method)}({', '.join([cur, *parts])})")
             return out
@@ -534,6 +594,39 @@ class _Gen:
         parts = [self.hoist(self.expr(a, indent + 1, scope), indent + 1) for a in args]
         self.emit(indent + 1, f"{out} = {m}({', '.join([cur, *parts])})")
         return out
+
+    def input_literal(self, method: Any, cur: str, arg: Any, out: str, indent: int) -> bool:
+        """``$input.path('lit')``, ``$input.json('lit')``, ``$input.params('lit')`` into ``out``
+        without the method calls: the JSONPath compiled now, the payload parsed once per input
+        (``TemplateInput.document``), a path parameter read in place. False: not one of those."""
+        if type(arg) is not _Value or type(arg.expression) is not _StringLiteral:
+            return False
+        text = arg.expression.value
+        if type(text) is not str:  # pragma: no cover - the parser makes str literals
+            return False
+        if method is _INPUT_PARAMS:
+            pp = self.temp()
+            self.emit(indent, f"{pp} = {cur}.path_params")
+            self.emit(indent, f"{out} = {pp}.get({text!r}) if {pp} else None")
+            self.emit(indent, f"if {out} is None:")
+            self.emit(indent + 1, f"{out} = _input_param({cur}, {text!r})")
+            return True
+        if method is not _INPUT_PATH and method is not _INPUT_JSON:
+            return False
+        try:
+            path = compile_path(text)
+        except JsonPathError:
+            return False  # the method raises it when the template runs, as the tree walk does
+        doc = self.temp()
+        self.emit(indent, f"{doc} = {cur}._doc")
+        self.emit(indent, f"if {doc} is _UNSET_DOC:")
+        self.emit(indent + 1, f"{doc} = {cur}.document()")
+        found = doc if not path.steps else f"{self.const(path)}.find({doc})"
+        if method is _INPUT_JSON:
+            self.emit(indent, f"{out} = _to_json({found})")
+        else:
+            self.emit(indent, f"{out} = {found}")
+        return True
 
     def index_if_not_null(self, cur: str, index: Any, indent: int, scope: str) -> str:
         out = self.temp()
@@ -552,6 +645,8 @@ def _arguments(node: Any) -> list[Any]:
 _INPUT_TYPE: Any = None
 _BASE_TYPES: dict[str, Any] = {}
 _INPUT_PARAMS: Any = None
+_INPUT_PATH: Any = None
+_INPUT_JSON: Any = None
 _MAP_GET: Any = None
 _UTIL_ESCAPE: Any = None
 
@@ -559,12 +654,14 @@ _UTIL_ESCAPE: Any = None
 def bind(input_type: type, util_type: type, context_type: type) -> None:
     """The types of ``$input``, ``$util`` and ``$context`` (``fastgw.mapping.vtl``'s classes,
     with their methods registered in ``_java.METHODS``)."""
-    global _INPUT_TYPE, _INPUT_PARAMS, _MAP_GET, _UTIL_ESCAPE
+    global _INPUT_TYPE, _INPUT_PARAMS, _INPUT_PATH, _INPUT_JSON, _MAP_GET, _UTIL_ESCAPE
     _INPUT_TYPE = input_type
     _BASE_TYPES.update(
         {"input": input_type, "util": util_type, "context": context_type, "stageVariables": dict}
     )
     _INPUT_PARAMS = method_table(input_type).get("params")
+    _INPUT_PATH = method_table(input_type).get("path")
+    _INPUT_JSON = method_table(input_type).get("json")
     _MAP_GET = method_table(dict).get("get")
     _UTIL_ESCAPE = method_table(util_type).get("escapeJavaScript")
 
@@ -577,6 +674,10 @@ def compile_template(root: Any, name: str, helpers: dict[str, Any]) -> Callable[
     try:
         gen = _Gen(root)
         gen.block(root.block.items, 1, "ns")
+        dead = gen.dead_stores()
+        if dead:
+            gen = _Gen(root, dead)
+            gen.block(root.block.items, 1, "ns")
     except (_Unsupported, RecursionError):
         return None
     head = ["def render(out, namespace):", "    write = out.append"]
@@ -587,6 +688,23 @@ def compile_template(root: Any, name: str, helpers: dict[str, Any]) -> Callable[
     if gen.uses_loader:
         head.append("    loader = _RenderState()")
     source = "\n".join(head + gen.lines) + "\n"
+    needs = gen.needs()
+    text_source = None
+    if "context" not in needs:
+        # The same code as a function of $input and $stageVariables that returns the text
+        # (``MappingTemplate.render_text``): no namespace unless the template keeps variables
+        # (it never reads "context" from it), #stop / #break ending the render inside.
+        head = ["def text(inp, sv):", "    out = _Out()", "    write = out.append"]
+        if "util" in gen.used_base:
+            head.append("    util = _UTIL")
+        if gen.uses_ns:
+            head.append("    ns = _LocalNamespace({'input': inp, 'util': _UTIL, 'stageVariables': sv})")
+        if gen.uses_loader:
+            head.append("    loader = _RenderState()")
+        head.append("    try:")
+        body = ["    " + line for line in gen.lines] or ["        pass"]
+        tail = ["    except (_Stop, _Break):", "        pass", "    return ''.join(out)"]
+        text_source = "\n".join(head + body + tail) + "\n"
     env: dict[str, Any] = {
         "__builtins__": __builtins__,
         "_TEE": ops.TemplateExecutionError,
@@ -603,7 +721,10 @@ def compile_template(root: Any, name: str, helpers: dict[str, Any]) -> Callable[
         "_prop": _prop,
         "_method": _method,
         "_params_get": _params_get,
+        "_header_get": _header_get,
         "_set_top": _set_top,
+        "_to_json": to_json,
+        "_Out": _engine.Out,
         **helpers,
         **gen.consts,
     }
@@ -616,4 +737,17 @@ def compile_template(root: Any, name: str, helpers: dict[str, Any]) -> Callable[
     exec(code, env)
     fn: Any = env["render"]
     fn.__source__ = source
+    fn.__needs__ = needs
+    fn.__text__ = None
+    if text_source is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                text_code = compile(text_source, f"<template {name}>", "exec")
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            pass  # one block deeper than ``render``: ``render_text`` falls back to ``render``
+        else:
+            exec(text_code, env)
+            fn.__text__ = env["text"]
+            fn.__text__.__source__ = text_source
     return fn  # type: ignore[no-any-return]

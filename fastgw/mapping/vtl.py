@@ -172,20 +172,21 @@ class TemplateInput:
         doc = self._doc
         if doc is _UNSET:
             body = self.body
-            if not body or (isinstance(body, (bytes, str)) and not body.strip()):
-                doc = {}
-            else:
-                try:
-                    doc = orjson.loads(body)
-                except orjson.JSONDecodeError as ex:
-                    doc = _slow_json(self.text(), ex)
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as ex:
+                # PERF: an empty or blank payload is checked only once orjson refused it.
+                if not body or (isinstance(body, (bytes, str)) and not body.strip()):
+                    doc = {}
                 else:
-                    # orjson reads integers beyond 64 bits as floats; Java's parser keeps them.
-                    raw = body.encode() if isinstance(body, str) else body
-                    # PERF: fewer than 20 digits in all cannot make a run of 20 (the regex
-                    # search costs about four times the count).
-                    if len(raw) - len(raw.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(raw):
-                        doc = _slow_json(self.text(), None)
+                    doc = _slow_json(self.text(), ex)
+            else:
+                # orjson reads integers beyond 64 bits as floats; Java's parser keeps them.
+                raw = body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
+                # PERF: fewer than 20 digits in all cannot make a run of 20 (the regex
+                # search costs about four times the count).
+                if len(raw) - len(raw.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(raw):
+                    doc = _slow_json(self.text(), None)
             self._doc = doc
         return doc
 
@@ -341,6 +342,19 @@ def escape_javascript(value: Any) -> str | None:
     if value is None:
         return None
     s = value if type(value) is str else java_str(value)
+    if s.isascii() and s.isprintable():
+        # PERF: printable ASCII (a User-Agent, a URL, an id): no control character to map, so
+        # only the four characters below can need escaping, and ``in`` finds them faster than
+        # any regex (backslashes first, so that none added is escaped again).
+        if "\\" in s:
+            s = s.replace("\\", "\\\\")
+        if "'" in s:
+            s = s.replace("'", "\\'")
+        if '"' in s:
+            s = s.replace('"', '\\"')
+        if "/" in s:
+            s = s.replace("/", "\\/")
+        return s
     m = _JS_SPECIAL.search(s)
     if m is not None:
         if _JS_CONTROL.search(s, m.start()) is None:
@@ -682,7 +696,7 @@ class MappingTemplate:
     (``fastgw.mapping._compile``), which renders it with the same results and errors in a
     fraction of the tree walk's time; a template that cannot be compiled is walked."""
 
-    __slots__ = ("_fn", "_root", "name", "source")
+    __slots__ = ("_fn", "_root", "_stage_vars", "_text", "contextless", "name", "source")
 
     def __init__(self, source: str, name: str = "template") -> None:
         self.source = source
@@ -697,6 +711,12 @@ class MappingTemplate:
         except Exception as ex:
             raise TemplateError(f"{name}: cannot parse the template: {type(ex).__name__}: {ex}") from None
         self._fn: Any = _compile.compile_template(self._root, name, _COMPILE_HELPERS) if COMPILE else None
+        needs = self._fn.__needs__ if self._fn is not None else _compile.BASE_NAMES
+        #: The template never reads ``$context`` (so sets no override either): ``render_text``
+        #: renders it without building ``$context``.
+        self.contextless = "context" not in needs
+        self._stage_vars = "stageVariables" in needs
+        self._text: Any = self._fn.__text__ if self._fn is not None else None
 
     def render(
         self,
@@ -729,6 +749,26 @@ class MappingTemplate:
             "".join(out), _request_override(ctx.request_override), _response_override(ctx.response_override)
         )
 
+    def render_text(self, inp: TemplateInput, stage_variables: Mapping[str, str] | None = None) -> str:
+        """``render(inp, context, stage_variables).body`` of a ``contextless`` template, whatever
+        the context: the template cannot read it, and its overrides are empty (any other
+        template is rendered with an empty ``$context``).
+
+        PERF: the compiled template's ``text`` function (``fastgw.mapping._compile``): no
+        namespace, no ``$context`` view, no override maps, no ``Rendered``; ``$stageVariables``
+        is copied only for a template that reads it."""
+        text = self._text
+        if text is None or type(inp) is not TemplateInput:
+            return self.render(inp, None, stage_variables).body
+        try:
+            if self._stage_vars:
+                return text(inp, dict(stage_variables) if stage_variables else {})  # type: ignore[no-any-return]
+            return text(inp, None)  # type: ignore[no-any-return]
+        except airspeed.TemplateExecutionError as ex:
+            raise self._runtime_error(ex) from ex.__cause__
+        except RecursionError:
+            raise TemplateError(f"{self.name}: recursion too deep while rendering") from None
+
     def _runtime_error(self, ex: airspeed.TemplateExecutionError) -> TemplateError:
         start = getattr(ex, "start", 0)
         source = self.source
@@ -754,7 +794,22 @@ class MappingTemplate:
 
 
 _compile.bind(TemplateInput, _Util, _ContextView)
-_COMPILE_HELPERS: dict[str, Any] = {"_escape_javascript": escape_javascript}
+
+
+def _input_param(inp: TemplateInput, name: str) -> str:
+    """``$input.params(name)`` for a string name that is no path parameter (``vtl_params``)."""
+    value = inp.query_map().get(name) if inp.query else None
+    if value is None:
+        value = inp.header(name)
+    return "" if value is None else value
+
+
+_COMPILE_HELPERS: dict[str, Any] = {
+    "_escape_javascript": escape_javascript,
+    "_input_param": _input_param,
+    "_UNSET_DOC": _UNSET,
+    "_UTIL": UTIL,
+}
 
 
 def render(

@@ -25,6 +25,7 @@ import orjson
 from fastgw.config.load import ConfigIssue
 from fastgw.mapping import vtl
 from fastgw.pipeline import content
+from fastgw.pipeline.build import _parse_head, exchange_call, upstream_head_lines
 from fastgw.pipeline.request import Request, Response
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
@@ -45,6 +46,7 @@ log = logging.getLogger("fastgw.pipeline")
 TEMPLATE_FAILURE = replies.aws_error(
     500, "Internal server error", "InternalServerErrorException", spaced=True, kind="API_CONFIGURATION_ERROR"
 )
+_new_reply = LocalReply.__new__
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\+?\}")
 _JSON = "application/json"
 _UNSET: Any = object()
@@ -61,11 +63,15 @@ def _media(value: str | None) -> str:
 class RequestTemplates:
     """The request templates of an integration and its passthrough behaviour."""
 
-    __slots__ = ("behavior", "templates")
+    __slots__ = ("behavior", "contextless", "templates", "untyped")
 
     def __init__(self, templates: dict[str, Any], behavior: str) -> None:
         self.templates = templates
         self.behavior = behavior
+        #: No template reads ``$context`` (``MappingTemplate.contextless``).
+        self.contextless = all(t.contextless for t in templates.values())
+        #: ``select`` of a request without Content-Type (taken as application/json).
+        self.untyped: Any = self._select(_JSON)
 
     def select(self, req: Request, content_type: str | Any | None = _UNSET) -> Any:
         """The template for the request (None: pass the body through; a LocalReply: 415).
@@ -74,7 +80,11 @@ class RequestTemplates:
         the request's Content-Type header when the caller has read it already."""
         if content_type is _UNSET:
             content_type = req.header("content-type")
-        ctype = _media(content_type) or _JSON
+        if content_type is None:
+            return self.untyped
+        return self._select(_media(content_type) or _JSON)
+
+    def _select(self, ctype: str) -> Any:
         templates = self.templates
         got = templates.get(ctype)
         if got is not None:
@@ -103,11 +113,16 @@ def compile_templates(
 class IntegrationResponses:
     """Integration responses in selection order: patterns first (as declared), then default."""
 
-    __slots__ = ("default", "patterns")
+    __slots__ = ("contextless", "default", "patterns")
 
     def __init__(self, patterns: list[tuple[re.Pattern[str], _Selected]], default: _Selected | None) -> None:
         self.patterns = patterns
         self.default = default
+        #: No response reads ``$context`` (no parameters, contextless templates only).
+        every = [selected for _, selected in patterns] + ([default] if default is not None else [])
+        self.contextless = all(
+            s.params is None and all(t.contextless for _, t in s.templates.values()) for s in every
+        )
 
     def select(self, value: str) -> _Selected | None:
         for pattern, selected in self.patterns:
@@ -119,7 +134,7 @@ class IntegrationResponses:
 class _Selected:
     """One integration response, compiled."""
 
-    __slots__ = ("content_handling", "only", "params", "status", "templates")
+    __slots__ = ("content_handling", "head", "lean", "only", "params", "status", "templates")
 
     def __init__(self, status: int, params: Any, templates: dict[str, tuple[str, Any]], handling: str | None):
         self.status = status
@@ -128,6 +143,38 @@ class _Selected:
         self.content_handling = handling
         #: The one template, when there is one: whatever the Accept header, it is the one chosen.
         self.only = next(iter(templates.values())) if len(templates) == 1 else None
+        #: That template when nothing else shapes the response (no parameters, no $context, so
+        #: no override): the method response is its text as ``ctype`` with ``status``
+        #: (``lean_reply``), and the integration response's headers are not read.
+        self.lean: Any = None
+        #: The reply head of such a response (the status line and its Content-Type line, as
+        #: ``runtime.to_reply`` writes them), without the framing.
+        self.head = b""
+        if params is None and self.only is not None and self.only[1].contextless:
+            from fastgw.pipeline.runtime import _header_line
+
+            try:
+                line, _ = _header_line("Content-Type", self.only[0])
+            except ValueError:
+                return  # to_reply refuses it (500), as on the general path
+            self.lean = self.only[1]
+            self.head = replies.status_line(status) + line
+
+    def lean_reply(self, body: bytes) -> LocalReply:
+        """``runtime.to_reply(Response(status, [("Content-Type", ctype)], body))`` of a ``lean``
+        response, with its head precomputed (``LocalReply.raw``, inlined)."""
+        status = self.status
+        reply = _new_reply(LocalReply)
+        reply.status = status
+        if status in (204, 304) or status < 200:
+            reply.head = self.head
+            reply.body = b""
+        else:
+            reply.head = self.head + b"content-length: %d\r\n" % len(body)
+            reply.body = body
+        reply.kind = None
+        reply.message = None
+        return reply
 
 
 def compile_responses(
@@ -184,12 +231,23 @@ def method_response(
     selected: _Selected,
     req: Request,
     status: int,
-    headers: list[tuple[str, str]],
+    headers: list[tuple[str, str]] | None,
     body: bytes,
     context: Any,
     variables: dict[str, str],
+    reply: bool = False,
 ) -> Response | LocalReply:
-    """The method response of one selected integration response."""
+    """The method response of one selected integration response. ``headers`` (the integration
+    response's) may be None for a ``lean`` response, which does not read them; ``reply``: answer
+    such a response as the LocalReply ``runtime.to_reply`` would make of it."""
+    lean = selected.lean
+    if lean is not None:
+        text = lean.render_text(vtl.TemplateInput(body, req.headers, req.query, req.params), variables)
+        if reply:
+            return selected.lean_reply(text.encode())
+        return Response(selected.status, [("Content-Type", selected.only[0])], text.encode())  # type: ignore[index]
+    if headers is None:
+        raise ValueError("the integration response's headers are needed")
     out_status = selected.status
     out_headers: list[tuple[str, str]] = []
     if selected.params is not None:
@@ -259,7 +317,10 @@ def _render_request(
         got_body = content.convert_request(req.body, binary, handling, False)
         return got_body if type(got_body) is bytes else got_body.encode(), None  # type: ignore[union-attr]
     text = content.convert_request(req.body, binary, handling, True)
-    got = template.render(vtl.TemplateInput(text, req.headers, req.query, req.params), context, variables)
+    inp = vtl.TemplateInput(text, req.headers, req.query, req.params)
+    if template.contextless:
+        return template.render_text(inp, variables).encode(), None
+    got = template.render(inp, context, variables)
     return got.body.encode(), got.request_override
 
 
@@ -318,25 +379,35 @@ def mock_mapped(integ: MockIntegration, stage: Stage, path: str, issues: list[Co
 class _Uri:
     """An HTTP integration URI: its target and path template ({name} from the mapped path)."""
 
-    __slots__ = ("parts", "query", "target")
+    __slots__ = ("one", "parts", "prefix", "query", "slots", "suffix", "target")
 
     def __init__(self, target: Any, parts: list[str | tuple[str]], query: str) -> None:
         self.target = target
         self.parts = parts
         self.query = query
+        #: (index in ``parts``, parameter name) of each placeholder.
+        self.slots = tuple((i, part[0]) for i, part in enumerate(parts) if type(part) is tuple)
+        #: PERF: the usual single placeholder: its name and the text around it.
+        self.one = self.slots[0][1] if len(self.slots) == 1 else None
+        at = self.slots[0][0] if self.one is not None else -1
+        self.prefix = "".join(parts[:at]) if at >= 0 else ""  # type: ignore[arg-type]
+        self.suffix = "".join(parts[at + 1 :]) if at >= 0 else ""  # type: ignore[arg-type]
 
     def render(self, params: dict[str, str] | None) -> str:
-        out = []
-        for part in self.parts:
-            if type(part) is tuple:
-                value = params.get(part[0], "") if params else ""
-                # PERF: a value made of safe characters only is quoted as it is.
-                if type(value) is not str or value.strip(_URI_SAFE):
-                    value = quote(value, safe=_URI_QUOTE_SAFE)
-                out.append(value)
-            else:
-                out.append(part)  # type: ignore[arg-type]
-        return "".join(out)
+        name = self.one
+        if name is not None:
+            value = params.get(name, "") if params else ""
+            if type(value) is not str or value.strip(_URI_SAFE):
+                value = quote(value, safe=_URI_QUOTE_SAFE)
+            return self.prefix + value + self.suffix
+        out = self.parts.copy()
+        for i, name in self.slots:
+            value = params.get(name, "") if params else ""
+            # PERF: a value made of safe characters only is quoted as it is.
+            if type(value) is not str or value.strip(_URI_SAFE):
+                value = quote(value, safe=_URI_QUOTE_SAFE)
+            out[i] = value
+        return "".join(out)  # type: ignore[arg-type]
 
 
 _URI_QUOTE_SAFE = "/-_.~!$&'()*+,;=:@"
@@ -389,7 +460,6 @@ def http_mapped(
     fixed_method = integ.httpMethod.upper() if integ.httpMethod else None
     handling = integ.contentHandling
     from fastgw.config.compile import ProxyIntegration
-    from fastgw.pipeline.build import exchange_call
 
     # The endpoint as the protocol's upstream pools know it (the path is rendered per request).
     upstream = ProxyIntegration(
@@ -402,50 +472,105 @@ def http_mapped(
         pass_query=False,
     )
 
+    # $context is built (lazily, fastgw.mapping.vtl.RequestContext) only when something can read it.
+    needs_context = (
+        mapper is not None
+        or not templates.contextless
+        or (responses is not None and not responses.contextless)
+    )
+
+    # PERF: the usual request side (a contextless template, no contentHandling, a text payload)
+    # renders in ``run`` itself; anything else goes through ``_render_request``.
+    lean_request = handling is None and templates.contextless
+    TemplateInput = vtl.TemplateInput
+    # The API of the last request and whether it has binaryMediaTypes (a route's API is fixed).
+    seen_api: Any = None
+    api_binary = False
+
     async def run(req: Request, svc: Services) -> Response | LocalReply:
-        context = vtl.RequestContext(req)
+        nonlocal seen_api, api_binary
+        context = vtl.RequestContext(req) if needs_context else None
         try:
             content_type = req.header("content-type")
-            got = _render_request(req, templates, context, variables, handling, content_type)
-            if type(got) is LocalReply:
-                return got  # type: ignore[return-value]
-            body, override = got  # type: ignore[misc]
+            if not lean_request:
+                template = None
+            elif content_type is None:
+                template = templates.untyped
+            else:
+                template = templates.select(req, content_type)
+            if req.route.api is not seen_api:
+                api_binary = bool(_binary_types(req))
+                seen_api = req.route.api
+            if template is not None and type(template) is not LocalReply and not api_binary:
+                text = req.body.decode("utf-8", "replace")  # content.convert_request, for a template
+                inp = TemplateInput(text, req.headers, req.query, req.params)
+                body = template.render_text(inp, variables).encode()
+                override = None
+            else:
+                got = _render_request(req, templates, context, variables, handling, content_type)
+                if type(got) is LocalReply:
+                    return got  # type: ignore[return-value]
+                body, override = got  # type: ignore[misc]
             headers: list[tuple[str, str]] = []
-            query: list[tuple[str, str]] = []
-            path_params = req.params  # read only, unless a mapping or an override changes it
-            if mapper is not None:
-                path_params = dict(path_params or {})
-                m_headers, m_query, m_path = mapper.apply(req, context, variables)
-                headers.extend(m_headers)
-                query.extend(m_query)
-                path_params.update(m_path)
-            if override is not None and (override.header or override.querystring or override.path):
-                if mapper is None:
-                    path_params = dict(path_params or {})
-                _apply_override(override, headers, query, path_params)  # type: ignore[arg-type]
-            target_path = uri.render(path_params)
-            qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query) if query else ""
-            if uri.query:
-                qs = f"{uri.query}&{qs}" if qs else uri.query
-            if qs:
-                target_path = f"{target_path}?{qs}"
-            if body and (not headers or not any(k.lower() == "content-type" for k, _ in headers)):
-                headers.append(("Content-Type", content_type or _JSON))
+            if mapper is None and not override:
+                # PERF: nothing mapped: the URI's own query, the Content-Type of a body.
+                target_path = uri.render(req.params)
+                if uri.query:
+                    target_path = f"{target_path}?{uri.query}"
+                if body:
+                    headers.append(("Content-Type", content_type) if content_type else _JSON_CT)
+            else:
+                target_path = _mapped_target(req, uri, mapper, override, context, variables, headers)
+                if body and not any(k.lower() == "content-type" for k, _ in headers):
+                    headers.append(("Content-Type", content_type or _JSON))
         except Exception as ex:
             return request_failure(ex, req, "integration request mapping failed")
-        resp = await exchange_call(svc, req, upstream, fixed_method or req.method, target_path, headers, body)
-        if type(resp) is LocalReply:
-            return resp  # type: ignore[no-any-return]
-        r_headers = resp.headers
+        method = fixed_method or req.method
+        ex = req.exchange
+        r_headers: list[tuple[str, str]] | None
+        if ex is None:
+            resp = await exchange_call(svc, req, upstream, method, target_path, headers, body)
+            if type(resp) is LocalReply:
+                return resp  # type: ignore[no-any-return]
+            r_status, r_headers, r_body = resp.status, resp.headers, resp.body  # type: ignore[union-attr]
+        else:
+            # PERF: exchange_call inlined: the exchange's own upstream pools, a cached head for
+            # the usual headers, and the response head parsed only when something reads it.
+            fut = svc.loop.create_future()
+            head = _upstream_head(headers, body, method)
+            ex.collect_upstream(upstream, method, target_path.encode("latin-1"), head, body, fut)
+            done = await fut
+            if type(done) is LocalReply:
+                return done  # type: ignore[no-any-return]
+            r_status, raw_head, r_body = done
+            r_headers = None
         if responses is None:
-            return Response(resp.status, r_headers, resp.body)
-        selected = responses.default if not responses.patterns else responses.select(str(resp.status))
+            return Response(r_status, _parse_head(raw_head) if r_headers is None else r_headers, r_body)
+        selected = responses.default if not responses.patterns else responses.select(str(r_status))
         if selected is None:
             # No response matches and there is no default: AWS answers 500 (the method has no
             # response for the endpoint's status).
             return TEMPLATE_FAILURE
+        lean = selected.lean
+        # A reply for the protocol at once, unless response plugins edit the Response.
+        pipeline = req.route.pipeline
+        reply = pipeline is not None and not pipeline.response
         try:
-            return method_response(selected, req, resp.status, r_headers, resp.body, context, variables)
+            if lean is not None and reply:
+                inp = TemplateInput(r_body, req.headers, req.query, req.params)
+                return selected.lean_reply(lean.render_text(inp, variables).encode())
+            if r_headers is None and lean is None:
+                r_headers = _parse_head(raw_head)
+            return method_response(
+                selected,
+                req,
+                r_status,
+                r_headers,
+                r_body,
+                context,
+                variables,
+                reply,
+            )
         except Exception:
             log.exception("integration response mapping failed", extra={"route": req.route.key})
             return TEMPLATE_FAILURE
@@ -453,6 +578,61 @@ def http_mapped(
     return run
 
 
+#: The upstream head lines of one header (a mapped request's Content-Type), without the
+#: framing: ``build.upstream_head_lines`` validates and encodes them once.
+_HEAD_LINES: dict[tuple[str, str], bytes] = {}
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def _upstream_head(headers: list[tuple[str, str]], body: bytes, method: str) -> bytes:
+    """``build.upstream_head_lines(headers, body, method)``, cached for the usual single header."""
+    if len(headers) != 1:
+        return upstream_head_lines(headers, body, method)
+    pair = headers[0]
+    lines = _HEAD_LINES.get(pair)
+    if lines is None:
+        lines = upstream_head_lines(headers, b"", "GET")[:-2]  # without the blank line
+        if len(_HEAD_LINES) >= 256:
+            _HEAD_LINES.clear()
+        _HEAD_LINES[pair] = lines
+    if body or method in _BODY_METHODS:
+        return lines + b"content-length: %d\r\n\r\n" % len(body)
+    return lines + b"\r\n"
+
+
+def _mapped_target(
+    req: Request,
+    uri: _Uri,
+    mapper: Any,
+    override: Any,
+    context: Any,
+    variables: dict[str, str],
+    headers: list[tuple[str, str]],
+) -> str:
+    """The upstream target of a request with ``requestParameters`` or a template's
+    ``requestOverride``; the mapped headers are added to ``headers``."""
+    query: list[tuple[str, str]] = []
+    path_params = req.params  # read only, unless a mapping or an override changes it
+    if mapper is not None:
+        path_params = dict(path_params or {})
+        m_headers, m_query, m_path = mapper.apply(req, context, variables)
+        headers.extend(m_headers)
+        query.extend(m_query)
+        path_params.update(m_path)
+    if override is not None and (override.header or override.querystring or override.path):
+        if mapper is None:
+            path_params = dict(path_params or {})
+        _apply_override(override, headers, query, path_params)  # type: ignore[arg-type]
+    target_path = uri.render(path_params)
+    qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query) if query else ""
+    if uri.query:
+        qs = f"{uri.query}&{qs}" if qs else uri.query
+    if qs:
+        target_path = f"{target_path}?{qs}"
+    return target_path
+
+
+_JSON_CT = ("Content-Type", _JSON)
 _HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade"}
 )

@@ -1,0 +1,343 @@
+"""The HTTP (non-proxy) integration's lean path (``fastgw.pipeline.mapped.http_mapped``), in process.
+
+A route whose templates never read ``$context`` and that maps no parameters renders its request
+template in ``run``, sends the upstream request on the exchange's pools with a cached head, and
+answers its response template as the reply ``runtime.to_reply`` would make of the Response (the
+upstream's head is not even parsed). These tests drive the real protocol objects on in-memory
+transports (as ``bench.pipeline --mapped`` does) and check the bytes on both sides, and that the
+general path is taken where it must be (response plugins, parameters, overrides, $context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from fastgw.pipeline import mapped
+from fastgw.pipeline.build import upstream_head_lines
+from fastgw.pipeline.request import Response
+from fastgw.pipeline.runtime import to_reply
+from fastgw.server.replies import UNSUPPORTED_MEDIA_TYPE, LocalReply
+
+UPSTREAM_BODY = b'{"message":"hi","n":1}'
+REQUEST_TEMPLATE = (
+    '{"id": "$input.params(\'id\')", '
+    '"ua": "$util.escapeJavaScript($input.params().header.get(\'User-Agent\'))"}'
+)
+RESPONSE_TEMPLATE = "#set($b = $input.path('$'))\n{\"wrapped\": $input.json('$')}"
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.data = b""
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def _config(integration: dict[str, Any], plugins: str = "") -> str:
+    return f"""
+plugin_modules: [tests.pipeline.handlers]
+apis:
+  - name: lean
+    routes:
+      - route: "ANY /{{proxy+}}"
+        integration: {{type: HTTP_PROXY, uri: "http://127.0.0.1:19000/{{proxy}}"}}
+      - route: "GET /mapped/{{id}}"{plugins}
+        integration: {json.dumps(integration)}
+      - route: "POST /mapped/{{id}}"{plugins}
+        integration: {json.dumps(integration)}
+    stages: [{{name: prod, variables: {{env: test}}}}]
+"""
+
+
+def _integration(
+    request: str = REQUEST_TEMPLATE, response: str = RESPONSE_TEMPLATE, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "type": "HTTP",
+        "uri": "http://127.0.0.1:19000/{id}.json",
+        "requestTemplates": {"application/json": request},
+        "responses": {"default": {"statusCode": 200, "responseTemplates": {"application/json": response}}},
+        **extra,
+    }
+
+
+class Gateway:
+    """One worker's client and upstream protocols on in-memory transports."""
+
+    def __init__(self, text: str) -> None:
+        import uvloop
+
+        from fastgw.config.compile import compile_config
+        from fastgw.config.load import load_config_text
+        from fastgw.server.protocol import HttpProtocol, UpstreamConnection
+        from fastgw.server.worker import Worker
+
+        self.loop = uvloop.new_event_loop()
+        snapshot = compile_config(load_config_text(text))
+        worker = Worker(snapshot, self.loop)
+        self.client, self.client_t = HttpProtocol(worker), _Transport()
+        self.client.connection_made(self.client_t)
+        target = snapshot.stages[0].trie.match("GET", "/small").value.integration.targets[0]
+        pool = worker.pools.get(target)
+        self.upstream, self.upstream_t = UpstreamConnection(pool), _Transport()
+        self.upstream.connection_made(self.upstream_t)
+        pool.all.add(self.upstream)
+        pool.idle.append(self.upstream)
+
+    def exchange(self, request: bytes, response: bytes) -> tuple[bytes, bytes]:
+        """(what the upstream got, what the client got) for one request."""
+        self.client_t.data = self.upstream_t.data = b""
+
+        async def one() -> None:
+            self.client.data_received(request)
+            for _ in range(100):
+                if self.upstream_t.data or self.client_t.data:
+                    break
+                await asyncio.sleep(0)
+            if self.upstream_t.data:
+                self.upstream.data_received(response)
+            for _ in range(100):
+                if self.client_t.data:
+                    break
+                await asyncio.sleep(0)
+
+        self.loop.run_until_complete(one())
+        return self.upstream_t.data, self.client_t.data
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+def _upstream_response(body: bytes = UPSTREAM_BODY, status: str = "200 OK", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 %s\r\nServer: t\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        status.encode(),
+        extra,
+        len(body),
+        body,
+    )
+
+
+def _split(raw: bytes) -> tuple[list[bytes], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.split(b"\r\n"), body
+
+
+@pytest.fixture
+def gateway_of() -> Any:
+    made: list[Gateway] = []
+
+    def make(integration: dict[str, Any], plugins: str = "") -> Gateway:
+        gw = Gateway(_config(integration, plugins))
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.close()
+
+
+XML_POST = (
+    b"POST /prod/mapped/x HTTP/1.1\r\nHost: gw\r\nContent-Type: text/xml\r\nContent-Length: 2\r\n\r\n<a"
+)
+GET = b"GET /prod/mapped/small HTTP/1.1\r\nHost: gw\r\nUser-Agent: ua/1.0 'x'\r\n\r\n"
+
+
+def test_the_mapped_request_and_response_bytes(gateway_of: Any) -> None:
+    gw = gateway_of(_integration())
+    for _ in range(3):  # the cached heads give the same bytes every time
+        sent, got = gw.exchange(GET, _upstream_response())
+        lines, body = _split(sent)
+        assert lines[0] == b"GET /small.json HTTP/1.1"
+        assert b"Content-Type: application/json" in lines
+        assert body == b'{"id": "small", "ua": "ua\\/1.0 \\\'x\\\'"}'
+        assert b"content-length: %d" % len(body) in [line.lower() for line in lines]
+        lines, body = _split(got)
+        assert lines[0] == b"HTTP/1.1 200 OK"
+        assert body == b'{"wrapped": ' + UPSTREAM_BODY + b"}"
+        assert b"Content-Type: application/json" in lines
+        assert b"content-length: %d" % len(body) in lines
+        assert not any(line.lower().startswith(b"server:") for line in lines)  # the upstream's headers
+
+
+def test_a_body_not_json_in_the_response_is_a_500(gateway_of: Any) -> None:
+    gw = gateway_of(_integration())
+    _, got = gw.exchange(GET, _upstream_response(b"not json"))
+    lines, body = _split(got)
+    assert lines[0] == b"HTTP/1.1 500 Internal Server Error"
+    assert json.loads(body) == {"message": "Internal server error"}
+
+
+def test_a_post_body_and_its_content_type_reach_the_upstream(gateway_of: Any) -> None:
+    gw = gateway_of(_integration(request="$input.json('$.a')"))
+    payload = b'{"a": [1, 2]}'
+    for ctype, sent_ctype in ((b"", b"application/json"), (b"application/json; charset=utf-8",) * 2):
+        header = b"Content-Type: %s\r\n" % ctype if ctype else b""
+        request = b"POST /prod/mapped/x HTTP/1.1\r\nHost: gw\r\n%sContent-Length: %d\r\n\r\n%s" % (
+            header,
+            len(payload),
+            payload,
+        )
+        sent, got = gw.exchange(request, _upstream_response())
+        lines, body = _split(sent)
+        assert lines[0] == b"POST /x.json HTTP/1.1"
+        assert body == b"[1,2]"
+        assert b"Content-Type: " + sent_ctype in lines
+        assert _split(got)[0][0] == b"HTTP/1.1 200 OK"
+    # a Content-Type without a template: passed through (WHEN_NO_MATCH, AWS's default)
+    request = XML_POST
+    sent, got = gw.exchange(request, _upstream_response())
+    lines, body = _split(sent)
+    assert body == b"<a" and b"Content-Type: text/xml" in lines
+    assert _split(got)[0][0] == b"HTTP/1.1 200 OK"
+
+
+def test_never_passes_through(gateway_of: Any) -> None:
+    gw = gateway_of(_integration(passthroughBehavior="NEVER"))
+    request = XML_POST
+    sent, got = gw.exchange(request, _upstream_response())
+    assert sent == b"" and _split(got)[0][0].startswith(b"HTTP/1.1 415")
+
+
+def test_response_plugins_still_get_a_response(gateway_of: Any) -> None:
+    plugins = "\n        plugins: [{name: test-trace, config: {tag: t}}]"
+    gw = gateway_of(_integration(), plugins)
+    _, got = gw.exchange(GET, _upstream_response())
+    lines, body = _split(got)
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert body == b'{"wrapped": ' + UPSTREAM_BODY + b"}"
+    assert any(line.lower().startswith(b"x-trace:") and b"t:response" in line for line in lines), lines
+
+
+def test_context_parameters_and_overrides_take_the_general_path(gateway_of: Any) -> None:
+    integration = _integration(
+        request='{"ip": "$context.identity.sourceIp", "env": "$stageVariables.env"}'
+        "#set($context.requestOverride.querystring.q = 'v')",
+        response='{"s": "$context.stage"}#set($context.responseOverride.status = 201)',
+        requestParameters={"integration.request.header.X-Id": "method.request.path.id"},
+    )
+    integration["responses"]["default"]["responseParameters"] = {
+        "method.response.header.X-Up": "integration.response.header.Server"
+    }
+    gw = gateway_of(integration)
+    sent, got = gw.exchange(GET, _upstream_response())
+    lines, body = _split(sent)
+    assert lines[0] == b"GET /small.json?q=v HTTP/1.1"
+    assert b"X-Id: small" in lines
+    assert body == b'{"ip": "127.0.0.1", "env": "test"}'
+    lines, body = _split(got)
+    assert lines[0] == b"HTTP/1.1 201 Created"
+    assert b"X-Up: t" in lines
+    assert body == b'{"s": "prod"}'
+
+
+# ---------------------------------------------------------------------------- units
+@pytest.mark.parametrize("status", [200, 201, 204, 304, 404, 500])
+@pytest.mark.parametrize("ctype", ["application/json", "text/plain; charset=utf-8"])
+def test_lean_reply_is_what_to_reply_makes(status: int, ctype: str) -> None:
+    template = mapped.vtl.MappingTemplate("$input.body")
+    selected = mapped._Selected(status, None, {ctype: (ctype, template)}, None)
+    assert selected.lean is template
+    for body in (b"", b"{}", b"x" * 300):
+        want = to_reply(Response(status, [("Content-Type", ctype)], body))
+        got = selected.lean_reply(body)
+        assert type(got) is LocalReply
+        assert (got.status, got.head, got.body, got.kind, got.message) == (
+            want.status,
+            want.head,
+            want.body,
+            want.kind,
+            want.message,
+        )
+
+
+def test_no_lean_response_with_parameters_or_several_templates() -> None:
+    template = mapped.vtl.MappingTemplate("$input.body")
+    assert mapped._Selected(200, object(), {"a/b": ("a/b", template)}, None).lean is None
+    two = {"a/b": ("a/b", template), "c/d": ("c/d", template)}
+    assert mapped._Selected(200, None, two, None).lean is None
+    uses_context = mapped.vtl.MappingTemplate("$context.requestId")
+    assert mapped._Selected(200, None, {"a/b": ("a/b", uses_context)}, None).lean is None
+    # a Content-Type to_reply refuses stays on the general path (its 500)
+    assert mapped._Selected(200, None, {"a/b": ("a\nb", template)}, None).lean is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [("Content-Type", "application/json")],
+        [("Content-Type", "text/plain; charset=é")],
+        [("Content-Type", "a"), ("X-B", "b")],
+        [("Host", "dropped")],
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("body", [b"", b"abc"])
+def test_upstream_head_is_upstream_head_lines(
+    headers: list[tuple[str, str]], method: str, body: bytes
+) -> None:
+    for _ in range(2):  # uncached, then cached
+        assert mapped._upstream_head(headers, body, method) == upstream_head_lines(headers, body, method)
+
+
+def test_upstream_head_refuses_what_upstream_head_lines_refuses() -> None:
+    for value in ("a\r\nb", "a\0"):
+        with pytest.raises(ValueError):
+            mapped._upstream_head([("Content-Type", value)], b"x", "POST")
+        assert ("Content-Type", value) not in mapped._HEAD_LINES
+
+
+@pytest.mark.parametrize("behavior", ["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"])
+@pytest.mark.parametrize("types", [{}, {"application/json": "x"}, {"text/plain": "y"}])
+def test_the_template_of_a_request_without_content_type(behavior: str, types: dict[str, str]) -> None:
+    templates = mapped.compile_templates(types, behavior, "p", [])
+    got = templates.untyped
+    expected = templates.templates.get("application/json")
+    if expected is None:
+        no_match = behavior == "WHEN_NO_MATCH" or (behavior == "WHEN_NO_TEMPLATES" and not types)
+        expected = None if no_match else UNSUPPORTED_MEDIA_TYPE
+    assert got is expected
+    assert templates.select(None, None) is expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [["/", ("id",), ".json"], [("id",)], ["/a/", ("x",), "/", ("y",)], ["/static"], ["/", ("id",)]],
+)
+def test_uri_render(parts: list[Any]) -> None:
+    from urllib.parse import quote
+
+    uri = mapped._Uri(None, parts, "")
+    for params in ({"id": "a b", "x": "1", "y": "é/2?"}, {"id": "plain"}, None, {}):
+        want = "".join(
+            quote((params or {}).get(p[0], ""), safe=mapped._URI_QUOTE_SAFE) if type(p) is tuple else p
+            for p in parts
+        )
+        assert uri.render(params) == want
