@@ -6,6 +6,15 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
+cdef extern from "Python.h":
+    ctypedef struct PyByteArrayObject:
+        Py_ssize_t ob_alloc
+
+
+cdef inline Py_ssize_t _capacity(bytearray buf):
+    """Bytes allocated for ``buf`` (its size can grow to this less one without a realloc)."""
+    return (<PyByteArrayObject*>buf).ob_alloc
+
 
 cdef int OP_RID, OP_METHOD, OP_PROTOCOL, OP_TIME, OP_EPOCH, OP_STATUS, OP_RESP_LEN, OP_LATENCY, OP_PEER
 cdef int OP_GET, OP_GET_QUOTED
@@ -27,7 +36,7 @@ cdef object _last_peer
 cdef bytes _last_peer_bytes
 cdef bytes _peer_bytes(object peer)
 
-@cython.locals(size=Py_ssize_t, start=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, p=p_char, part=bytes)
+@cython.locals(size=Py_ssize_t, start=Py_ssize_t, need=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, p=p_char, part=bytes)
 cdef _append(bytearray buf, tuple lits, list vals, Py_ssize_t n)
 
 
