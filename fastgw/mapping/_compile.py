@@ -114,14 +114,7 @@ def _params_get(inp: Any, section: str, name: Any) -> Any:
         method = _method(value, "get")
         return None if method is None else method(value, name)
     if section == "header":
-        lname = name.lower()
-        first = found = None
-        for k, v in inp.headers:
-            if k.lower() == lname:
-                if first is None:
-                    first = k
-                found = v
-        return found if first == name else None
+        return _scan_header(inp, name, name.lower())
     if section == "path":
         path_params = inp.path_params
         return path_params.get(name) if path_params else None
@@ -132,6 +125,12 @@ def _header_get(inp: Any, name: str, lname: str) -> Any:
     """``_params_get(inp, "header", name)``, ``lname`` being ``name.lower()``."""
     if inp._params is not None:
         return _params_get(inp, "header", name)
+    return _scan_header(inp, name, lname)
+
+
+def _scan_header(inp: Any, name: str, lname: str) -> Any:
+    """The request's last value of header ``name`` (``lname`` lower-cased) as the parameter map
+    keeps it: under the first spelling the client used, so another spelling finds nothing."""
     first = found = None
     for k, v in inp.headers:
         if k.lower() == lname:
