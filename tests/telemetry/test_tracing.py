@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,6 +18,7 @@ from helpers import ADMIN_TOKEN, HOST, Gateway, GatewayFactory, RawConn, closed_
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from fastgw.telemetry import tracing
+from tests.telemetry.conftest import Collector
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,60 +26,6 @@ H = "tests.pipeline.handlers"
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
 TP_RE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01")
-
-
-class Collector:
-    """An OTLP/HTTP trace receiver: every POST to /v1/traces decoded and kept."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[dict[str, str], Any]] = []
-        self.requests = 0
-        self.content_types: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                owner.content_types.append(self.headers["content-type"])
-                req = trace_service_pb2.ExportTraceServiceRequest()
-                req.ParseFromString(body)
-                for rs in req.resource_spans:
-                    resource = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
-                    for ss in rs.scope_spans:
-                        assert ss.scope.name == "fastgw"
-                        for span in ss.spans:
-                            owner.spans.append((resource, span))
-                owner.requests += 1
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1/traces"
-
-    def trace(self, trace_hex: str) -> list[Any]:
-        return [s for _, s in list(self.spans) if s.trace_id.hex() == trace_hex]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    yield c
-    c.close()
 
 
 def attrs(span: Any) -> dict[str, Any]:
@@ -299,6 +243,7 @@ def test_spans_and_trace_context_reach_the_collector_and_the_upstream(
     resource = next(r for r, s in collector.spans if s.trace_id.hex() == CLIENT_TRACE)
     assert resource["service.name"] == "fastgw"
     assert collector.content_types[0] == "application/x-protobuf"
+    assert {name for name, _ in collector.scopes} == {"fastgw"}
 
     # 2. An unsampled parent under a parent-based sampler: no spans, headers forwarded as sent.
     other = "1" * 32

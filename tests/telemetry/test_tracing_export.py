@@ -5,9 +5,6 @@ plain encoder, the POSTs an OTLP/HTTP receiver gets, and the W3C headers and ids
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -15,7 +12,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from fastgw import __version__
-from tests.telemetry.conftest import Route, twin
+from tests.telemetry.conftest import Collector, Route, twin
 
 BUILDS = ["fastgw.telemetry._tracing_py", "fastgw.telemetry._tracing_c"]
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -164,46 +161,6 @@ def test_the_export_head_is_the_plain_encoders(impl: ModuleType, spans_len: int)
 
 
 # ---------------------------------------------------------------------- the export thread
-class Collector:
-    """An OTLP/HTTP receiver: each POST's headers and decoded spans."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict[str, str], list[Any]]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                owner.posts.append(({k.lower(): v for k, v in self.headers.items()}, decode(body)))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    yield c
-    c.close()
-
-
 def test_the_export_thread_posts_every_span_in_batches(impl: ModuleType, collector: Collector) -> None:
     tracer = make_tracer(impl, endpoint=collector.url, batch=4, delay=30.0, headers={"x-team": "edge"})
     exported = impl.COUNTERS["trace_spans_exported"]
@@ -211,6 +168,7 @@ def test_the_export_thread_posts_every_span_in_batches(impl: ModuleType, collect
     traces = [serve(tracer, rid) for rid in range(9)]
     tracer.stop(10.0)  # seals the last, partial batch and waits for the thread
     assert [len(spans) for _, spans in collector.posts] == [4, 4, 4, 4, 2]
+    assert set(collector.scopes) == {("fastgw", __version__)}
     headers = collector.posts[0][0]
     assert headers["content-type"] == "application/x-protobuf" and headers["x-team"] == "edge"
     spans = [s for _, post in collector.posts for s in post]
