@@ -75,6 +75,19 @@ def rewrite_response_head(bytes raw, bytes request_id, int flags):
     return _rewrite(raw, request_id, flags)
 
 
+cdef inline int _add_line(Head* h, const unsigned char* p, Py_ssize_t i, Py_ssize_t j, Py_ssize_t k) noexcept nogil:
+    """Record the header line p[i:j] (its colon at k) and return its ``_hop_kind``; -1: too many."""
+    if h.nlines == MAX_LINES:
+        return -1
+    cdef int kind = _hop_kind(p + i, k - i)
+    h.starts[h.nlines] = i
+    h.ends[h.nlines] = j
+    h.name_ends[h.nlines] = k
+    h.kinds[h.nlines] = kind
+    h.nlines += 1
+    return kind
+
+
 cdef int _add_tokens(const unsigned char* p, Py_ssize_t vs, Py_ssize_t ve, Head* h) noexcept nogil:
     """Record the comma-separated tokens of a Connection value p[vs:ve]; -1: too many."""
     cdef Py_ssize_t ts = vs, te, a, b
@@ -145,14 +158,9 @@ cdef tuple _rewrite(bytes raw, bytes request_id, int flags):
         k = j if q == NULL else q - p
         if k == i or k == j:
             raise HeadError("bad header line")
-        if h.nlines == MAX_LINES:
+        kind = _add_line(&h, p, i, j, k)
+        if kind < 0:
             raise HeadError("too many header lines")
-        kind = _hop_kind(p + i, k - i)
-        h.starts[h.nlines] = i
-        h.ends[h.nlines] = j
-        h.name_ends[h.nlines] = k
-        h.kinds[h.nlines] = kind
-        h.nlines += 1
         vs = k + 1
         ve = j
         while vs < ve and is_ows(p[vs]):
@@ -335,14 +343,9 @@ def relay_response(bytes data, bytes request_id, int flags):
             k += 1
         if k == i or k == j or p[k] != 58 or not all_valchar(p + k + 1, j - k - 1):
             return None
-        if h.nlines == MAX_LINES:
+        kind = _add_line(&h, p, i, j, k)
+        if kind < 0:
             return None
-        kind = _hop_kind(p + i, k - i)
-        h.starts[h.nlines] = i
-        h.ends[h.nlines] = j
-        h.name_ends[h.nlines] = k
-        h.kinds[h.nlines] = kind
-        h.nlines += 1
         if kind:
             vs = k + 1
             while vs < j and is_ows(p[vs]):
