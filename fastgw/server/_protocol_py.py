@@ -1164,16 +1164,9 @@ class Exchange:
         gate = proto.worker.gate
         table = gate.local
         if table is not None and not route.api_key_required:
-            # PERF: Gate.admit's path for a route without an API key on the embedded backend,
-            # inline: the route's throttle levels (route, stage, gateway), nothing else.
-            levels = route.levels
-            b = levels.single
-            if b is not None:
-                wait = table.take(b.slot, b.rate, b.burst, self.t0)
-                verdict = None if wait == 0.0 else gate.throttled(levels, (0, wait))
-            else:
-                got = table.take_many(levels.slots, levels.rates, levels.bursts, self.t0)
-                verdict = None if got[0] == -1 else gate.throttled(levels, got)
+            # PERF: a route without an API key on the embedded backend needs only its throttle
+            # levels (route, stage, gateway) from the gate.
+            verdict = gate.take_local(table, route.levels, self.t0)
         else:
             verdict = gate.admit(route, proto, self.t0)
         if verdict is not None:

@@ -227,16 +227,10 @@ class Gate:
             levels = route.levels
         table = self.local
         if table is not None:
-            # The embedded backend, inline (the common case): no futures, no extra calls.
-            b = levels.single
-            if b is not None:
-                wait = table.take(b.slot, b.rate, b.burst, now)
-                if wait != 0.0:
-                    return self.throttled(levels, (0, wait))
-            else:
-                got = table.take_many(levels.slots, levels.rates, levels.bursts, now)
-                if got[0] != -1:
-                    return self.throttled(levels, got)
+            # The embedded backend, inline (the common case): no futures.
+            refused = self.take_local(table, levels, now)
+            if refused is not None:
+                return refused
             if binding is None:
                 return None
             ts = time.time()
@@ -274,6 +268,17 @@ class Gate:
         if isinstance(res, asyncio.Future):
             return await res
         return res
+
+    def take_local(self, table: Any, levels: Levels, now: float) -> LocalReply | None:
+        """A token from each of ``levels`` in the embedded backend's ``table`` (all or none): None,
+        or the 429 of the first level that has none. The protocol calls it directly for a route
+        without an API key (nothing else of ``admit`` applies to it)."""
+        b = levels.single
+        if b is not None:
+            wait = table.take(b.slot, b.rate, b.burst, now)
+            return None if wait == 0.0 else self.throttled(levels, (0, wait))
+        got = table.take_many(levels.slots, levels.rates, levels.bursts, now)
+        return None if got[0] == -1 else self.throttled(levels, got)
 
     def throttled(self, levels: Levels, got: tuple[int, float]) -> LocalReply:
         self.refused += 1
