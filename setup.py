@@ -2,7 +2,8 @@
 
 Each kernel ships as a pure-Python twin (``_x_py.py``) and a compiled build (``_x_c``).
 The compiled build is produced here with Cython; when ``FASTGW_NO_EXTENSIONS=1`` is set at
-build time nothing is compiled and the twins are used at run time.
+build time nothing is compiled and the twins are used at run time. ``FASTGW_BUILD_ONLY=a,b``
+(development) builds only the extensions whose module name contains one of the parts.
 """
 
 import os
@@ -42,6 +43,9 @@ def extensions() -> list[Extension]:
                 extra_compile_args=["-O2"] if not debug else ["-O0", "-g"],
             )
         )
+    only = os.environ.get("FASTGW_BUILD_ONLY")  # development: rebuild only the extensions named so
+    if only:
+        exts = [e for e in exts if any(part in e.name for part in only.split(","))]
     return cythonize(
         exts,
         language_level=3,
