@@ -4,6 +4,8 @@
 
 cimport cython
 
+from fastgw.telemetry._access_c cimport AccessLine
+
 cdef unsigned long long _rid
 
 cdef class Exchange
@@ -97,6 +99,7 @@ cdef class Exchange:
     cpdef flush_out(self)
     cpdef upstream_done(self, bint keep_alive)
     cpdef respond_local(self, reply)
+    @cython.locals(access_log=AccessLine)
     cpdef observe(self, route, int status, double now)
     cpdef abort_upstream(self)
 

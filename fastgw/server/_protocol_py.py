@@ -1700,7 +1700,18 @@ class Exchange:
             )
         access_log = route.stage.access_log
         if access_log is not None:
-            access_log.emit(self, route, status, now)
+            access_log.emit_fields(
+                route,
+                status,
+                now,
+                self.request_id,
+                self.method,
+                self.http10,
+                self.resp_len,
+                self.t0,
+                self.proto.peer,
+                self,
+            )
         if self.trace is not None:
             self.proto.worker.tracer.finish(self, route, status, now)
 

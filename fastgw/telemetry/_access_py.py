@@ -31,6 +31,9 @@ _COMPILED = __name__.endswith("_access_c")
 
 #: Bytes queued per destination before new lines are dropped (counted).
 MAX_QUEUED = 4 * 1024 * 1024
+_MAX_QUEUED = MAX_QUEUED  # PERF: a C integer in the compiled build
+#: A queue's allocation kept when it is emptied (``empty``), for the next lines.
+KEEP_ALLOCATED = 2 * MAX_QUEUED
 #: Routes whose program a stage caches before it starts over (reloads make new routes).
 MAX_ROUTES = 4096
 
@@ -154,10 +157,41 @@ class AccessLine:
         self.routes = {}
         self.needs_time = any(s[0] == SLOT_OP and s[1] in (OP_TIME, OP_EPOCH) for s in slots)
         self.needs_values = any(s[0] == SLOT_GET for s in slots)
+        #: The last route rendered and its program (a stage's requests often share a route).
+        self.last_route = None
+        self.last_program = None
+        #: The values of the line being rendered (one list, reused).
+        self.scratch = []
+        #: ``time.time()`` less the loop's clock, and the loop time when it was read.
+        self.wall_offset = 0.0
+        self.wall_at = -1e300
 
     def emit(self, ex: Any, route: Any, status: int, now: float) -> None:
-        """Queue the line of a finished exchange (``Exchange.observe``); dropped (and counted) past
-        ``MAX_QUEUED`` bytes waiting."""
+        """Queue the line of a finished exchange (its fields read here: ``emit_fields``)."""
+        self.emit_fields(
+            route, status, now, ex.request_id, ex.method, ex.http10, ex.resp_len, ex.t0, ex.proto.peer, ex
+        )
+
+    def emit_fields(
+        self,
+        route: Any,
+        status: int,
+        now: float,
+        rid: bytes,
+        method: object,
+        http10: bool,
+        resp_len: int,
+        t0: float,
+        peer: object,
+        ex: Any,
+    ) -> None:
+        """Queue the line of a finished exchange ``ex`` (``Exchange.observe``, which passes the
+        fields operations read: its request id, method, HTTP/1.0 flag, body bytes sent, start on
+        the loop's clock and client address); dropped (and counted) past ``MAX_QUEUED`` bytes
+        waiting.
+
+        PERF: the compiled protocol calls this as a C method with its own typed fields (no
+        attribute reads on the exchange, no Python call)."""
         buf = self.buf
         if buf is None:
             if self.writer is None:
@@ -166,11 +200,11 @@ class AccessLine:
             if buf is None:
                 self.writer.write(self.render(ex, route, status, now))
                 return
-        if len(buf) > MAX_QUEUED:
+        if len(buf) > _MAX_QUEUED:
             self.writer.dropped += 1
             return
         if _COMPILED:
-            self._render(buf, ex, route, status, now)
+            self._render(buf, route, status, now, rid, method, http10, resp_len, t0, peer, ex)
         else:  # PERF: in Python the generated str renderer is the faster one (same text)
             buf += self.render(ex, route, status, now).encode("utf-8", "replace")
             buf += b"\n"
@@ -200,57 +234,102 @@ class AccessLine:
         prog = (tuple(lits), tuple(codes), tuple(getters))
         if len(self.routes) >= MAX_ROUTES:
             self.routes.clear()
+            self.last_route = None
         self.routes[route] = prog
         return prog
 
     def render_into(self, buf: bytearray, ex: Any, route: Any, status: int, now: float) -> None:
         """Append the exchange's line, with its newline, to ``buf``."""
-        self._render(buf, ex, route, status, now)
+        self._render(
+            buf,
+            route,
+            status,
+            now,
+            ex.request_id,
+            ex.method,
+            ex.http10,
+            ex.resp_len,
+            ex.t0,
+            ex.proto.peer,
+            ex,
+        )
 
-    def _render(self, buf: bytearray, ex: Any, route: Any, status: int, now: float) -> None:
-        prog = self.routes.get(route)
-        if prog is None:
-            prog = self.program(route)
+    def _render(
+        self,
+        buf: bytearray,
+        route: Any,
+        status: int,
+        now: float,
+        rid: bytes,
+        method: object,
+        http10: bool,
+        resp_len: int,
+        t0: float,
+        peer: object,
+        ex: Any,
+    ) -> None:
+        if route is self.last_route:
+            prog = self.last_program
+        else:
+            prog = self.routes.get(route)
+            if prog is None:
+                prog = self.program(route)
+            self.last_route = route
+            self.last_program = prog
         lits = prog[0]
         codes = prog[1]
         getters = prog[2]
+        n = len(codes)
+        vals = self.scratch
+        if len(vals) != n:
+            self.scratch = vals = [b""] * n
         t = 0.0
         v = None
-        rid = None
         if self.needs_time:
-            t = _time() - (now - ex.t0)
+            # The request's start on the wall clock: its start on the loop's clock plus the
+            # offset between the clocks (read again once a second, not per request).
+            if now - self.wall_at > 1.0 or now < self.wall_at:
+                self.wall_offset = _time() - now
+                self.wall_at = now
+            t = t0 + self.wall_offset
         if self.needs_values:
             v = self.values(ex, route, status, now)
-        vals = []
-        n = len(codes)
         for i in range(n):
             code = codes[i]
             if code == OP_RID:
-                if rid is None:
-                    rid = ex.request_id
-                vals.append(rid)
+                vals[i] = rid
             elif code == OP_STATUS:
-                vals.append(_digits(status))
+                vals[i] = _digits(status)
             elif code == OP_PEER:
-                vals.append(_peer_bytes(ex.proto.peer))
+                vals[i] = _peer_bytes(peer)
             elif code == OP_METHOD:
-                method = ex.method
                 got = _METHODS.get(method)
-                vals.append(got if got is not None else str(method).encode("utf-8", "replace"))
+                vals[i] = got if got is not None else str(method).encode("utf-8", "replace")
             elif code == OP_PROTOCOL:
-                vals.append(b"HTTP/1.0" if ex.http10 else b"HTTP/1.1")
+                vals[i] = b"HTTP/1.0" if http10 else b"HTTP/1.1"
             elif code == OP_TIME:
-                vals.append(_clf_bytes(t))
+                vals[i] = _clf_bytes(t)
             elif code == OP_RESP_LEN:
-                resp_len = ex.resp_len
-                vals.append(_digits(resp_len) if resp_len >= 0 else b"-")
+                vals[i] = _digits(resp_len) if resp_len >= 0 else b"-"
             elif code == OP_EPOCH:
-                vals.append(str(int(t * 1000)).encode("ascii"))
+                vals[i] = str(int(t * 1000)).encode("ascii")
             elif code == OP_LATENCY:
-                vals.append(str(_round((now - ex.t0) * 1000.0)).encode("ascii"))
+                vals[i] = str(_round((now - t0) * 1000.0)).encode("ascii")
             else:
-                vals.append(_value_bytes(getters[i](v), code == OP_GET_QUOTED))
+                vals[i] = _value_bytes(getters[i](v), code == OP_GET_QUOTED)
         _append(buf, lits, vals, n)
+
+
+def empty(buf: bytearray) -> None:
+    """Empty a queue once written (``LoopWriter.flush``).
+
+    PERF: compiled, an allocation of up to ``KEEP_ALLOCATED`` bytes is kept for the next lines
+    (``del buf[:]`` frees it, and the queue grew again by doubling, copying, and faulting in new
+    pages, after every flush)."""
+    if _COMPILED:
+        if _capacity(buf) <= KEEP_ALLOCATED and _clear_keep(buf):  # noqa: F821
+            return
+    del buf[:]
 
 
 def _peer_bytes(peer: object) -> bytes:
@@ -282,11 +361,11 @@ def _append(buf: bytearray, lits: tuple[bytes, ...], vals: list[bytes], n: int) 
             size += PyBytes_GET_SIZE(lits[i]) + PyBytes_GET_SIZE(vals[i])  # noqa: F821
         start = PyByteArray_GET_SIZE(buf)  # noqa: F821
         need = start + size
-        if need >= _capacity(buf):  # noqa: F821
+        if not _set_size(buf, need):  # noqa: F821
             # Allocate twice the size (a resize above an eighth more is exact), then set the
             # size back: a shrink to half the allocation or more keeps the allocation.
             PyByteArray_Resize(buf, 2 * need - 2)  # noqa: F821
-        PyByteArray_Resize(buf, need)  # noqa: F821
+            PyByteArray_Resize(buf, need)  # noqa: F821
         p = PyByteArray_AS_STRING(buf) + start  # noqa: F821
         for i in range(n):
             part = lits[i]

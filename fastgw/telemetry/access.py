@@ -85,7 +85,7 @@ class LoopWriter:
                     done += os.write(self.fd, data[done:])
         except OSError:
             self.errors += 1
-        del buf[:]
+        _impl.empty(buf)
 
     def reopen(self) -> None:
         import os
