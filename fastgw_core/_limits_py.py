@@ -189,6 +189,17 @@ class SharedTable:
                 tokens = burst
             _bucket_put(mv, off, tokens, last)
 
+    def take_levels(self, levels: Any, now: float) -> tuple[int, float] | None:
+        """Take 1 token from each bucket of ``levels`` (a ``fastgw.traffic.limiter.Levels``: its
+        ``single`` bucket, or its ``slots``, ``rates`` and ``bursts``) or from none: None, or
+        ``(position, wait)`` of the first bucket that has none (as ``take_many``)."""
+        single = levels.single
+        if single is not None:
+            wait = self.take(single.slot, single.rate, single.burst, now)
+            return None if wait == 0.0 else (0, wait)
+        got = self.take_many(levels.slots, levels.rates, levels.bursts, now)
+        return None if got[0] == -1 else got
+
     def take_many(
         self, idx: Sequence[int], rates: Sequence[float], bursts: Sequence[float], now: float
     ) -> tuple[int, float]:

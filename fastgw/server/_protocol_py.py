@@ -1165,8 +1165,9 @@ class Exchange:
         table = gate.local
         if table is not None and not route.api_key_required:
             # PERF: a route without an API key on the embedded backend needs only its throttle
-            # levels (route, stage, gateway) from the gate.
-            verdict = gate.take_local(table, route.levels, self.t0)
+            # levels (route, stage, gateway): ``Gate.take_local`` without its Python frame.
+            got = table.take_levels(route.levels, self.t0)
+            verdict = None if got is None else gate.throttled(route.levels, got)
         else:
             verdict = gate.admit(route, proto, self.t0)
         if verdict is not None:

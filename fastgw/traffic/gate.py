@@ -273,12 +273,8 @@ class Gate:
         """A token from each of ``levels`` in the embedded backend's ``table`` (all or none): None,
         or the 429 of the first level that has none. The protocol calls it directly for a route
         without an API key (nothing else of ``admit`` applies to it)."""
-        b = levels.single
-        if b is not None:
-            wait = table.take(b.slot, b.rate, b.burst, now)
-            return None if wait == 0.0 else self.throttled(levels, (0, wait))
-        got = table.take_many(levels.slots, levels.rates, levels.bursts, now)
-        return None if got[0] == -1 else self.throttled(levels, got)
+        got = table.take_levels(levels, now)
+        return None if got is None else self.throttled(levels, got)
 
     def throttled(self, levels: Levels, got: tuple[int, float]) -> LocalReply:
         self.refused += 1

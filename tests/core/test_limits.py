@@ -266,6 +266,25 @@ def test_take_many(limits_impl: type) -> None:
     assert t.bucket(c) == (1.0, 1.0)
 
 
+def test_take_levels(limits_impl: type) -> None:
+    """A route's throttle levels (``Levels``) in one call: a single bucket, or all or none."""
+    from fastgw.traffic.limiter import BucketSpec, Levels
+
+    t = new_table(limits_impl)
+    one = Levels([BucketSpec("one", 1.0, 2.0, t)])
+    assert one.single is not None
+    assert t.take_levels(one, 1.0) is None
+    assert t.take_levels(one, 1.0) is None
+    assert t.take_levels(one, 1.0) == (0, 1.0)  # empty: a token in 1 s
+    assert t.bucket(one.single.slot) == (0.0, 1.0)
+    many = Levels([BucketSpec("a", 1.0, 2.0, t), BucketSpec("b", 4.0, 1.0, t), BucketSpec("c", 1.0, 3.0, t)])
+    assert many.single is None
+    assert t.take_levels(many, 1.0) is None
+    # b is empty: a gets its token back, c is not touched.
+    assert t.take_levels(many, 1.0) == (1, 0.25)
+    assert [t.bucket(k)[0] for k in many.slots] == [1.0, 0.0, 2.0]
+
+
 def test_level(limits_impl: type) -> None:
     t = new_table(limits_impl)
     i = slot_of(t)
