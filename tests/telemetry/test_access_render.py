@@ -182,3 +182,25 @@ def test_loop_writer_queues_bytes_and_drops_past_the_limit(
     writer.write("dropped too")
     assert writer.dropped == 2
     writer.close()
+
+
+def test_loop_writer_keeps_every_line_across_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue is emptied by each flush (and, compiled, keeps its allocation for the next
+    lines): rounds of lines of growing and shrinking sizes reach the file whole and in order."""
+    path = tmp_path / "access.log"
+    writer = access.LoopWriter(str(path))
+    log = access.StageAccessLog(compile_format("$context.requestId $context.status", "rest"), str(path))
+    monkeypatch.setitem(access._WRITERS, str(path), writer)
+    route = make_route()
+    expected = []
+    n = 0
+    for lines in (3000, 10, 1, 5000, 0, 200):
+        for _ in range(lines):
+            rid = b"r%d-" % n + b"x" * (n % 97)
+            log.emit(make_exchange(request_id=rid), route, 200 + n % 300, 0.0)
+            expected.append(b"%s %d\n" % (rid, 200 + n % 300))
+            n += 1
+        writer.flush()
+        assert writer.queued == 0 and len(writer.buf) == 0
+    writer.close()
+    assert path.read_bytes() == b"".join(expected)
