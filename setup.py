@@ -14,7 +14,12 @@ from setuptools import Extension, setup
 KERNELS = ["router", "urlnorm", "headers", "reqhead", "limits", "cachekey", "stats"]
 # Pure-Python modules compiled as they are (Cython pure-Python mode, aiohttp's reader_c
 # pattern): SRC_py.py is copied to SRC_c.py and compiled with the types of SRC_c.pxd.
-PURE_MODE = ["fastgw/server/_protocol", "fastgw/telemetry/_tracing", "fastgw/telemetry/_access"]
+PURE_MODE = [
+    "fastgw/server/_protocol",
+    "fastgw/telemetry/_tracing",
+    "fastgw/telemetry/_access",
+    "fastgw/functions/_lambda",
+]
 
 
 def extensions() -> list[Extension]:

@@ -9,12 +9,17 @@ this is the part of a request's CPU that fastgw's own code decides.
     FASTGW_NO_EXTENSIONS=1 python -m bench.pipeline  # pure-Python build
     python -m bench.pipeline --keyed               # the route requires an API key (usage plan)
     python -m bench.pipeline --mapped              # bench.rest's mapped route (VTL templates)
+    python -m bench.pipeline --function            # bench.functions' in-process function route
     python -m bench.pipeline --iterations 20000 --once   # one pass, for valgrind --tool=callgrind
 
 ``--mapped`` drives ``GET /prod/mapped/small`` of ``bench.rest.rest_config`` (an HTTP integration
 with a request and a response template): that route's pipeline runs in an asyncio Task, so each
 request is driven by a coroutine that lets the loop run until the upstream request, then the
 client response, has been written.
+
+``--function`` drives ``GET /prod/fn/x`` of ``bench.functions.functions_config`` (an AWS_PROXY
+route to an async in-process handler answering 100 bytes of JSON): no upstream; each request is
+driven until the client response has been written.
 
 Instructions per request: run ``--once`` under callgrind with two iteration counts and divide
 the difference of the totals by the difference of the counts (startup cancels out).
@@ -187,6 +192,50 @@ def run_mapped(iterations: int, once: bool) -> float:
     return best
 
 
+def function_config() -> str:
+    """bench.load --functions' config: the proxied route plus the MOCK and function routes."""
+    from bench.functions import functions_config
+    from bench.servers import bench_config
+
+    return functions_config(bench_config(19000))
+
+
+FUNCTION_REQUEST = (
+    b"GET /prod/fn/x HTTP/1.1\r\nHost: 127.0.0.1:19002\r\n"
+    b"Authorization: bench-token-0123456789\r\nUser-Agent: wrk\r\n\r\n"
+)
+
+
+def run_function(iterations: int, once: bool) -> float:
+    """Best µs per function request over 5 runs (``once``: one unchecked pass, 0.0)."""
+    from bench.functions import BODY
+
+    client, _upstream, client_t, _upstream_t = build(text=function_config())
+    loop = asyncio.get_event_loop()
+    sleep = asyncio.sleep
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            client_t.last = b""
+            client.data_received(FUNCTION_REQUEST)
+            while not client_t.last:
+                await sleep(0)
+
+    loop.run_until_complete(many(2000))
+    head, _, body = client_t.last.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
+    assert body == BODY.encode(), client_t.last
+    if once:
+        loop.run_until_complete(many(iterations))
+        return 0.0
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        loop.run_until_complete(many(iterations))
+        best = min(best, (time.perf_counter() - t0) / iterations)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200_000)
@@ -201,16 +250,22 @@ def main() -> None:
         action="store_true",
         help="bench.rest's mapped route: HTTP integration with a request and a response template",
     )
+    parser.add_argument(
+        "--function",
+        action="store_true",
+        help="bench.functions' AWS_PROXY route: an async in-process handler, 100 bytes of JSON",
+    )
     args = parser.parse_args()
 
     from fastgw.server import protocol
 
     build_name = "compiled" if protocol.COMPILED else "pure Python"
-    if args.mapped:
-        best = run_mapped(args.iterations, args.once)
+    if args.mapped or args.function:
+        best = (run_function if args.function else run_mapped)(args.iterations, args.once)
         if not args.once:
             where = f"{build_name} build, user space, in-memory transports"
-            print(f"{best * 1e6:.2f} µs per mapped request ({where})")
+            what = "function" if args.function else "mapped"
+            print(f"{best * 1e6:.2f} µs per {what} request ({where})")
         return
     client, upstream, client_t, upstream_t = build(args.keyed)
     request = KEYED_REQUEST if args.keyed else REQUEST

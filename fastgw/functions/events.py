@@ -74,16 +74,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from time import gmtime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 import orjson
 
 from fastgw.pipeline.request import Request, Response
+from fastgw_core import _env
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -115,529 +114,43 @@ class BadResponse(Exception):
         self.status = status
 
 
-# ------------------------------------------------------------------------ per-route constants
-class _Static:
-    """What the events of one route share; built once and kept in ``route.event_static``."""
+# ------------------------------------------------------------- the compiled per-request half
+# The route constants (``_Static``), the helpers and the proxy events are compiled
+# (``fastgw.functions._lambda_py``, built as ``_lambda_c``; ``FASTGW_NO_EXTENSIONS=1`` selects the
+# Python build): both builds make the same dicts, key order included.
+_impl, COMPILED = _env.select("fastgw.functions._lambda_c", "fastgw.functions._lambda_py")
 
-    __slots__ = (
-        "account_id",
-        "api_id",
-        "bin_all",
-        "bin_exact",
-        "bin_prefixes",
-        "default_domain",
-        "deployment_id",
-        "domain",
-        "key_required",
-        "resource",
-        "resource_id",
-        "rest",
-        "route_key",
-        "stage",
-        "stage_prefix",
-        "variables",
-    )
-
-    def __init__(self, route: RouteRuntime) -> None:
-        api = route.api
-        self.rest = api.kind != "http"
-        self.api_id = api.id
-        self.account_id = api.account_id
-        self.stage = route.stage.name
-        #: The deployment the stage serves (requestContext.deploymentId), None: the config's.
-        self.deployment_id = route.stage.deployment_id
-        # What a stage adds in front of the path on the execute-api host ("/prod").
-        self.stage_prefix = "" if self.stage == "$default" else "/" + self.stage
-        self.variables: dict[str, str] | None = dict(route.stage.variables) or None
-        self.route_key = route.key
-        self.key_required = route.api_key_required
-        template = route.template
-        if self.rest:
-            self.resource = template or "/"
-            # AWS resource ids are opaque [a-z0-9] strings ("roq9wj"); keep ours stable.
-            digest = int.from_bytes(hashlib.sha1(f"{api.id}\0{self.resource}".encode()).digest()[:8])
-            rid = ""
-            for _ in range(6):
-                digest, d = divmod(digest, 36)
-                rid += "0123456789abcdefghijklmnopqrstuvwxyz"[d]
-            self.resource_id = rid
-        else:
-            self.resource = template or "$default"
-            self.resource_id = route.key
-        self.default_domain = f"{api.id}.execute-api.{api.region}.amazonaws.com"
-        # (Host, domainName, domainPrefix) of the last request; no Host: the execute-api name.
-        self.domain = ("", self.default_domain, api.id)
-        types = api.binary_types
-        self.bin_all = "*/*" in types
-        self.bin_exact = frozenset(t for t in types if not t.endswith("/*"))
-        self.bin_prefixes = tuple(t[:-1] for t in types if t.endswith("/*") and t != "*/*")
-
-    def domain_of(self, host: str) -> tuple[str, str, str]:
-        cached = self.domain
-        if cached[0] == host:
-            return cached
-        name = host or self.default_domain
-        cached = (host, name, name.partition(".")[0])
-        self.domain = cached
-        return cached
-
-    def binary(self, media_type: str | None) -> bool:
-        """Whether a media type (lower-case, no parameters) matches binaryMediaTypes."""
-        if self.bin_all:
-            return True
-        if media_type is None:
-            return False
-        if media_type in self.bin_exact:
-            return True
-        return any(media_type.startswith(p) for p in self.bin_prefixes)
-
-
-def _staged(req: Request, prefix: str) -> bool:
-    """Whether ``req.path`` is the stage prefix plus the resource path (execute-api style).
-
-    Otherwise the request came through a custom domain's API mapping (base path).
-    """
-    rpath = req.resource_path
-    return req.path == prefix + rpath or (rpath == "/" and req.path == prefix)
-
-
-def _static(route: RouteRuntime) -> _Static:
-    st = _Static(route)
-    route.event_static = st
-    return st
-
-
-# -------------------------------------------------------------------------------- helpers
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_clock: tuple[int, str] = (-1, "")
-
-
-def _request_time(ms: int) -> str:
-    """CLF time of ``ms`` ("09/Apr/2015:12:34:56 +0000"); formatted once per second."""
-    global _clock
-    sec = ms // 1000
-    cached = _clock
-    if cached[0] == sec:
-        return cached[1]
-    t = gmtime(sec)
-    text = (
-        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-    )
-    _clock = (sec, text)
-    return text
-
-
-def _unquote(s: str) -> str:
-    return unquote_plus(s) if "%" in s or "+" in s else s
-
-
-def _query_v1(query: str) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for part in query.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        name = _unquote(name)
-        if not name:
-            continue
-        value = _unquote(value)
-        single[name] = value
-        values = multi.get(name)
-        if values is None:
-            multi[name] = [value]
-        else:
-            values.append(value)
-    if not single:
-        return None, None
-    return single, multi
-
-
-def _query_v2(query: str) -> dict[str, str] | None:
-    out: dict[str, str] = {}
-    for part in query.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        name = _unquote(name)
-        if not name:
-            continue
-        value = _unquote(value)
-        old = out.get(name)
-        out[name] = value if old is None else f"{old},{value}"
-    return out or None
-
-
-def _headers_v1(
-    headers: list[tuple[str, str]], rest: bool, has_body: bool
-) -> tuple[dict[str, str], dict[str, list[str]], str | None]:
-    """(headers, multiValueHeaders, User-Agent) of a v1 event."""
-    single = dict(headers)  # a repeated name keeps its last value, as AWS's ``headers``
-    if len(single) == len(headers):  # no repeated name: the usual case
-        # REST APIs do not pass Content-Length to the function (Request has one with a body).
-        if (
-            rest
-            and single.pop("Content-Length", None) is None
-            and single.pop("content-length", None) is None
-            and has_body
-        ):
-            for name in [n for n in single if len(n) == 14 and n.lower() == "content-length"]:
-                del single[name]
-        multi = {name: [value] for name, value in single.items()}
-    else:
-        single = {}
-        multi = {}
-        for name, value in headers:
-            if rest and len(name) == 14 and name.lower() == "content-length":
-                continue
-            single[name] = value
-            values = multi.get(name)
-            if values is None:
-                multi[name] = [value]
-            else:
-                values.append(value)
-    ua = single.get("User-Agent")
-    if ua is None:
-        ua = single.get("user-agent")
-        if ua is None:
-            for name, value in single.items():
-                if len(name) == 10 and name.lower() == "user-agent":
-                    ua = value
-    return single, multi, ua
-
-
-def _header(req: Request, lname: str) -> str | None:
-    """The first header ``lname`` (lower-case), without building the request's header map."""
-    n = len(lname)
-    for name, value in req.headers:
-        if len(name) == n and name.lower() == lname:
-            return value
-    return None
-
-
-def _media_type(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return value.partition(";")[0].strip().lower()
-
-
-_TEXT_TYPES = frozenset({"application/json", "application/xml", "application/javascript"})
-
-
-def _binary(req: Request, st: _Static) -> bool:
-    media_type = _media_type(_header(req, "content-type"))
-    if st.rest:
-        return st.binary(media_type)
-    return media_type is None or not (media_type.startswith("text/") or media_type in _TEXT_TYPES)
-
-
-def body_is_binary(req: Request) -> bool:
-    """Whether AWS passes this request's body base64-encoded (``isBase64Encoded``).
-
-    REST APIs: the Content-Type matches the API's binaryMediaTypes (exact, ``type/*``, ``*/*``).
-    HTTP APIs: anything but ``text/*``, ``application/json``, ``application/xml`` and
-    ``application/javascript`` (a missing Content-Type included).
-    """
-    st = req.route.event_static or _static(req.route)
-    return _binary(req, st)
-
-
-def _body(req: Request, st: _Static) -> tuple[str | None, bool]:
-    body = req.body
-    if not body:
-        return None, False
-    if _binary(req, st):
-        return base64.b64encode(body).decode("ascii"), True
-    try:
-        return body.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return body.decode("utf-8", "replace"), False
-
-
-# requestContext.identity: every key null but sourceIp and userAgent (no IAM / Cognito auth).
-# Copying a template is faster than a dict display of the same keys.
-_IDENTITY_REST: dict[str, Any] = dict.fromkeys(
-    (
-        "accessKey",
-        "accountId",
-        "caller",
-        "cognitoAuthenticationProvider",
-        "cognitoAuthenticationType",
-        "cognitoIdentityId",
-        "cognitoIdentityPoolId",
-        "principalOrgId",
-        "sourceIp",
-        "user",
-        "userAgent",
-        "userArn",
-    )
+_Static = _impl._Static
+_static: Callable[[RouteRuntime], Any] = _impl._static
+_staged: Callable[[Request, str], bool] = _impl._staged
+_request_time: Callable[[int], str] = _impl._request_time
+_unquote: Callable[[str], str] = _impl._unquote
+_query_v1: Callable[[str], tuple[dict[str, str] | None, dict[str, list[str]] | None]] = _impl._query_v1
+_query_v2: Callable[[str], dict[str, str] | None] = _impl._query_v2
+_headers_v1: Callable[
+    [list[tuple[str, str]], bool, bool], tuple[dict[str, str], dict[str, list[str]], str | None]
+] = _impl._headers_v1
+_header: Callable[[Request, str], str | None] = _impl._header
+_media_type: Callable[[str | None], str | None] = _impl._media_type
+_binary: Callable[[Request, Any], bool] = _impl._binary
+_body: Callable[[Request, Any], tuple[str | None, bool]] = _impl._body
+_identity: Callable[[Request, Any, str | None, bool], dict[str, Any]] = _impl._identity
+_authorizer_v1: Callable[[dict[str, Any]], dict[str, Any]] = _impl._authorizer_v1
+_authorizer_v2: Callable[[dict[str, Any]], dict[str, Any]] = _impl._authorizer_v2
+_context_v1: Callable[..., dict[str, Any]] = _impl._context_v1
+_parts_v2: Callable[[Request, Any, bool], tuple[dict[str, str], list[str] | None, dict[str, Any]]] = (
+    _impl._parts_v2
 )
-# HTTP APIs' 1.0 events also carry cognitoAmr (recorded AWS events; not in the guide's example).
-_IDENTITY_HTTP: dict[str, Any] = dict.fromkeys(
-    (
-        "accessKey",
-        "accountId",
-        "caller",
-        "cognitoAmr",
-        "cognitoAuthenticationProvider",
-        "cognitoAuthenticationType",
-        "cognitoIdentityId",
-        "cognitoIdentityPoolId",
-        "principalOrgId",
-        "sourceIp",
-        "user",
-        "userAgent",
-        "userArn",
-    )
-)
-
-
-def _identity(req: Request, st: _Static, ua: str | None, for_authorizer: bool) -> dict[str, Any]:
-    if st.rest:
-        identity = _IDENTITY_REST.copy()
-        identity["sourceIp"] = req.source_ip
-        identity["userAgent"] = ua
-        if req.client_cert is not None:  # mutual TLS: $context.identity.clientCert
-            identity["clientCert"] = req.client_cert
-        # $context.identity.apiKey / apiKeyId: set for methods that require an API key.
-        if req.api_key_id is not None:
-            identity["apiKey"] = req.api_key if req.api_key is not None else req.usage_key
-            identity["apiKeyId"] = req.api_key_id
-        elif for_authorizer and st.key_required:
-            identity["apiKey"] = req.api_key
-        # AWS_IAM: the verified caller's accessKey, accountId, caller, user, userArn.
-        if req.iam is not None:
-            identity.update(req.iam)
-        return identity
-    identity = _IDENTITY_HTTP.copy()
-    identity["sourceIp"] = req.source_ip
-    identity["userAgent"] = ua
-    if req.client_cert is not None:  # mutual TLS: $context.identity.clientCert
-        identity["clientCert"] = req.client_cert
-    if req.iam is not None:
-        identity.update(req.iam)
-    return identity
-
-
-def _authorizer_v1(auth: dict[str, Any]) -> dict[str, Any]:
-    jwt = auth.get("jwt")
-    if isinstance(jwt, dict):
-        return {"claims": jwt.get("claims"), "scopes": jwt.get("scopes")}
-    return dict(auth)
-
-
-def _authorizer_v2(auth: dict[str, Any]) -> dict[str, Any]:
-    jwt = auth.get("jwt")
-    if isinstance(jwt, dict):
-        return {"jwt": {"claims": jwt.get("claims"), "scopes": jwt.get("scopes")}}
-    return {"lambda": {k: v for k, v in auth.items() if k != "principalId"}}
-
-
-_NO_AUTHORIZER: dict[str, Any] = {"claims": None, "scopes": None}
-
-
-def _context_v1(req: Request, st: _Static, ua: str | None, for_authorizer: bool = False) -> dict[str, Any]:
-    ms = req.time_ms
-    rid = req.request_id
-    _, domain, prefix = st.domain_of(req.domain)
-    identity = _identity(req, st, ua, for_authorizer)
-    auth = req.authorizer
-    if st.rest:
-        ctx: dict[str, Any] = {
-            "accountId": st.account_id,
-            "apiId": st.api_id,
-            "domainName": domain,
-            "domainPrefix": prefix,
-            "extendedRequestId": rid,
-            "httpMethod": req.method,
-            "identity": identity,
-            "path": req.path,
-            "protocol": req.http_version,
-            "requestId": rid,
-            "requestTime": _request_time(ms),
-            "requestTimeEpoch": ms,
-            "resourceId": st.resource_id,
-            "resourcePath": st.resource,
-            "stage": st.stage,
-        }
-        if st.deployment_id is not None:
-            ctx["deploymentId"] = st.deployment_id
-        if auth is not None and not for_authorizer:
-            ctx["authorizer"] = _authorizer_v1(auth)
-        return ctx
-    ctx = {
-        "accountId": st.account_id,
-        "apiId": st.api_id,
-        "authorizer": _authorizer_v1(auth) if auth is not None else dict(_NO_AUTHORIZER),
-        "domainName": domain,
-        "domainPrefix": prefix,
-        "extendedRequestId": rid,
-        "httpMethod": req.method,
-        "identity": identity,
-        "path": req.path,
-        "protocol": req.http_version,
-        "requestId": rid,
-        "requestTime": _request_time(ms),
-        "requestTimeEpoch": ms,
-        "resourceId": st.resource_id,
-        "resourcePath": st.resource,
-        "stage": st.stage,
-    }
-    if for_authorizer:
-        del ctx["authorizer"]
-    return ctx
-
-
-# ------------------------------------------------------------------------------ v1 events
-def build_event_v1(req: Request) -> dict[str, Any]:
-    """The Lambda proxy event of a REST API, or of an HTTP API with payload format 1.0."""
-    st = req.route.event_static or _static(req.route)
-    rest = st.rest
-    headers, multi, ua = _headers_v1(req.headers, rest, bool(req.body))
-    query = req.query
-    if query:
-        qs, mqs = _query_v1(query)
-    else:
-        qs = mqs = None
-    params = req.params
-    variables = st.variables
-    body, b64 = _body(req, st)
-    if rest:
-        return {
-            "resource": st.resource,
-            "path": req.resource_path if _staged(req, st.stage_prefix) else req.path,
-            "httpMethod": req.method,
-            "headers": headers or None,
-            "multiValueHeaders": multi or None,
-            "queryStringParameters": qs,
-            "multiValueQueryStringParameters": mqs,
-            "pathParameters": dict(params) if params else None,
-            "stageVariables": dict(variables) if variables else None,
-            "requestContext": _context_v1(req, st, ua),
-            "body": body,
-            "isBase64Encoded": b64,
-        }
-    return {
-        "version": "1.0",
-        "resource": st.resource,
-        "path": req.path,
-        "httpMethod": req.method,
-        "headers": headers or None,
-        "multiValueHeaders": multi or None,
-        "queryStringParameters": qs,
-        "multiValueQueryStringParameters": mqs,
-        "requestContext": _context_v1(req, st, ua),
-        "pathParameters": dict(params) if params else None,
-        "stageVariables": dict(variables) if variables else None,
-        "body": body,
-        "isBase64Encoded": b64,
-    }
-
-
-# ------------------------------------------------------------------------------ v2 events
-def _parts_v2(
-    req: Request, st: _Static, with_authorizer: bool
-) -> tuple[dict[str, str], list[str] | None, dict[str, Any]]:
-    raw = req.headers
-    headers = {name.lower(): value for name, value in raw}
-    cookies: list[str] | None = None
-    if len(headers) == len(raw):  # no repeated name: the usual case
-        cookie = headers.pop("cookie", None)
-        if cookie is not None:
-            cookies = [c for c in cookie.split("; ") if c]
-    else:
-        headers = {}
-        for name, value in raw:
-            lname = name.lower()
-            if lname == "cookie":
-                if cookies is None:
-                    cookies = []
-                cookies.extend(c for c in value.split("; ") if c)
-                continue
-            old = headers.get(lname)
-            headers[lname] = value if old is None else f"{old},{value}"
-    ms = req.time_ms
-    _, domain, prefix = st.domain_of(req.domain)
-    # rawPath: the path with a named stage's prefix; "rawPath doesn't provide the API mapping
-    # value" of a custom domain (AWS), so a mapped request's path is the one inside the stage.
-    path = req.path
-    if not _staged(req, st.stage_prefix):
-        path = req.resource_path
-    ctx: dict[str, Any] = {
-        "accountId": st.account_id,
-        "apiId": st.api_id,
-        "domainName": domain,
-        "domainPrefix": prefix,
-        "http": {
-            "method": req.method,
-            "path": path,
-            "protocol": req.http_version,
-            "sourceIp": req.source_ip,
-            "userAgent": headers.get("user-agent", ""),
-        },
-        "requestId": req.request_id,
-        "routeKey": st.route_key,
-        "stage": st.stage,
-        "time": _request_time(ms),
-        "timeEpoch": ms,
-    }
-    if with_authorizer:
-        auth = req.authorizer
-        if auth is not None:
-            ctx["authorizer"] = _authorizer_v2(auth)
-        elif req.iam is not None:
-            iam = req.iam
-            # AWS_IAM on payload 2.0: requestContext.authorizer.iam (AWS's example event).
-            ctx["authorizer"] = {
-                "iam": {
-                    "accessKey": iam.get("accessKey"),
-                    "accountId": iam.get("accountId"),
-                    "callerId": iam.get("caller"),
-                    "cognitoIdentity": None,
-                    "principalOrgId": None,
-                    "userArn": iam.get("userArn"),
-                    "userId": iam.get("user"),
-                }
-            }
-    if req.client_cert is not None:
-        # Mutual TLS on payload 2.0: requestContext.authentication.clientCert.
-        ctx["authentication"] = {"clientCert": req.client_cert}
-    return headers, cookies, ctx
-
-
-def build_event_v2(req: Request) -> dict[str, Any]:
-    """The Lambda proxy event of an HTTP API with payload format 2.0."""
-    st = req.route.event_static or _static(req.route)
-    headers, cookies, ctx = _parts_v2(req, st, True)
-    query = req.query
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": st.route_key,
-        "rawPath": ctx["http"]["path"],
-        "rawQueryString": query,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = headers
-    if query:
-        qs = _query_v2(query)
-        if qs is not None:
-            event["queryStringParameters"] = qs
-    event["requestContext"] = ctx
-    if req.body:
-        body, b64 = _body(req, st)
-        event["body"] = body
-    else:
-        b64 = False
-    params = req.params
-    if params:
-        event["pathParameters"] = dict(params)
-    event["isBase64Encoded"] = b64
-    variables = st.variables
-    if variables:
-        event["stageVariables"] = dict(variables)
-    return event
+body_is_binary: Callable[[Request], bool] = _impl.body_is_binary
+#: The Lambda proxy event of a REST API, or of an HTTP API with payload format 1.0.
+build_event_v1: Callable[[Request], dict[str, Any]] = _impl.build_event_v1
+#: The Lambda proxy event of an HTTP API with payload format 2.0.
+build_event_v2: Callable[[Request], dict[str, Any]] = _impl.build_event_v2
+#: A payload 1.0 response of the common shape as the reply the gateway writes, else None
+#: (``fastgw.pipeline.runtime.fast_reply_v1``).
+fast_reply_v1: Callable[[Any, bool], Any] = _impl.fast_reply_v1
+#: An AWS_PROXY integration (``fastgw.pipeline.build.function_integration``).
+FunctionRoute = _impl.FunctionRoute
 
 
 # ----------------------------------------------------------------------- authorizer events

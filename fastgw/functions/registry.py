@@ -26,55 +26,22 @@ import logging
 import os
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
 from fastgw.functions.errors import FunctionError, FunctionTimeout
+from fastgw.functions.events import _impl
 
 log = logging.getLogger("fastgw.functions")
 
 
-class LambdaContext:
-    """The ``context`` object of AWS Lambda's Python runtime."""
-
-    __slots__ = (
-        "_deadline",
-        "_rid",
-        "client_context",
-        "function_name",
-        "function_version",
-        "identity",
-        "invoked_function_arn",
-        "log_group_name",
-        "log_stream_name",
-        "memory_limit_in_mb",
-    )
-
-    def __init__(self, fn: LocalFunction, deadline: float) -> None:
-        self.function_name = fn.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = fn.arn
-        self.memory_limit_in_mb = fn.memory_mb
-        self.log_group_name = fn.log_group_name
-        self.log_stream_name = fn.log_stream_name
-        self.identity = None
-        self.client_context = None
-        self._deadline = deadline
-        self._rid: str | None = None
-
-    @property
-    def aws_request_id(self) -> str:
-        """The invocation's id (a UUID, made on first use)."""
-        rid = self._rid
-        if rid is None:
-            rid = self._rid = str(uuid.uuid4())
-        return rid
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+# The request path's half (the context, the first step of an async handler, the slot
+# accounting) is compiled with the Lambda proxy events (``fastgw.functions._lambda_py``, built
+# as ``_lambda_c``); the loader in ``fastgw.functions.events`` picks the build.
+LambdaContext = _impl.LambdaContext
+_error_of: Callable[[BaseException], FunctionError] = _impl._error_of
 
 
 def ensure_cwd_importable() -> None:
@@ -118,29 +85,12 @@ def load_handler(spec: str, code_path: str | None = None) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _error_of(ex: BaseException) -> FunctionError:
-    """An exception as Lambda's Python runtime reports it (errorType, errorMessage, stackTrace)."""
-    stack = traceback.format_list(traceback.extract_tb(ex.__traceback__))
-    return FunctionError(type(ex).__name__, str(ex), [s.rstrip("\n") for s in stack])
+class LocalFunction(_impl.FunctionCore):  # type: ignore[misc,name-defined]
+    """An in-process handler, its limits and this worker's concurrency count.
 
+    ``start``, ``_step`` and ``_release`` (the request path) come from ``FunctionCore``."""
 
-class LocalFunction:
-    """An in-process handler, its limits and this worker's concurrency count."""
-
-    __slots__ = (
-        "arn",
-        "executor_kind",
-        "handler",
-        "is_async",
-        "log_group_name",
-        "log_stream_name",
-        "max_concurrency",
-        "memory_mb",
-        "name",
-        "running",
-        "timeout",
-        "waiters",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
@@ -168,31 +118,6 @@ class LocalFunction:
         self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + uuid.uuid4().hex
         self.running = 0
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def start(self, event: Any, executor: Executor | None, timeout: float) -> tuple[bool, Any]:
-        """``(True, result)`` when an async handler finished without suspending (most that
-        build a small reply do), else ``(False, awaitable of the result)``. Errors as ``invoke``.
-
-        PERF: the caller awaits nothing, and no coroutine of ours is made, in the first case."""
-        if not self.is_async or self.running >= self.max_concurrency:
-            return False, self.invoke(event, executor, timeout)
-        limit = self.timeout if timeout > self.timeout else timeout
-        self.running += 1
-        return self._step(event, time.monotonic() + limit)
-
-    def _step(self, event: Any, deadline: float) -> tuple[bool, Any]:
-        """Run an async handler up to its first suspension (its slot already taken):
-        ``(True, result)``, or ``(False, awaitable of the rest)``, which frees the slot at the end."""
-        try:
-            coro = self.handler(event, LambdaContext(self, deadline))
-            fut = coro.send(None)
-        except StopIteration as stop:
-            self._release()
-            return True, stop.value
-        except Exception as ex:
-            self._release()
-            raise _error_of(ex) from ex
-        return False, self._continue(coro, fut, deadline)
 
     async def _continue(self, coro: Any, fut: Any, deadline: float) -> Any:
         try:
@@ -259,14 +184,6 @@ class LocalFunction:
             except ValueError:
                 pass
         self.running -= 1  # the slot handed over by _release
-
-    def _release(self) -> None:
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # the slot passes to this waiter (running stays)
-                return
-        self.running -= 1
 
 
 class _Resume:

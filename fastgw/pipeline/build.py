@@ -33,10 +33,9 @@ from fastgw.config.model import (
     Route,
     Stage,
 )
-from fastgw.functions.errors import FunctionError, FunctionTimeout, InvokeError
 from fastgw.functions.registry import LocalFunction, apply_environment, load_handler
 from fastgw.pipeline.request import Request, Response
-from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step, fast_reply_v1
+from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step
 from fastgw.plugins.base import Plugin, is_async, phases_of, registry
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
@@ -828,61 +827,18 @@ HTTP_API_ERROR = replies.LocalReply(
 def function_integration(
     fn: FunctionRef, version: str, timeout: float, api_kind: str, raw_ok: bool = False
 ) -> Integration:
-    """AWS_PROXY: the Lambda proxy event in, the Lambda proxy response out (as AWS)."""
+    """AWS_PROXY: the Lambda proxy event in, the Lambda proxy response out (as AWS).
+
+    The integration is a ``FunctionRoute`` (compiled with the events, fastgw.functions._lambda_py):
+    called as ``(req, svc)`` like every integration; ``runtime.launch`` runs its ``serve`` (one
+    coroutine for the whole request) on a route that is nothing but this integration."""
     from fastgw.functions import events
+    from fastgw.pipeline.runtime import to_reply
 
     failure = HTTP_API_ERROR if api_kind == "http" else replies.INTEGRATION_FAILURE
-
-    if version == "2.0":
-        build, parse = events.build_event_v2, events.parse_response_v2
-    else:
-        build, parse = events.build_event_v1, events.parse_response_v1
     local = fn if type(fn) is LocalFunction else None
-    # Without response-phase plugins, the common payload 1.0 response goes straight to bytes.
-    fast = raw_ok and version == "1.0"
-    rest = api_kind == "rest"
-
-    async def run(req: Request, svc: Services) -> Response | LocalReply:
-        event = build(req)
-        try:
-            if local is not None:
-                done, result = local.start(event, svc.executor, timeout)
-                if not done:
-                    result = await result
-            else:
-                result = await fn.invoke(event, svc, timeout, req.request_id)  # type: ignore[union-attr]
-        except FunctionTimeout:
-            log.error("function timed out", extra={"function": fn.name, "route": req.route.key})
-            return replies.INTEGRATION_TIMEOUT
-        except FunctionError as ex:
-            log.error(
-                "function failed",
-                extra={
-                    "function": fn.name,
-                    "route": req.route.key,
-                    "error": f"{ex.error_type}: {ex.error_message}",
-                    "stack": ex.stack_trace[-3:],
-                },
-            )
-            return failure
-        except InvokeError as ex:
-            log.error("function unreachable", extra={"function": fn.name, "error": str(ex)})
-            return failure
-        if fast:
-            reply = fast_reply_v1(result, rest)
-            if reply is not None:
-                return reply
-        try:
-            return parse(result, req)
-        except events.BadResponse as ex:
-            log.error(
-                "malformed Lambda proxy response",
-                extra={"function": fn.name, "route": req.route.key, "error": str(ex)},
-            )
-            if api_kind == "http":
-                return HTTP_API_ERROR
-            return replies.INTEGRATION_FAILURE if ex.status == 502 else replies.INTERNAL_ERROR
-
+    # raw_ok (no response-phase plugins): the common payload 1.0 response goes straight to bytes.
+    run: Integration = events.FunctionRoute(fn, local, version, timeout, api_kind, raw_ok, failure, to_reply)
     return run
 
 

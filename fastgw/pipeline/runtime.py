@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from fastgw.functions import events as _fn_events
 from fastgw.pipeline.request import Request, Response
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastgw.pipeline")
 
 # Response headers a function or plugin cannot set: the gateway frames the response itself.
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date"})
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 class Services:
@@ -406,78 +405,16 @@ _LINES: dict[tuple[str, str], tuple[bytes, bool]] = {}
 _CT_JSON = b"content-type: application/json\r\n"
 
 
-def _header_line(name: str, value: str) -> tuple[bytes, bool]:
-    lname = name.lower()
-    if lname in _FRAMING:
-        return b"", False
-    if not name or any(c not in _TOKEN for c in name) or "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError(f"invalid response header {name!r}: {value!r}")
-    try:
-        raw = value.encode("latin-1")
-    except UnicodeEncodeError:
-        raw = value.encode()
-    return b"%s: %s\r\n" % (name.encode("latin-1"), raw), lname == "content-type"
+#: A response header as the gateway writes it, and whether it is a Content-Type (b"" for a
+#: framing header; ValueError for a bad name or value): the function replies' own.
+_header_line: Callable[[str, str], tuple[bytes, bool]] = _fn_events._impl._header_line
 
 
-_FAST_V1_KEYS = frozenset({"statusCode", "headers", "body"})
-
-
-def fast_reply_v1(result: Any, rest: bool) -> LocalReply | None:
-    """The common payload 1.0 response (``statusCode`` int, ``headers`` of strings, ``body``
-    str), written straight to a reply; None for anything else, which then takes the full
-    ``events.parse_response_v1`` + ``to_reply`` path (same bytes for what this accepts).
-
-    PERF: it skips the Response object and a second walk over the headers."""
-    if type(result) is not dict or not result.keys() <= _FAST_V1_KEYS:
-        return None
-    status = result.get("statusCode")
-    if type(status) is not int:
-        if status is not None or not rest:
-            return None
-        status = 200
-    if not 100 <= status <= 599:
-        return None
-    body = result.get("body")
-    if type(body) is str:
-        data = body.encode()
-    elif body is None:
-        data = b""
-    else:
-        return None
-    parts = [replies.status_line(status), b""]
-    typed = False
-    headers = result.get("headers")
-    if headers is not None:
-        if type(headers) is not dict:
-            return None
-        lines = _LINES
-        for pair in headers.items():
-            got = lines.get(pair)
-            if got is None:
-                name, value = pair
-                if type(name) is not str or type(value) is not str:
-                    return None
-                try:
-                    got = _header_line(name, value)
-                except ValueError:
-                    return None
-                if len(lines) < 4096:
-                    lines[pair] = got
-            if got[1]:
-                typed = True
-            parts.append(got[0])
-    if not typed:
-        parts[1] = _CT_V1_REST if rest else _CT_V1_HTTP
-    if status in (204, 304):
-        data = b""
-    else:
-        parts.append(b"content-length: %d\r\n" % len(data))
-    return LocalReply.raw(status, b"".join(parts), data)
-
-
-# AWS's Content-Type of a payload 1.0 response without one (events.parse_response_v1).
-_CT_V1_REST = b"Content-Type: application/json\r\n"
-_CT_V1_HTTP = b"Content-Type: text/plain; charset=utf-8\r\n"
+#: The common payload 1.0 response (``statusCode`` int, ``headers`` of strings, ``body`` str)
+#: written straight to a reply, or None (then ``events.parse_response_v1`` + ``to_reply``): compiled
+#: with the Lambda proxy events (fastgw.functions._lambda_py, built as ``_lambda_c``).
+fast_reply_v1: Callable[[Any, bool], LocalReply | None] = _fn_events.fast_reply_v1
+FunctionRoute = _fn_events.FunctionRoute
 
 
 def to_reply(res: Response | LocalReply) -> LocalReply:
@@ -530,6 +467,13 @@ def launch(ex: Exchange, svc: Services) -> None:
     """Build the request of a finished exchange and run its route's pipeline in a Task."""
     pipeline: RoutePipeline = ex.route.pipeline
     req = ex.build_request()
+    direct = pipeline.direct
+    if type(direct) is FunctionRoute and pipeline.cache is None:
+        # PERF: a route that is only an in-process or remote function (AWS_PROXY): one coroutine
+        # does what ``_serve``, ``timed_integration`` and the integration do (still in a Task:
+        # the handler may use asyncio.current_task() or asyncio.timeout()).
+        ex.task = svc.loop.create_task(direct.serve(ex, pipeline, req, svc))
+        return
     coro = _serve(ex, pipeline, req, svc)
     if pipeline.eager:
         # PERF: a pipeline with no user code in it (no plugins, no Lambda function or Lambda
@@ -546,9 +490,17 @@ def launch(ex: Exchange, svc: Services) -> None:
     ex.task = task  # the exchange holds the Task (and cancels it if the client goes)
 
 
-async def timed_integration(integration: Integration, req: Request, svc: Services) -> Any:
+def timed_integration(integration: Integration, req: Request, svc: Services) -> Awaitable[Any]:
     """Run a function integration, keeping its start and duration on the exchange (as the
-    protocol does for upstream exchanges: ``t_int``, ``int_ms``)."""
+    protocol does for upstream exchanges: ``t_int``, ``int_ms``).
+
+    PERF: an AWS_PROXY integration does it in its own coroutine (``FunctionRoute.timed``)."""
+    if type(integration) is FunctionRoute:
+        return integration.timed(req, svc)  # type: ignore[no-any-return]
+    return _timed(integration, req, svc)
+
+
+async def _timed(integration: Integration, req: Request, svc: Services) -> Any:
     t = svc.loop.time()
     ex = req.exchange
     try:
