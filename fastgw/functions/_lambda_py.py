@@ -1045,10 +1045,22 @@ class FunctionRoute:
         return result
 
     async def serve(self, ex: Any, pipeline: Any, req: Request, svc: Any) -> None:
-        """The Task of one request of a route that is only this integration: ``runtime._serve``
-        with ``timed`` and ``run`` inlined (same replies, logs and exchange fields)."""
+        """The Task of one request of a route that is only this integration, maybe behind a
+        Lambda authorizer (``lean_auth``): ``runtime._serve`` with ``run_authorized``, ``timed``
+        and ``run`` inlined (same replies, logs and exchange fields)."""
         loop = svc.loop
         try:
+            if pipeline.lean_auth:
+                # A Lambda authorizer (and the traffic gate after it) first: a cached decision
+                # answers without waiting (``RoutePipeline.pass_authorizer``).
+                passed = pipeline.pass_authorizer(req, svc)
+                if passed is not None:
+                    if type(passed) is not LocalReply:
+                        passed = await passed
+                    if passed is not None:
+                        ex.task = None
+                        ex.pipeline_done(self.to_reply(passed))
+                        return
             t = loop.time()
             try:
                 try:

@@ -352,26 +352,12 @@ class RoutePipeline:
 
         PERF: a cached decision costs what the authorizer and the gate do, nothing more."""
         try:
-            auth: Any = self.authorizer
-            ex = req.exchange
-            trace = ex.trace if ex is not None else None
-            t = svc.loop.time() if trace is not None else 0.0
-            denied = auth.check_cached(req, svc)
-            if type(denied) is tuple:
-                denied = await auth.authorize_miss(req, svc, *denied)
-            if trace is not None:
-                trace.authorizer(t, svc.loop.time(), auth.type, denied is None)
-            if denied is not None:
-                return denied
-            holder = self._key_holder(req)
-            verdict = svc.gate.admit(self.route, holder, svc.loop.time())  # type: ignore[arg-type]
-            if verdict is not None:
-                if type(verdict) is not LocalReply:
-                    verdict = await verdict  # type: ignore[misc]
-                if verdict is not None:
-                    return verdict
-            if holder.key_rt is not None:
-                req.api_key_id = getattr(holder.key_rt, "id", None)
+            got = self.pass_authorizer(req, svc)
+            if got is not None:
+                if type(got) is not LocalReply:
+                    got = await got  # type: ignore[misc]
+                if got is not None:
+                    return got
             if self.timed:
                 return await timed_integration(self.integration, req, svc)
             return await self.integration(req, svc)
@@ -380,6 +366,63 @@ class RoutePipeline:
         except Exception:
             log.exception("request pipeline failed", extra={"route": self.route.key})
             return replies.INTERNAL_ERROR
+
+    def pass_authorizer(self, req: Request, svc: Services) -> Any:
+        """The authorizer and the traffic gate of a ``lean_auth`` route, without waiting when
+        they answer at once (a decision in this worker's memory, the embedded backend): None to
+        go on, the reply that ends the request, or an awaitable of either (a cache miss, a
+        shared store's lease). ``req.api_key_id`` is set when a key was admitted."""
+        auth: Any = self.authorizer
+        ex = req.exchange
+        trace = ex.trace if ex is not None else None
+        t = svc.loop.time() if trace is not None else 0.0
+        denied = auth.check_cached(req, svc)
+        if type(denied) is tuple:
+            return self._pass_miss(req, svc, denied, trace, t)
+        if trace is not None:
+            trace.authorizer(t, svc.loop.time(), auth.type, denied is None)
+        if denied is not None:
+            return denied
+        return self._admit_authorized(req, svc)
+
+    async def _pass_miss(
+        self, req: Request, svc: Services, miss: tuple[Any, ...], trace: Any, t: float
+    ) -> Any:
+        auth: Any = self.authorizer
+        denied = await auth.authorize_miss(req, svc, *miss)
+        if trace is not None:
+            trace.authorizer(t, svc.loop.time(), auth.type, denied is None)
+        if denied is not None:
+            return denied
+        got = self._admit_authorized(req, svc)
+        if got is not None and type(got) is not LocalReply:
+            got = await got
+        return got
+
+    def _admit_authorized(self, req: Request, svc: Services) -> Any:
+        """The traffic gate after the authorizer: None, a reply, or an awaitable of either."""
+        route = self.route
+        gate = svc.gate
+        table = gate.local
+        if table is not None and not route.api_key_required:
+            # PERF: no key, the embedded backend: the route's throttle levels (as the protocol).
+            got = table.take_levels(route.levels, svc.loop.time())
+            return None if got is None else gate.throttled(route.levels, got)
+        holder = self._key_holder(req)
+        verdict = gate.admit(route, holder, svc.loop.time())  # type: ignore[arg-type]
+        if verdict is None:
+            if holder.key_rt is not None:
+                req.api_key_id = getattr(holder.key_rt, "id", None)
+            return None
+        if type(verdict) is LocalReply:
+            return verdict
+        return self._admit_wait(verdict, req, holder)
+
+    async def _admit_wait(self, verdict: Any, req: Request, holder: KeyHolder) -> LocalReply | None:
+        got: LocalReply | None = await verdict
+        if got is None and holder.key_rt is not None:
+            req.api_key_id = getattr(holder.key_rt, "id", None)
+        return got
 
     def run_log(self, req: Request, reply: LocalReply) -> None:
         """The log phase: after the response is written; failures are logged and dropped."""
@@ -468,11 +511,13 @@ def launch(ex: Exchange, svc: Services) -> None:
     pipeline: RoutePipeline = ex.route.pipeline
     req = ex.build_request()
     direct = pipeline.direct
-    if type(direct) is FunctionRoute and pipeline.cache is None:
-        # PERF: a route that is only an in-process or remote function (AWS_PROXY): one coroutine
-        # does what ``_serve``, ``timed_integration`` and the integration do (still in a Task:
-        # the handler may use asyncio.current_task() or asyncio.timeout()).
-        ex.task = svc.loop.create_task(direct.serve(ex, pipeline, req, svc))
+    integ = pipeline.integration
+    if type(integ) is FunctionRoute and pipeline.cache is None and (direct is integ or pipeline.lean_auth):
+        # PERF: a route that is only an in-process or remote function (AWS_PROXY), maybe behind a
+        # Lambda authorizer: one coroutine does what ``_serve``, ``run_authorized``,
+        # ``timed_integration`` and the integration do (still in a Task: the handler may use
+        # asyncio.current_task() or asyncio.timeout()).
+        ex.task = svc.loop.create_task(integ.serve(ex, pipeline, req, svc))
         return
     coro = _serve(ex, pipeline, req, svc)
     if pipeline.eager:

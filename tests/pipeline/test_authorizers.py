@@ -82,7 +82,13 @@ def config() -> dict[str, Any]:
                         "integration": {"type": "MOCK", "body": "{}"},
                         "authorizer": "tok",
                         "apiKeyRequired": True,
-                    }
+                    },
+                    {
+                        "route": "GET /metered-fn",
+                        "integration": {"type": "AWS_PROXY", "uri": "echo"},
+                        "authorizer": "tok",
+                        "apiKeyRequired": True,
+                    },
                 ],
                 "stages": [{"name": "keyed"}],
             },
@@ -233,7 +239,16 @@ def test_http_api_simple_responses(gw: Any) -> None:
 
 def test_api_key_from_the_authorizer(gw: Any) -> None:
     """apiKeySource AUTHORIZER: the usageIdentifierKey selects the key (quota 2 a day)."""
-    got = [
-        req(gw.port, "GET", "/keyed/metered", [("Authorization", "allow-metered")]).status for _ in range(3)
-    ]
-    assert got == [200, 200, 429]
+    auth = [("Authorization", "allow-metered")]
+    assert req(gw.port, "GET", "/keyed/metered", auth).status == 200
+    # A function route behind the authorizer (one coroutine: authorizer, gate, function): the
+    # same key and quota, and the key reaches the event.
+    r = req(gw.port, "GET", "/keyed/metered-fn", auth)
+    assert r.status == 200, r.body
+    identity = r.json()["event"]["requestContext"]["identity"]
+    assert identity["apiKey"] == USAGE_KEY and identity["apiKeyId"]
+    for path in ("/keyed/metered-fn", "/keyed/metered"):
+        r = req(gw.port, "GET", path, auth)
+        assert r.status == 429 and r.json() == {"message": "Limit Exceeded"}, (path, r.body)
+    # No identity: 401 before the gate, on the function route too.
+    assert req(gw.port, "GET", "/keyed/metered-fn").status == 401
