@@ -71,8 +71,9 @@ class Decision:
         self.policy = policy
         self.context = context or {}
         self.usage_key = usage_key
-        # method ARN -> evaluation result (memoised: the policy does not change)
-        self.arns: dict[str, str] = {}
+        # (route, method, path inside the stage) -> the policy's result for that request's
+        # method ARN (memoised: the policy does not change; PERF: no ARN made per request)
+        self.arns: dict[tuple[Any, str, str], str] = {}
         self.compiled: la.CompiledPolicy | None = None
         # requestContext.authorizer of a cache hit, built once (the events copy it).
         self.auth: dict[str, Any] | None = None
@@ -289,7 +290,12 @@ class AuthorizerRuntime:
             if not token:
                 return la.unauthorized_reply(self.api_kind)
             local_key = (self, req.route.key if self.per_route else None, token)
-            decision = cache.get_local(local_key, time.time())
+            now = time.time()
+            entry = cache.local.get(local_key)
+            if entry is not None and entry[0] > now:  # PERF: ``cache.get_local``, inline
+                cache.hits += 1
+                return self._apply(entry[1], req, 0)
+            decision = cache.get_local(local_key, now)  # drops an expired entry
             if decision is not None:
                 return self._apply(decision, req, 0)
             return [token], local_key
@@ -394,18 +400,18 @@ class AuthorizerRuntime:
                 return la.deny_reply(self.api_kind, False)
             req.authorizer = dict(decision.context)
             return None
-        arn = la.method_arn(req)
-        verdict = decision.arns.get(arn)
+        where = (req.route, req.method, req.resource_path)
+        verdict = decision.arns.get(where)
         if verdict is None:
             try:
                 compiled = decision.compiled
                 if compiled is None:
                     compiled = decision.compiled = la.compile_policy(decision.policy)
-                verdict = compiled.decide(arn)
+                verdict = compiled.decide(la.method_arn(req))
             except la.AuthorizerConfigError:
                 return la.authorizer_error_reply(self.api_kind)
             if len(decision.arns) < 256:
-                decision.arns[arn] = verdict
+                decision.arns[where] = verdict
         if verdict != la.ALLOW:
             return la.deny_reply(self.api_kind, verdict == la.EXPLICIT_DENY)
         auth = decision.auth
