@@ -8,6 +8,7 @@ of a small proxied request, by cProfile of the in-memory pipeline).
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
+from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ, PyUnicode_KIND, PyUnicode_DATA
 
 from fastgw_core.includes.http cimport (
     TOKEN_CLOSE,
@@ -391,3 +392,49 @@ def request_id(bytes prefix, unsigned long long n):
         o[pn + i] = (48 + d) if d < 10 else (87 + d)
         n >>= 4
     return out
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+
+
+cdef bint _same_name(str k, str lname, Py_ssize_t n):
+    """``k.lower() == lname`` for an ASCII ``k`` of ``lname``'s length, without a new str."""
+    cdef int kk = PyUnicode_KIND(k), kl = PyUnicode_KIND(lname)
+    cdef void* dk = PyUnicode_DATA(k)
+    cdef void* dl = PyUnicode_DATA(lname)
+    cdef Py_ssize_t i
+    cdef unsigned int c
+    for i in range(n):
+        c = <unsigned int>PyUnicode_READ(kk, dk, i)
+        if 65 <= c <= 90:
+            c += 32
+        if c != <unsigned int>PyUnicode_READ(kl, dl, i):
+            return False
+    return True
+
+
+def find_header(headers, str lname):
+    """See ``_headers_py.find_header``.
+
+    PERF: str names are compared in place (no lower-cased copy per header)."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(lname)
+    cdef object value = None
+    for item in headers:
+        if type(item) is tuple and len(<tuple>item) == 2:
+            k = (<tuple>item)[0]
+            v = (<tuple>item)[1]
+        else:
+            k, v = item
+        if type(k) is str:
+            if PyUnicode_GET_LENGTH(k) != n:
+                continue
+            if PyUnicode_IS_ASCII(k):
+                if not _same_name(k, lname, n):
+                    continue
+            elif k.lower() != lname:
+                continue
+        elif len(k) != n or k.lower() != lname:
+            continue
+        value = v if value is None else value + "," + v
+    return value

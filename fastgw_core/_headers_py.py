@@ -167,3 +167,15 @@ def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, i
 def request_id(prefix: bytes, n: int) -> bytes:
     """``prefix`` followed by ``n`` as 12 lower-case hex digits (the low 48 bits)."""
     return prefix + b"%012x" % (n & 0xFFFFFFFFFFFF)
+
+
+def find_header(headers: list[tuple[str, str]], lname: str) -> str | None:
+    """The value of header ``lname`` (lower-case) in a list of (name, value) pairs, names
+    compared case-insensitively; the values of a repeated name joined with ``,``; None if absent.
+    (``Request.header`` before it builds its map.)"""
+    n = len(lname)
+    value = None
+    for k, v in headers:
+        if len(k) == n and k.lower() == lname:
+            value = v if value is None else value + "," + v
+    return value

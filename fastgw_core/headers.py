@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from fastgw_core import _env
 from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
+from fastgw_core._headers_py import find_header as find_header_py
 from fastgw_core._headers_py import relay_response as relay_response_py
 from fastgw_core._headers_py import request_id as request_id_py
 from fastgw_core._headers_py import rewrite_response_head as rewrite_response_head_py
@@ -20,6 +21,9 @@ __all__ = [
     "IN_HTTP10",
     "OUT_CHUNKED",
     "OUT_CLOSE",
+    "find_header",
+    "find_header_c",
+    "find_header_py",
     "relay_response",
     "relay_response_c",
     "relay_response_py",
@@ -38,8 +42,10 @@ Relay = Callable[[bytes, bytes, int], tuple[bytes, int, int, bool, int] | None]
 rewrite_response_head_c: Rewrite | None = None
 relay_response_c: Relay | None = None
 request_id_c: Callable[[bytes, int], bytes] | None = None
+find_header_c: Callable[[list[tuple[str, str]], str], str | None] | None = None
 if not _env.NO_EXTENSIONS:
     try:
+        from fastgw_core._headers_c import find_header as find_header_c
         from fastgw_core._headers_c import relay_response as relay_response_c
         from fastgw_core._headers_c import request_id as request_id_c
         from fastgw_core._headers_c import rewrite_response_head as rewrite_response_head_c
@@ -47,6 +53,7 @@ if not _env.NO_EXTENSIONS:
         rewrite_response_head_c = None
         relay_response_c = None
         request_id_c = None
+        find_header_c = None
 
 COMPILED: bool = rewrite_response_head_c is not None
 
@@ -56,3 +63,6 @@ rewrite_response_head: Rewrite = (
 
 relay_response: Relay = relay_response_c if relay_response_c is not None else relay_response_py
 request_id: Callable[[bytes, int], bytes] = request_id_c if request_id_c is not None else request_id_py
+find_header: Callable[[list[tuple[str, str]], str], str | None] = (
+    find_header_c if find_header_c is not None else find_header_py
+)

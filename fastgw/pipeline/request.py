@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fastgw_core.headers import find_header
+
 if TYPE_CHECKING:
     from fastgw.config.compile import RouteRuntime
 
@@ -122,12 +124,7 @@ class Request:
             headers = self.headers
             if self._lookups < 2:
                 self._lookups += 1
-                lname = name.lower()
-                n = len(lname)
-                value = None
-                for k, v in headers:
-                    if len(k) == n and k.lower() == lname:
-                        value = v if value is None else value + "," + v
+                value = find_header(headers, name.lower())  # compiled (fastgw_core.headers)
                 return default if value is None else value
             lower = {k.lower(): v for k, v in headers}
             if len(lower) != len(headers):  # a repeated name: join its values

@@ -295,3 +295,30 @@ def test_request_id_builds_agree(n: int) -> None:
         assert headers.request_id_c(prefix, n) == expected
     elif not NO_EXTENSIONS:
         pytest.fail("compiled request_id missing")
+
+
+FIND_CASES: list[tuple[list[tuple[str, str]], str]] = [
+    ([], "authorization"),
+    ([("Host", "a"), ("Authorization", "tok"), ("User-Agent", "wrk")], "authorization"),
+    ([("AUTHORIZATION", "a"), ("x", "y"), ("authorization", "b")], "authorization"),  # joined
+    ([("AuthorizatioN", "a")], "authorization"),
+    ([("Authorizatio", "a"), ("Authorizations", "b")], "authorization"),  # lengths differ
+    ([("X-Ünïcode", "u"), ("x-ünïcode", "v")], "x-ünïcode"),  # not ASCII: str.lower()
+    ([("K", "1"), ("k", "")], "k"),  # an empty value is joined too
+    ([("[", "1"), ("{", "2"), ("@", "3"), ("`", "4")], "{"),  # just outside A-Z
+    ([("Content-Type", "a")], "content_type"),
+]
+
+
+@pytest.mark.parametrize("pairs, lname", FIND_CASES)
+def test_find_header_builds_agree(pairs: list[tuple[str, str]], lname: str) -> None:
+    """A header in a list of pairs, case-insensitively, repeated values joined with ','."""
+    expected = None
+    for k, v in pairs:
+        if k.lower() == lname:
+            expected = v if expected is None else expected + "," + v
+    assert headers.find_header_py(pairs, lname) == expected
+    if headers.find_header_c is not None:
+        assert headers.find_header_c(pairs, lname) == expected
+    elif not NO_EXTENSIONS:
+        pytest.fail("compiled find_header missing")
