@@ -12,7 +12,12 @@ def select(compiled: str, python: str) -> tuple[ModuleType, bool]:
     built, else its pure-Python twin ``python``; and whether the compiled one was taken."""
     if not NO_EXTENSIONS:
         try:
-            return importlib.import_module(compiled), True
+            module = importlib.import_module(compiled)
         except ImportError:  # pragma: no cover - depends on the build
             pass
+        else:
+            # A pure-mode source's build copy (``X_c.py``, left by setup.py in a source tree
+            # whose extensions went into a wheel elsewhere) is not the compiled build.
+            if not (getattr(module, "__file__", None) or "").endswith(".py"):
+                return module, True
     return importlib.import_module(python), False

@@ -51,7 +51,7 @@ _FAILURES = (FunctionTimeout, FunctionError, InvokeError)
 
 #: This source runs as ``_lambda_c`` (compiled) or as ``_lambda_py`` (plain Python, where no
 #: ``cython`` module may be installed at run time).
-_COMPILED = __name__.endswith("_lambda_c")
+_COMPILED = __name__.endswith("_lambda_c") and not __file__.endswith(".py")  # not the build copy
 
 
 # ------------------------------------------------------------------------ per-route constants

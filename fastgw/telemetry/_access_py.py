@@ -27,7 +27,7 @@ from fastgw.telemetry.accesslog import _quote, _text
 
 #: This source runs as ``_access_c`` (compiled, where the C branches below apply) or as
 #: ``_access_py`` (plain Python, where no ``cython`` module may be installed at run time).
-_COMPILED = __name__.endswith("_access_c")
+_COMPILED = __name__.endswith("_access_c") and not __file__.endswith(".py")  # not the build copy
 
 #: Bytes queued per destination before new lines are dropped (counted).
 MAX_QUEUED = 4 * 1024 * 1024

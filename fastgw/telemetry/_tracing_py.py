@@ -88,7 +88,7 @@ KIND_CLIENT = 3
 
 #: This source runs as ``_tracing_c`` (compiled, where the C branches below apply) or as
 #: ``_tracing_py`` (plain Python, where no ``cython`` module may be installed at run time).
-_COMPILED = __name__.endswith("_tracing_c")
+_COMPILED = __name__.endswith("_tracing_c") and not __file__.endswith(".py")  # not the build copy
 
 _VALUE = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\r\n]*)?")
 _ZERO_TRACE = b"0" * 32

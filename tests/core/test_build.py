@@ -134,3 +134,42 @@ def test_python_twins_import_without_cython() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_source_tree_without_extensions_runs_the_twins(tmp_path: Path) -> None:
+    """``pip install .`` (not editable) compiles into the wheel and leaves setup.py's build copies
+    of the pure-mode sources (``X_c.py``) in the source tree, without their extensions; run from
+    that tree (``python3 -m fastgw run`` in the clone), the copies must not pass for the compiled
+    build (their compiled-only branches would fail), and every facade takes the Python twin."""
+    import shutil
+
+    for pkg in ("fastgw", "fastgw_core"):
+        shutil.copytree(
+            REPO_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__")
+        )
+    for stem in ("fastgw/server/_protocol", "fastgw/telemetry/_tracing", "fastgw/telemetry/_access",
+                 "fastgw/functions/_lambda"):  # fmt: skip
+        shutil.copyfile(tmp_path / f"{stem}_py.py", tmp_path / f"{stem}_c.py")
+    code = textwrap.dedent(
+        """
+        import sys
+        # Only this tree: not the editable install's finder (it maps the repository's modules).
+        sys.meta_path[:] = [f for f in sys.meta_path if "Editable" not in getattr(f, "__name__", "")]
+        import fastgw, fastgw_core
+        from fastgw.functions import events
+        from fastgw.server import protocol
+        from fastgw.telemetry import access, tracing
+        assert fastgw.__file__.startswith(ROOT), fastgw.__file__
+        assert not any(fastgw_core.COMPILED.values()), fastgw_core.COMPILED
+        assert (events.COMPILED, protocol.COMPILED, access.COMPILED, tracing.COMPILED) == (
+            False, False, False, False)
+        reply = events.fast_reply_v1({"statusCode": 200, "body": "hi"}, True)
+        assert (reply.status, reply.body) == (200, b"hi"), reply
+        print("ok")
+        """
+    ).replace("ROOT", repr(str(tmp_path)))
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTGW_NO_EXTENSIONS", "PYTHONPATH")}
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
