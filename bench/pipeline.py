@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 HUGE = "{rateLimit: 1000000000, burstLimit: 1000000000}"  # checked on every request, never reached
@@ -156,8 +157,21 @@ def build(
     return client, upstream, client_t, upstream_t
 
 
+def best_of_5(run: Callable[[int], object], iterations: int, once: bool) -> float:
+    """Best seconds per request of ``run(iterations)`` over 5 runs (``once``: one pass, 0.0)."""
+    if once:
+        run(iterations)
+        return 0.0
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        run(iterations)
+        best = min(best, (time.perf_counter() - t0) / iterations)
+    return best
+
+
 def run_mapped(iterations: int, once: bool) -> float:
-    """Best µs per mapped request over 5 runs (``once``: one unchecked pass, 0.0)."""
+    """Best seconds per mapped request over 5 runs (``once``: one unchecked pass, 0.0)."""
     client, upstream, client_t, upstream_t = build(mapped=True)
     request, response, expected = mapped_messages()
     loop = asyncio.get_event_loop()
@@ -181,15 +195,7 @@ def run_mapped(iterations: int, once: bool) -> float:
     head, _, body = client_t.last.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
     assert body == expected, client_t.last
-    if once:
-        loop.run_until_complete(many(iterations))
-        return 0.0
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        loop.run_until_complete(many(iterations))
-        best = min(best, (time.perf_counter() - t0) / iterations)
-    return best
+    return best_of_5(lambda n: loop.run_until_complete(many(n)), iterations, once)
 
 
 def function_config() -> str:
@@ -207,7 +213,7 @@ FUNCTION_REQUEST = (
 
 
 def run_function(iterations: int, once: bool) -> float:
-    """Best µs per function request over 5 runs (``once``: one unchecked pass, 0.0)."""
+    """Best seconds per function request over 5 runs (``once``: one unchecked pass, 0.0)."""
     from bench.functions import BODY
 
     client, _upstream, client_t, _upstream_t = build(text=function_config())
@@ -225,15 +231,7 @@ def run_function(iterations: int, once: bool) -> float:
     head, _, body = client_t.last.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
     assert body == BODY.encode(), client_t.last
-    if once:
-        loop.run_until_complete(many(iterations))
-        return 0.0
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        loop.run_until_complete(many(iterations))
-        best = min(best, (time.perf_counter() - t0) / iterations)
-    return best
+    return best_of_5(lambda n: loop.run_until_complete(many(n)), iterations, once)
 
 
 def main() -> None:
@@ -278,16 +276,14 @@ def main() -> None:
         one()
     assert upstream_t.last.startswith(b"GET /small HTTP/1.1\r\n"), upstream_t.last
     assert client_t.last.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
+
+    def many(n: int) -> None:
+        for _ in range(n):
+            one()
+
+    best = best_of_5(many, args.iterations, args.once)
     if args.once:
-        for _ in range(args.iterations):
-            one()
         return
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(args.iterations):
-            one()
-        best = min(best, (time.perf_counter() - t0) / args.iterations)
     what = "keyed request" if args.keyed else "proxied request"
     print(f"{best * 1e6:.2f} µs per {what} ({build_name} build, user space, in-memory transports)")
 

@@ -69,6 +69,7 @@ cpdef dict build_event_v2(req)
 
 cdef frozenset _FRAMING, _TOKEN
 cdef dict _LINES
+cdef Py_ssize_t _MAX_LINES
 cdef bytes _CT_V1_REST, _CT_V1_HTTP
 cdef object _MISSING, status_line
 cdef type LocalReply
@@ -76,10 +77,12 @@ cdef dict STATUS_LINE
 
 @cython.locals(lname=str, c=Py_UCS4)
 cpdef tuple _header_line(str name, str value)
+@cython.locals(pair=tuple, got=tuple)
+cpdef tuple header_line_of(str name, str value)
 @cython.locals(res=dict, hdrs=dict, found=Py_ssize_t, code=int, data=bytes, line=bytes, parts=list,
-               typed=bint, no_body=bint, lines=dict, got=tuple, pair=tuple, head=bytes, text=str)
+               typed=bint, no_body=bint, got=tuple, head=bytes, text=str)
 cpdef fast_reply_v1(result, bint rest)
-cdef object _new_reply()
+cdef object _raw_reply(int status, bytes head, bytes body)
 
 
 # ---------------------------------------------------------------------- C writers (compiled only)

@@ -652,13 +652,14 @@ def build_event_v2(req: Request) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ responses
-# Response headers a function cannot set: the gateway frames the response itself (as
-# ``fastgw.pipeline.runtime._header_line``, which this copies for the compiled build).
+# Response headers a function cannot set: the gateway frames the response itself
+# (``_header_line``, also ``fastgw.pipeline.runtime``'s for every local reply).
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date"})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # (name, value) -> its encoded header line (b"" for framing headers), and whether it is a
-# Content-Type. PERF: functions answer with the same few headers again and again.
+# Content-Type (``header_line_of``). PERF: replies repeat the same few headers again and again.
 _LINES: dict[tuple[str, str], tuple[bytes, bool]] = {}
+_MAX_LINES = 4096
 # AWS's Content-Type of a payload 1.0 response without one (events.parse_response_v1).
 _CT_V1_REST = b"Content-Type: application/json\r\n"
 _CT_V1_HTTP = b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -681,6 +682,17 @@ def _header_line(name: str, value: str) -> tuple[bytes, bool]:
     except UnicodeEncodeError:
         raw = value.encode()
     return b"%s: %s\r\n" % (name.encode("latin-1"), raw), lname == "content-type"
+
+
+def header_line_of(name: str, value: str) -> tuple[bytes, bool]:
+    """``_header_line``, remembered per (name, value) (up to ``_MAX_LINES`` pairs)."""
+    pair = (name, value)
+    got = _LINES.get(pair)
+    if got is None:
+        got = _header_line(name, value)
+        if len(_LINES) < _MAX_LINES:
+            _LINES[pair] = got
+    return got
 
 
 def fast_reply_v1(result: Any, rest: bool) -> LocalReply | None:
@@ -734,20 +746,14 @@ def fast_reply_v1(result: Any, rest: bool) -> LocalReply | None:
         if type(headers) is not dict:
             return None
         hdrs = headers
-        lines = _LINES
         for name, value in hdrs.items():
             # Types first: an unhashable value is refused (full parse: 502), not raised (500).
             if type(name) is not str or type(value) is not str:
                 return None
-            pair = (name, value)
-            got = lines.get(pair)
-            if got is None:
-                try:
-                    got = _header_line(name, value)
-                except ValueError:
-                    return None
-                if len(lines) < 4096:
-                    lines[pair] = got
+            try:
+                got = header_line_of(name, value)
+            except ValueError:
+                return None
             if got[1]:
                 typed = True
             parts.append(got[0])
@@ -762,20 +768,21 @@ def fast_reply_v1(result: Any, rest: bool) -> LocalReply | None:
         if not no_body:
             parts.append(b"content-length: %d\r\n" % len(data))
         head = b"".join(parts)
-    reply = _new_reply()
-    reply.status = code
-    reply.head = head
-    reply.body = data
-    reply.kind = None
-    reply.message = None
-    return reply
+    return _raw_reply(code, head, data)
 
 
-def _new_reply() -> LocalReply:
-    """An empty ``LocalReply`` (``LocalReply.raw`` without the call of a Python method)."""
+def _raw_reply(status: int, head: bytes, body: bytes) -> LocalReply:
+    """``LocalReply.raw(status, head, body)``; PERF compiled: without the call of a Python
+    classmethod (the same five fields)."""
     if _COMPILED:
-        return PyType_GenericAlloc(LocalReply, 0)  # type: ignore[no-any-return]  # noqa: F821
-    return object.__new__(LocalReply)  # type: ignore[no-any-return]
+        reply = PyType_GenericAlloc(LocalReply, 0)  # noqa: F821
+        reply.status = status
+        reply.head = head
+        reply.body = body
+        reply.kind = None
+        reply.message = None
+        return reply  # type: ignore[no-any-return]
+    return LocalReply.raw(status, head, body)
 
 
 # ---------------------------------------------------------------------------- invocations
@@ -930,10 +937,11 @@ class FunctionRoute:
     """An AWS_PROXY integration (``fastgw.pipeline.build.function_integration``): the Lambda
     proxy event in, the function run, the Lambda proxy response out, as AWS.
 
-    Called as ``(req, svc)`` like every integration. PERF: ``timed`` is that call with
-    ``runtime.timed_integration``'s accounting, and ``serve`` is ``runtime._serve`` of a route
-    that is nothing but this integration (no plugins, authorizer, cache, CORS or compression):
-    one coroutine per request instead of three."""
+    Called as ``(req, svc)`` like every integration: ``timed``, which keeps
+    ``runtime.timed_integration``'s accounting itself. PERF: ``serve`` is ``runtime._serve`` of a
+    route that is nothing but this integration, maybe behind a Lambda authorizer (no plugins,
+    cache, CORS or compression), with ``timed`` inlined: one coroutine per request instead of
+    three."""
 
     def __init__(
         self,
@@ -962,7 +970,8 @@ class FunctionRoute:
         self.to_reply = to_reply
 
     def __call__(self, req: Request, svc: Any) -> Awaitable[Any]:
-        return self.run(req, svc)
+        """The integration (a Response or a LocalReply), timed as every function is."""
+        return self.timed(req, svc)
 
     def _invoke(self, req: Request, svc: Any) -> Any:
         """The function's result, or ``_Pending`` of an awaitable of it."""
@@ -1011,19 +1020,10 @@ class FunctionRoute:
                 return self.failure
             return INTEGRATION_FAILURE if ex.status == 502 else INTERNAL_ERROR
 
-    async def run(self, req: Request, svc: Any) -> Any:
-        """The integration: a Response or a LocalReply."""
-        try:
-            got = self._invoke(req, svc)
-            if type(got) is _Pending:
-                got = await got.awaitable
-        except _FAILURES as ex:
-            return self._failed(ex, req)
-        return self._reply(got, req)
-
     async def timed(self, req: Request, svc: Any) -> Any:
-        """``run``, its start and duration kept on the exchange (``t_int``, ``int_ms``) and the
-        invocation's status (200) as ``up_status``, as ``runtime.timed_integration`` does."""
+        """The function's reply, its start and duration kept on the exchange (``t_int``,
+        ``int_ms``) and the invocation's status (200) as ``up_status``, as
+        ``runtime.timed_integration`` does for other integrations."""
         loop = svc.loop
         t = loop.time()
         ex = req.exchange
@@ -1046,8 +1046,8 @@ class FunctionRoute:
 
     async def serve(self, ex: Any, pipeline: Any, req: Request, svc: Any) -> None:
         """The Task of one request of a route that is only this integration, maybe behind a
-        Lambda authorizer (``lean_auth``): ``runtime._serve`` with ``run_authorized``, ``timed``
-        and ``run`` inlined (same replies, logs and exchange fields)."""
+        Lambda authorizer (``lean_auth``): ``runtime._serve`` with ``run_authorized`` and
+        ``timed`` inlined (same replies, logs and exchange fields)."""
         loop = svc.loop
         try:
             if pipeline.lean_auth:

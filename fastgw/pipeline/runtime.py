@@ -379,6 +379,7 @@ class RoutePipeline:
         denied = auth.check_cached(req, svc)
         if type(denied) is tuple:
             return self._pass_miss(req, svc, denied, trace, t)
+        # PERF: ``_pass_miss``'s steps after the answer, inline (no frame on a cached decision).
         if trace is not None:
             trace.authorizer(t, svc.loop.time(), auth.type, denied is None)
         if denied is not None:
@@ -405,7 +406,7 @@ class RoutePipeline:
         gate = svc.gate
         table = gate.local
         if table is not None and not route.api_key_required:
-            # PERF: no key, the embedded backend: the route's throttle levels (as the protocol).
+            # PERF: no key, the embedded backend: ``Gate.take_local`` inline (as the protocol).
             got = table.take_levels(route.levels, svc.loop.time())
             return None if got is None else gate.throttled(route.levels, got)
         holder = self._key_holder(req)
@@ -442,15 +443,14 @@ def _log_task_done(plugin: str, task: asyncio.Future[Any]) -> None:
         log.error("plugin failed", exc_info=task.exception(), extra={"plugin": plugin, "phase": "log"})
 
 
-# (name, value) -> its encoded header line (b"" for framing headers), and whether it is a
-# Content-Type. PERF: functions answer with the same few headers again and again.
-_LINES: dict[tuple[str, str], tuple[bytes, bool]] = {}
 _CT_JSON = b"content-type: application/json\r\n"
 
 
 #: A response header as the gateway writes it, and whether it is a Content-Type (b"" for a
-#: framing header; ValueError for a bad name or value): the function replies' own.
+#: framing header; ValueError for a bad name or value): the function replies' own, and the
+#: same remembered per (name, value) (PERF: replies repeat the same few headers).
 _header_line: Callable[[str, str], tuple[bytes, bool]] = _fn_events._impl._header_line
+_header_line_of: Callable[[str, str], tuple[bytes, bool]] = _fn_events._impl.header_line_of
 
 
 #: The common payload 1.0 response (``statusCode`` int, ``headers`` of strings, ``body`` str)
@@ -470,13 +470,8 @@ def to_reply(res: Response | LocalReply) -> LocalReply:
     status = res.status
     parts = [replies.status_line(status)]
     typed = False
-    lines = _LINES
     for pair in res.headers:
-        got = lines.get(pair)  # type: ignore[call-overload]
-        if got is None:
-            got = _header_line(pair[0], pair[1])
-            if len(lines) < 4096:
-                lines[pair] = got  # type: ignore[index]
+        got = _header_line_of(pair[0], pair[1])
         if got[1]:
             typed = True
         parts.append(got[0])
