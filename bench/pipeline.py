@@ -10,6 +10,8 @@ this is the part of a request's CPU that fastgw's own code decides.
     python -m bench.pipeline --keyed               # the route requires an API key (usage plan)
     python -m bench.pipeline --mapped              # bench.rest's mapped route (VTL templates)
     python -m bench.pipeline --function            # bench.functions' in-process function route
+    python -m bench.pipeline --cached              # bench.rest's cached route, a cache hit
+    python -m bench.pipeline --mock                # bench.functions' MOCK route
     python -m bench.pipeline --iterations 20000 --once   # one pass, for valgrind --tool=callgrind
 
 ``--mapped`` drives ``GET /prod/mapped/small`` of ``bench.rest.rest_config`` (an HTTP integration
@@ -20,6 +22,11 @@ client response, has been written.
 ``--function`` drives ``GET /prod/fn/x`` of ``bench.functions.functions_config`` (an AWS_PROXY
 route to an async in-process handler answering 100 bytes of JSON): no upstream; each request is
 driven until the client response has been written.
+
+``--cached`` drives ``GET /prod/cached/small`` of ``bench.rest.rest_config`` after one miss has
+stored the response: every timed request is a hit, answered from the head without a Task.
+``--mock`` drives ``GET /prod/mock/x`` of ``bench.functions.functions_config``: a MOCK reply, the
+floor of any locally answered route.
 
 Instructions per request: run ``--once`` under callgrind with two iteration counts and divide
 the difference of the totals by the difference of the counts (startup cancels out).
@@ -234,6 +241,44 @@ def run_function(iterations: int, once: bool) -> float:
     return best_of_5(lambda n: loop.run_until_complete(many(n)), iterations, once)
 
 
+MOCK_REQUEST = b"GET /prod/mock/x HTTP/1.1\r\nHost: 127.0.0.1:19002\r\nUser-Agent: wrk\r\n\r\n"
+CACHED_REQUEST = b"GET /prod/cached/small HTTP/1.1\r\nHost: 127.0.0.1:19002\r\nUser-Agent: wrk\r\n\r\n"
+
+
+def run_local(cached: bool, iterations: int, once: bool) -> float:
+    """Best seconds per locally answered request (a cache hit, or a MOCK) over 5 runs."""
+    client, upstream, client_t, upstream_t = build(text=mapped_config() if cached else function_config())
+    request = CACHED_REQUEST if cached else MOCK_REQUEST
+    if cached:
+        # One miss through the upstream stores the response; the rest are hits.
+        loop = asyncio.get_event_loop()
+
+        async def miss() -> None:
+            client.data_received(request)
+            while not upstream_t.last:
+                await asyncio.sleep(0)
+            upstream.data_received(RESPONSE)
+            while not client_t.last:
+                await asyncio.sleep(0)
+
+        loop.run_until_complete(miss())
+        upstream_t.last = b""
+    for _ in range(2000):
+        client_t.last = b""
+        client.data_received(request)
+    head, _, body = client_t.last.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), client_t.last
+    assert not upstream_t.last, "a cache hit went upstream"
+    if cached:
+        assert body == b"x" * 100, client_t.last
+
+    def many(n: int) -> None:
+        for _ in range(n):
+            client.data_received(request)
+
+    return best_of_5(many, iterations, once)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200_000)
@@ -253,11 +298,19 @@ def main() -> None:
         action="store_true",
         help="bench.functions' AWS_PROXY route: an async in-process handler, 100 bytes of JSON",
     )
+    parser.add_argument("--cached", action="store_true", help="bench.rest's cached route: a cache hit")
+    parser.add_argument("--mock", action="store_true", help="bench.functions' MOCK route")
     args = parser.parse_args()
 
     from fastgw.server import protocol
 
     build_name = "compiled" if protocol.COMPILED else "pure Python"
+    if args.cached or args.mock:
+        best = run_local(args.cached, args.iterations, args.once)
+        if not args.once:
+            what = "cache hit" if args.cached else "MOCK request"
+            print(f"{best * 1e6:.2f} µs per {what} ({build_name} build, user space, in-memory transports)")
+        return
     if args.mapped or args.function:
         best = (run_function if args.function else run_mapped)(args.iterations, args.once)
         if not args.once:

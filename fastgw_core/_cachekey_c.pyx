@@ -386,7 +386,7 @@ cdef class KeySpec:
                 code = self._codes[i]
                 _put_bytes_obj(&b, <bytes>self._prefixes[i])
                 if code == K_HEADER:
-                    v = header(<str>self._names[i])
+                    v = header(<str>self._names[i]) if header is not None else None
                 elif code == K_PATH:
                     if not path_params:
                         v = None

@@ -290,19 +290,20 @@ class KeySpec:
     def build(
         self,
         method: str,
-        header: Callable[[str], str | None],
+        header: Callable[[str], str | None] | None,
         query: str | bytes,
         path_params: Mapping[str, str] | None,
     ) -> bytes:
         """The key of one request: ``header(lower_name)`` looks a header up (case-insensitive,
-        ``None`` when absent), ``query`` is the raw query string (no "?", not decoded; bytes
-        read as latin-1), ``path_params`` the router's params (or None)."""
+        ``None`` when absent; ``header`` None: no header the key reads is present), ``query``
+        is the raw query string (no "?", not decoded; bytes read as latin-1), ``path_params``
+        the router's params (or None)."""
         out = [_VERSION_BYTE, _field(method, "method"), self._resource_field]
         qvals = query_values(query, self._qwanted, self._nq) if self._nq and query else None
         for code, prefix, name, slot in self._steps:
             out.append(prefix)
             if code == _HEADER:
-                v = header(name)
+                v = header(name) if header is not None else None
             elif code == _PATH:
                 v = path_params.get(name) if path_params else None
             else:

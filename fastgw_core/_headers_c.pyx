@@ -438,3 +438,31 @@ def find_header(headers, str lname):
             continue
         value = v if value is None else value + "," + v
     return value
+
+
+def has_header_line(lines, tuple names):
+    """See ``_headers_py.has_header_line``.
+
+    PERF: no joined, lower-cased copy of the head and no bytes method calls: one scan of each
+    item, names compared in place."""
+    cdef const unsigned char* p
+    cdef const unsigned char* q
+    cdef Py_ssize_t n, start, end, colon
+    if not lines:
+        return False
+    for chunk in lines:
+        p = <const unsigned char*>PyBytes_AS_STRING(chunk)
+        n = PyBytes_GET_SIZE(chunk)
+        start = 0
+        while start < n:
+            end = start
+            while end < n and not (p[end] == 13 and end + 1 < n and p[end + 1] == 10):
+                end += 1
+            q = <const unsigned char*>memchr(p + start, 58, end - start)
+            if q != NULL:
+                colon = q - p
+                for name in names:
+                    if eq_lower(p + start, colon - start, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name)):
+                        return True
+            start = end + 2
+    return False

@@ -179,3 +179,26 @@ def find_header(headers: list[tuple[str, str]], lname: str) -> str | None:
         if len(k) == n and k.lower() == lname:
             value = v if value is None else value + "," + v
     return value
+
+
+def has_header_line(lines: list[bytes] | None, names: tuple[bytes, ...]) -> bool:
+    """Whether a header line of ``lines`` is named one of ``names`` (lower-case).
+
+    ``lines`` are the request's header lines as the protocol keeps them: items of one or more
+    ``name: value\\r\\n`` lines each. A line's name is what precedes its first ``:``; names
+    compare case-insensitively; a line without ``:`` has no name.
+    """
+    if not lines:
+        return False
+    for chunk in lines:
+        start = 0
+        n = len(chunk)
+        while start < n:
+            end = chunk.find(b"\r\n", start)
+            if end < 0:
+                end = n
+            colon = chunk.find(b":", start, end)
+            if colon >= 0 and chunk[start:colon].lower() in names:
+                return True
+            start = end + 2
+    return False

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fastgw_core import _env
 from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
 from fastgw_core._headers_py import find_header as find_header_py
+from fastgw_core._headers_py import has_header_line as has_header_line_py
 from fastgw_core._headers_py import relay_response as relay_response_py
 from fastgw_core._headers_py import request_id as request_id_py
 from fastgw_core._headers_py import rewrite_response_head as rewrite_response_head_py
@@ -24,6 +25,9 @@ __all__ = [
     "find_header",
     "find_header_c",
     "find_header_py",
+    "has_header_line",
+    "has_header_line_c",
+    "has_header_line_py",
     "relay_response",
     "relay_response_c",
     "relay_response_py",
@@ -43,9 +47,12 @@ rewrite_response_head_c: Rewrite | None = None
 relay_response_c: Relay | None = None
 request_id_c: Callable[[bytes, int], bytes] | None = None
 find_header_c: Callable[[list[tuple[str, str]], str], str | None] | None = None
+HasLine = Callable[[list[bytes] | None, tuple[bytes, ...]], bool]
+has_header_line_c: HasLine | None = None
 if not _env.NO_EXTENSIONS:
     try:
         from fastgw_core._headers_c import find_header as find_header_c
+        from fastgw_core._headers_c import has_header_line as has_header_line_c
         from fastgw_core._headers_c import relay_response as relay_response_c
         from fastgw_core._headers_c import request_id as request_id_c
         from fastgw_core._headers_c import rewrite_response_head as rewrite_response_head_c
@@ -54,6 +61,7 @@ if not _env.NO_EXTENSIONS:
         relay_response_c = None
         request_id_c = None
         find_header_c = None
+        has_header_line_c = None
 
 COMPILED: bool = rewrite_response_head_c is not None
 
@@ -66,3 +74,4 @@ request_id: Callable[[bytes, int], bytes] = request_id_c if request_id_c is not 
 find_header: Callable[[list[tuple[str, str]], str], str | None] = (
     find_header_c if find_header_c is not None else find_header_py
 )
+has_header_line: HasLine = has_header_line_c if has_header_line_c is not None else has_header_line_py

@@ -16,6 +16,8 @@ cdef class Pools
 
 @cython.locals(prefixes=dict, end=Py_ssize_t, first=str)
 cpdef tuple resolve_stage(site, str path)
+@cython.locals(key=bytes)
+cpdef object cache_lookup(cache, str method, list fwd, bytes query, params, double now)
 @cython.locals(parts=tuple, text=str, value=bytes, params=dict)
 cpdef bytes render_path(integ, params)
 cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes host)

@@ -142,6 +142,15 @@ def test_golden_build(impl: Impl) -> None:
     assert spec.build("GET", lookup({"accept": JSON}), "", {"id": "42"}) == PETS_KEY
 
 
+def test_build_without_header_getter(impl: Impl) -> None:
+    """``header`` None: every header the key reads is absent (the protocol's plain lookup)."""
+    spec = impl.KeySpec(PETS, [("header", "Accept"), ("path", "id"), ("header", "authorization")])
+    assert spec.build("GET", None, "", {"id": "42"}) == spec.build("GET", lookup({}), "", {"id": "42"})
+    assert spec.build("GET", None, "", {"id": "42"}) != spec.build(
+        "GET", lookup({"Accept": JSON}), "", {"id": "42"}
+    )
+
+
 def test_key_hash_is_64_bit_and_stable() -> None:
     assert key_hash(b"") == int.from_bytes(hashlib.blake2b(b"", digest_size=8).digest(), "little")
     rng = random.Random(7)

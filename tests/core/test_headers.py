@@ -322,3 +322,39 @@ def test_find_header_builds_agree(pairs: list[tuple[str, str]], lname: str) -> N
         assert headers.find_header_c(pairs, lname) == expected
     elif not NO_EXTENSIONS:
         pytest.fail("compiled find_header missing")
+
+
+HAS_LINE_CASES: list[tuple[list[bytes] | None, bool]] = [
+    (None, False),
+    ([], False),
+    ([b"accept: */*\r\n"], False),
+    ([b"Authorization: Bearer x\r\n"], True),
+    ([b"accept: */*\r\nCOOKIE: a=1\r\n"], True),
+    ([b"accept: */*\r\n", b"cache-control: max-age=0\r\n"], True),
+    # A name inside a value, a longer or shorter name, a line without a colon: not the header.
+    ([b"x-note: cookie: no\r\n"], False),
+    ([b"cookies: a\r\n", b"cooki: b\r\n", b"authorization-x: c\r\n"], False),
+    ([b"cookie\r\n"], False),
+    ([b"x: 1\r\ncache-control:no-cache"], True),  # the last line without CRLF
+    ([b"\r\ncookie: 1\r\n"], True),
+]
+
+
+@pytest.mark.parametrize(("lines", "expected"), HAS_LINE_CASES)
+def test_has_header_line_builds_agree(lines: list[bytes] | None, expected: bool) -> None:
+    """Whether a header line is named Authorization, Cookie or Cache-Control, case-insensitively."""
+    names = (b"authorization", b"cookie", b"cache-control")
+    assert headers.has_header_line_py(lines, names) is expected
+    if headers.has_header_line_c is not None:
+        assert headers.has_header_line_c(lines, names) is expected
+    elif not NO_EXTENSIONS:
+        pytest.fail("compiled has_header_line missing")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=4))
+def test_has_header_line_builds_agree_on_any_bytes(lines: list[bytes]) -> None:
+    names = (b"authorization", b"cookie", b"cache-control", b"")
+    expected = headers.has_header_line_py(lines, names)
+    if headers.has_header_line_c is not None:
+        assert headers.has_header_line_c(lines, names) is expected
