@@ -19,6 +19,7 @@ PURE_MODE = [
     "fastgw/telemetry/_tracing",
     "fastgw/telemetry/_access",
     "fastgw/functions/_lambda",
+    "fastgw/config/_runtime",
 ]
 
 

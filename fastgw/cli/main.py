@@ -253,6 +253,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         )
         print(f"msgspec {msgspec.__version__}")
         no_ext = " (FASTGW_NO_EXTENSIONS is set)" if os.environ.get("FASTGW_NO_EXTENSIONS") else ""
+        from fastgw.config import runtime
         from fastgw.functions import events
         from fastgw.server import protocol
         from fastgw.telemetry import access, tracing
@@ -262,6 +263,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         builds.append(("fastgw.telemetry.tracing", tracing.COMPILED))
         builds.append(("fastgw.telemetry.access", access.COMPILED))
         builds.append(("fastgw.functions.events", events.COMPILED))
+        builds.append(("fastgw.config.runtime", runtime.COMPILED))
         for name, compiled in builds:
             impl = "compiled (Cython)" if compiled else "pure Python"
             print(f"{name}: {impl}{no_ext if not compiled else ''}")

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +28,17 @@ from fastgw.config.model import (
     HttpProxyIntegration,
     MockIntegration,
     Stage,
-    ThrottleSettings,
+)
+from fastgw.config.runtime import (
+    ApiRuntime,
+    FunctionRuntime,
+    MockRuntime,
+    ProxyIntegration,
+    RouteRuntime,
+    RuntimeSnapshot,
+    Site,
+    StageRuntime,
+    Target,
 )
 from fastgw.server import replies
 from fastgw_core.errors import RouteError
@@ -45,195 +53,6 @@ _ROUTE_PARAM = re.compile(r"\{([A-Za-z0-9_.-]+)\+?\}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"})
 # What an integration URI (stage variables substituted) may never hold: it becomes a request line.
 _BAD_URI = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
-
-
-@dataclass(slots=True, eq=False)
-class Target:
-    """One upstream endpoint (scheme, host, port); the worker owns its connection pool."""
-
-    scheme: str
-    host: str
-    port: int
-    host_header: bytes
-    key: tuple[str, str, int] = field(init=False)
-    # The request line's tail and Host line for this target, built once.
-    version_host: bytes = field(init=False)
-    # This worker's pool for the target (set on first use by Pools.get; the worker process
-    # owns both the snapshot and the pools).
-    pool: object | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        self.key = (self.scheme, self.host, self.port)
-        self.version_host = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"
-
-
-@dataclass(slots=True, eq=False)
-class ProxyIntegration:
-    """A compiled HTTP_PROXY integration, bound to one stage."""
-
-    targets: list[Target]
-    # Path template as alternating literal bytes and parameter names: [b"/a/", "id", b"/b"].
-    path_parts: tuple[bytes | str, ...]
-    static_path: bytes | None  # set when the path has no placeholders
-    # Set when the path is prefix + one parameter + suffix (the usual `/{proxy}` shape).
-    single_param: str | None
-    uri_query: bytes  # the URI's own query string (without '?'), merged with the client's
-    timeout: float
-    pass_query: bool
-    rr: itertools.count = field(default_factory=itertools.count)
-
-    def render_path(self, params: dict[str, str] | None) -> bytes:
-        from fastgw.server.protocol import render_path
-
-        return render_path(self, params)
-
-
-@dataclass(slots=True, eq=False)
-class MockRuntime:
-    reply: replies.LocalReply
-
-
-@dataclass(slots=True, eq=False)
-class FunctionRuntime:
-    """An AWS_PROXY integration: always served by the route's pipeline (fastgw.pipeline)."""
-
-    uri: str
-
-
-@dataclass(slots=True, eq=False)
-class RouteRuntime:
-    """What a matched route needs at request time."""
-
-    key: str
-    api: ApiRuntime
-    stage: StageRuntime
-    integration: ProxyIntegration | MockRuntime | FunctionRuntime
-    api_key_required: bool = False
-    # The stage's limit for this route (route_throttle, else the stage default), or None.
-    throttle: ThrottleSettings | None = None
-    # "apiId:stage" (usage plans bind keys to it) and AWS's "/resource/path/METHOD" form
-    # (per-method overrides inside a usage plan).
-    stage_uid: str = ""
-    resource_method: str = ""
-    # Token-bucket levels (route, gateway), set by the worker's traffic gate for this snapshot.
-    levels: Any = None
-    # The route key's parts: "GET" / "ANY" / "$default", and the resource template "/pets/{id}"
-    # ("" for $default).
-    method: str = ""
-    template: str = ""
-    # The request pipeline (fastgw.pipeline) when the route needs one (functions, authorizers,
-    # plugins); None keeps the streaming fast path.
-    pipeline: Any = None
-    # Per-route constants of the Lambda events (built on first use by fastgw.functions.events).
-    event_static: Any = None
-    # JWT / Cognito authorizers: scopes the token needs one of (Route.authorizationScopes).
-    auth_scopes: tuple[str, ...] = ()
-    # The stage's response cache for this route (fastgw.pipeline.caching.RouteCache), or None.
-    cache: Any = None
-    # This worker's metrics of the route (fastgw.telemetry.metrics.RouteStats), or None.
-    stats: Any = None
-
-
-@dataclass(slots=True, eq=False)
-class ApiRuntime:
-    name: str
-    id: str
-    kind: str
-    not_found: replies.LocalReply
-    region: str = "us-east-1"
-    account_id: str = "123456789012"
-    # REST binaryMediaTypes, lower-case ("image/png", "image/*", "*/*").
-    binary_types: tuple[str, ...] = ()
-    # HTTP API CORS (fastgw.pipeline.cors.CorsRuntime), or None.
-    cors: Any = None
-
-
-@dataclass(slots=True, eq=False)
-class StageRuntime:
-    api: ApiRuntime
-    name: str
-    variables: dict[str, str]
-    trie: RouteTrie
-    routes: list[RouteRuntime] = field(default_factory=list)
-    # REST gatewayResponses (fastgw.pipeline.gateway_responses.GatewayResponses), or None.
-    gateway_responses: Any = None
-    # The deployment served (None: the config's definition of the API).
-    deployment_id: str | None = None
-    # A canary release: the canary deployment's stage and the percentage of requests it gets.
-    canary: StageRuntime | None = None
-    canary_percent: float = 0.0
-    is_canary: bool = False
-    # The stage's access log (fastgw.telemetry.access.StageAccessLog), or None.
-    access_log: Any = None
-    # A WebSocket API's stage: its routes, authorizer and limits (fastgw.websocket.config.WsStage).
-    websocket: Any = None
-
-
-@dataclass(slots=True, eq=False)
-class Site:
-    """What one Host serves: stages by first path segment, multi-segment base paths, a root."""
-
-    prefixes: dict[str, StageRuntime] = field(default_factory=dict)
-    long_prefixes: list[tuple[str, StageRuntime]] = field(default_factory=list)
-    root: StageRuntime | None = None
-    not_found: replies.LocalReply = replies.MISSING_AUTH_TOKEN
-    # A mutual-TLS custom domain's name: requests for it are served only on connections whose
-    # TLS handshake was verified for that name (SNI); None: any connection.
-    mtls: str | None = None
-
-    def resolve(self, path: str) -> tuple[StageRuntime | None, str]:
-        """Map a normalised path to (stage, path inside the stage)."""
-        from fastgw.server.protocol import resolve_stage
-
-        return resolve_stage(self, path)
-
-
-@dataclass(slots=True, eq=False)
-class RuntimeSnapshot:
-    """Immutable compiled config. A request keeps the snapshot it started with."""
-
-    config: GatewayConfig
-    digest: str
-    default_site: Site
-    hosts: dict[str, Site]
-    api_sites: dict[str, Site]
-    apis: list[ApiRuntime]
-    stages: list[StageRuntime]
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    targets: dict[tuple[str, str, int], Target]
-    host_cache: dict[bytes | None, Site] = field(default_factory=dict)
-
-    def site_for_header(self, host: bytes | None) -> Site:
-        """The site for a raw Host header value; memoised (bounded) since hosts repeat."""
-        site = self.host_cache.get(host)
-        if site is not None:
-            return site
-        if host:
-            h = host.decode("latin-1").lower()
-            if h[0] == "[":
-                h = h[: h.find("]") + 1]
-            else:
-                colon = h.rfind(":")
-                if colon >= 0:
-                    h = h[:colon]
-            site = self.site_for(h)
-        else:
-            site = self.default_site
-        if len(self.host_cache) < 4096:
-            self.host_cache[host] = site
-        return site
-
-    def site_for(self, host: str) -> Site:
-        """Pick the site for a Host value (already lower-case, port stripped)."""
-        site = self.hosts.get(host)
-        if site is not None:
-            return site
-        dot = host.find(".execute-api.")
-        if dot > 0:
-            site = self.api_sites.get(host[:dot])
-            if site is not None:
-                return site
-        return self.default_site
 
 
 def _api_id(api: Api) -> str:
@@ -629,12 +448,10 @@ def compile_config(
             """A stage compiled from a deployment's definition: its own gateway responses, CORS,
             binary media types and API plugins (a deployment snapshots them, as AWS's do), the
             config's identity of the API."""
-            from dataclasses import replace
-
             from fastgw.pipeline.cors import CorsRuntime
 
             cors = CorsRuntime(defn.cors) if defn.cors is not None and defn.kind == "http" else None
-            served = replace(rt_api, binary_types=tuple(t.lower() for t in defn.binaryMediaTypes), cors=cors)
+            served = rt_api.with_content(tuple(t.lower() for t in defn.binaryMediaTypes), cors)
             rt = build_stage(
                 stage,
                 s_i,

@@ -4,7 +4,16 @@
 
 cimport cython
 
+# The runtime types under C names of their own (the .py file imports the Python names for its
+# annotations, which stay plain objects).
+from fastgw.config._runtime_c cimport ProxyIntegration as CIntegration
+from fastgw.config._runtime_c cimport RouteRuntime as CRoute
+from fastgw.config._runtime_c cimport RuntimeSnapshot as CSnapshot
+from fastgw.config._runtime_c cimport Site as CSite
+from fastgw.config._runtime_c cimport StageRuntime as CStage
+from fastgw.config._runtime_c cimport Target as CTarget
 from fastgw.telemetry._access_c cimport AccessLine
+from fastgw_core._router_c cimport RouteMatch, RouteTrie
 
 cdef unsigned long long _rid
 
@@ -15,15 +24,21 @@ cdef class Pools
 
 
 @cython.locals(prefixes=dict, end=Py_ssize_t, first=str)
-cpdef tuple resolve_stage(site, str path)
+cpdef tuple resolve_stage(CSite site, str path)
 @cython.locals(key=bytes)
 cpdef object cache_lookup(cache, str method, list fwd, bytes query, params, double now)
 @cython.locals(parts=tuple, text=str, value=bytes, params=dict)
-cpdef bytes render_path(integ, params)
+cpdef bytes render_path(CIntegration integ, params)
 cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes host)
 
 
+cdef class WorkerState:
+    cdef public object snapshot, tracer, gate
+    cdef public bint draining
+
+
 cdef class HttpProtocol:
+    cdef public WorkerState hot
     cdef public object worker, loop, limits, transport, parser, queue, deadline_reply
     cdef public object cl, te, conn_tokens, xff, xfwd, host
     cdef public Exchange active, cur
@@ -80,10 +95,14 @@ cdef class Exchange:
     cdef public bint http10, keep_alive, request_done, response_started, response_done
     cdef public bint retried, resp_chunked, expect
 
+    @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
+                   trie=RouteTrie, match=RouteMatch, route=CRoute)
     cpdef prepare(self, bytes url)
+    @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, str path, bytes host)
     cpdef capture(self, list fwd, bytes host, str path, str inner)
     cpdef start(self)
+    @cython.locals(integ=CIntegration)
     cpdef dispatch(self)
     cpdef start_pipeline(self)
     cpdef build_request(self)
@@ -102,7 +121,7 @@ cdef class Exchange:
     cpdef upstream_done(self, bint keep_alive)
     cpdef respond_local(self, reply)
     @cython.locals(access_log=AccessLine)
-    cpdef observe(self, route, int status, double now)
+    cpdef observe(self, CRoute route, int status, double now)
     cpdef abort_upstream(self)
 
 
@@ -137,5 +156,6 @@ cdef class Pools:
     cdef public object loop, settings
     cdef public dict pools
 
-    cpdef UpstreamPool get(self, target)
-    cpdef UpstreamPool pick(self, integ, double now)
+    cpdef UpstreamPool get(self, CTarget target)
+    @cython.locals(targets=list, n=Py_ssize_t)
+    cpdef UpstreamPool pick(self, CIntegration integ, double now)

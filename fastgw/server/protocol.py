@@ -13,6 +13,7 @@ HttpProtocol = _impl.HttpProtocol
 Pools = _impl.Pools
 UpstreamConnection = _impl.UpstreamConnection
 UpstreamPool = _impl.UpstreamPool
+WorkerState = _impl.WorkerState
 fwd_headers = _impl.fwd_headers
 render_path = _impl.render_path
 resolve_stage = _impl.resolve_stage
@@ -25,6 +26,7 @@ __all__ = [
     "Pools",
     "UpstreamConnection",
     "UpstreamPool",
+    "WorkerState",
     "fwd_headers",
     "render_path",
     "resolve_stage",

@@ -29,7 +29,7 @@ from fastgw.authorizers.runtime import make_decision_cache
 from fastgw.config.compile import RuntimeSnapshot, compile_config, set_upstream_ca
 from fastgw.config.load import ConfigError, load_config_text
 from fastgw.pipeline.runtime import Services
-from fastgw.server.protocol import Exchange, HttpProtocol, Pools
+from fastgw.server.protocol import Exchange, HttpProtocol, Pools, WorkerState
 from fastgw.server.tls import TlsContexts, TlsListener, build_contexts
 from fastgw.state.model import StateData
 from fastgw.telemetry import access, tracing
@@ -69,6 +69,38 @@ def raise_nofile_limit() -> None:
 class Worker:
     """State shared by all connections of one worker process."""
 
+    @property
+    def snapshot(self) -> RuntimeSnapshot:
+        return self.hot.snapshot  # type: ignore[no-any-return]
+
+    @snapshot.setter
+    def snapshot(self, snapshot: RuntimeSnapshot) -> None:
+        self.hot.snapshot = snapshot
+
+    @property
+    def tracer(self) -> tracing.Tracer | None:
+        return self.hot.tracer  # type: ignore[no-any-return]
+
+    @tracer.setter
+    def tracer(self, tracer: tracing.Tracer | None) -> None:
+        self.hot.tracer = tracer
+
+    @property
+    def gate(self) -> Any:
+        return self.hot.gate
+
+    @gate.setter
+    def gate(self, gate: Any) -> None:
+        self.hot.gate = gate
+
+    @property
+    def draining(self) -> bool:
+        return self.hot.draining  # type: ignore[no-any-return]
+
+    @draining.setter
+    def draining(self, draining: bool) -> None:
+        self.hot.draining = draining
+
     def __init__(
         self,
         snapshot: RuntimeSnapshot,
@@ -79,7 +111,9 @@ class Worker:
     ) -> None:
         self.loop = loop
         self.index = index
-        self.snapshot = snapshot
+        # What requests read on every request (the snapshot, tracer, gate, draining): kept in
+        # the protocol's WorkerState, behind the properties of the same names below.
+        self.hot = WorkerState(snapshot)
         # Traffic management: the node's shared table (inherited from the supervisor), the
         # limiter over it (or over Redis) and this worker's gate. Without a supervisor (tests,
         # benchmarks) the table is private to the process.

@@ -41,6 +41,7 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.limits.SharedTableC is fastgw_core._limits_c.SharedTable
     assert fastgw_core.cachekey.KeySpec is fastgw_core._cachekey_c.KeySpec
     assert fastgw_core.cachekey.cache_key is fastgw_core._cachekey_c.cache_key
+    from fastgw.config import _runtime_c, compile, runtime
     from fastgw.server import _protocol_c, protocol
     from fastgw.telemetry import _access_c, _tracing_c, access, tracing
 
@@ -49,6 +50,8 @@ def test_compiled_kernels_are_loaded() -> None:
     assert protocol.HttpProtocol is _protocol_c.HttpProtocol
     assert tracing.COMPILED is True
     assert tracing.Tracer is _tracing_c.Tracer
+    assert runtime.COMPILED is True
+    assert compile.RouteRuntime is runtime.RouteRuntime is _runtime_c.RouteRuntime
     for module in (
         fastgw_core._router_c,
         fastgw_core._urlnorm_c,
@@ -60,6 +63,7 @@ def test_compiled_kernels_are_loaded() -> None:
         _protocol_c,
         _tracing_c,
         _access_c,
+        _runtime_c,
     ):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
@@ -85,6 +89,10 @@ def test_no_extensions_binds_the_python_twins() -> None:
         assert tracing.Tracer.__module__ == "fastgw.telemetry._tracing_py"
         from fastgw.telemetry import access
         assert access.COMPILED is False
+        from fastgw.config import compile, runtime
+        assert runtime.COMPILED is False
+        assert compile.RouteRuntime.__module__ == "fastgw.config._runtime_py"
+        assert "fastgw.config._runtime_c" not in sys.modules
         assert router.RouteTrie is router.RouteTriePy
         assert router.RouteTrie.__module__ == "fastgw_core._router_py"
         assert router.RouteMatch.__module__ == "fastgw_core._router_py"

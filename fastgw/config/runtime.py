@@ -1,0 +1,50 @@
+"""The runtime objects of a compiled config, from the selected build.
+
+The compiled build (``_runtime_c``, Cython pure-Python mode) unless ``FASTGW_NO_EXTENSIONS=1``
+or it is not built; then the Python build (``_runtime_py``, the source of both). The compiled
+protocol cimports the compiled types, so both are selected together.
+"""
+
+from __future__ import annotations
+
+from fastgw_core import _env
+
+_impl, COMPILED = _env.select("fastgw.config._runtime_c", "fastgw.config._runtime_py")
+
+if COMPILED:
+    from fastgw.config._runtime_c import (
+        ApiRuntime,
+        FunctionRuntime,
+        MockRuntime,
+        ProxyIntegration,
+        RouteRuntime,
+        RuntimeSnapshot,
+        Site,
+        StageRuntime,
+        Target,
+    )
+else:
+    from fastgw.config._runtime_py import (
+        ApiRuntime,
+        FunctionRuntime,
+        MockRuntime,
+        ProxyIntegration,
+        RouteRuntime,
+        RuntimeSnapshot,
+        Site,
+        StageRuntime,
+        Target,
+    )
+
+__all__ = [
+    "COMPILED",
+    "ApiRuntime",
+    "FunctionRuntime",
+    "MockRuntime",
+    "ProxyIntegration",
+    "RouteRuntime",
+    "RuntimeSnapshot",
+    "Site",
+    "StageRuntime",
+    "Target",
+]
