@@ -1045,4 +1045,11 @@ def build_pipeline(
         and (cache is None or cache.backend == "memory")
         and not (isinstance(integ, HttpIntegration) or (isinstance(integ, HttpProxyIntegration) and buffered))
     )
+    # A mapped HTTP integration and nothing else: its one wait is the upstream exchange's future
+    # (fastgw.pipeline.mapped), so it runs without a Task (runtime._Stepper).
+    pipe.stepped = (
+        pipe.direct is not None
+        and isinstance(integ, HttpIntegration)
+        and (cache is None or cache.backend == "memory")
+    )
     return pipe

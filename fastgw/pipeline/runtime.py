@@ -118,6 +118,7 @@ class RoutePipeline:
         "response",
         "rewrite",
         "route",
+        "stepped",
         "timed",
         "validation",
     )
@@ -162,6 +163,9 @@ class RoutePipeline:
         #: No user code runs in this pipeline: ``launch`` may start it outside a Task (set by
         #: the compiler, fastgw.pipeline.build).
         self.eager = False
+        #: Its only waits are futures the exchange resolves (a mapped HTTP integration's
+        #: upstream exchange): ``launch`` drives it from their callbacks, without a Task.
+        self.stepped = False
         #: The API's minimumCompressionSize: responses of at least this many bytes are
         #: compressed, compressed request bodies inflated first (None: neither).
         self.compress: int | None = None
@@ -515,6 +519,9 @@ def launch(ex: Exchange, svc: Services) -> None:
         ex.task = svc.loop.create_task(integ.serve(ex, pipeline, req, svc))
         return
     coro = _serve(ex, pipeline, req, svc)
+    if pipeline.stepped:
+        _Stepper(coro, ex, svc.loop)
+        return
     if pipeline.eager:
         # PERF: a pipeline with no user code in it (no plugins, no Lambda function or Lambda
         # authorizer: a JWT check, IAM, policies, validation, a proxy or MOCK) runs at once;
@@ -528,6 +535,71 @@ def launch(ex: Exchange, svc: Services) -> None:
     else:
         task = svc.loop.create_task(coro)
     ex.task = task  # the exchange holds the Task (and cancels it if the client goes)
+
+
+class _Stepper:
+    """Drives a pipeline coroutine whose only waits are futures its exchange resolves (see
+    ``RoutePipeline.stepped``): each step runs from the previous future's done callback, the
+    first one at once. It stands in for the Task as ``Exchange.task``: ``cancel()`` throws
+    CancelledError into the coroutine where it waits, as a Task's would at its next step.
+
+    PERF: no Task to create, and no loop iteration before the first step (a Task starts from
+    ``call_soon``); the mapped route's request and response mapping run in the callbacks.
+    """
+
+    __slots__ = ("cancelled", "coro", "fut", "loop", "running")
+
+    def __init__(self, coro: Any, ex: Exchange, loop: asyncio.AbstractEventLoop) -> None:
+        self.coro = coro
+        self.fut: Any = None
+        self.loop = loop
+        self.running = False
+        self.cancelled = False
+        ex.task = self  # type: ignore[assignment]
+        self._step(None)
+
+    def _step(self, _fut: Any) -> None:
+        coro = self.coro
+        if coro is None:
+            return
+        self.fut = None
+        self.running = True
+        try:
+            nxt = coro.throw(asyncio.CancelledError()) if self.cancelled else coro.send(None)
+        except (StopIteration, asyncio.CancelledError):
+            self.coro = None
+            return
+        except BaseException:  # pragma: no cover - _serve answers its own errors
+            self.coro = None
+            log.exception("request pipeline failed")
+            return
+        finally:
+            self.running = False
+        if self.cancelled:
+            # Cancelled during this step: the coroutine gets it at its next wait, now.
+            self.loop.call_soon(self._step, None)
+        elif nxt is None:  # a bare yield (asyncio.sleep(0)): go on at the next iteration
+            self.loop.call_soon(self._step, None)
+        else:
+            self.fut = nxt
+            nxt.add_done_callback(self._step)
+
+    def cancel(self, msg: object = None) -> bool:
+        coro = self.coro
+        if coro is None or self.cancelled:
+            return False
+        self.cancelled = True
+        if self.running:
+            return True  # thrown in when the running step yields
+        fut = self.fut
+        if fut is not None:
+            fut.remove_done_callback(self._step)
+            self.fut = None
+        self._step(None)
+        return True
+
+    def done(self) -> bool:
+        return self.coro is None
 
 
 def timed_integration(integration: Integration, req: Request, svc: Services) -> Awaitable[Any]:

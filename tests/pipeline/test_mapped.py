@@ -479,6 +479,23 @@ def test_an_integration_timeout_is_a_504_and_the_gateway_keeps_serving(gw: Any) 
     assert call(gw, "GET", "/prod/ok").status == 200
 
 
+def test_a_client_gone_while_a_mapped_request_waits_leaves_the_gateway_serving(gw: Any) -> None:
+    """The mapped pipeline runs without a Task (runtime._Stepper): a client that leaves while
+    the upstream is slow cancels it, and the connection's next clients are served."""
+    import socket
+    import time
+
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        sock.sendall(b"GET /prod/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.05)
+        sock.close()
+    assert call(gw, "GET", "/prod/ok").status == 200
+    slow = call(gw, "GET", "/prod/slow")
+    assert slow.status == 504
+    assert call(gw, "GET", "/prod/ok").json() == {"ok": True}
+
+
 def test_binary_media_types_and_content_handling_on_the_request(gw: Any) -> None:
     import base64
 
