@@ -11,30 +11,15 @@ from fastgw_core import _env
 
 _impl, COMPILED = _env.select("fastgw.config._runtime_c", "fastgw.config._runtime_py")
 
-if COMPILED:
-    from fastgw.config._runtime_c import (
-        ApiRuntime,
-        FunctionRuntime,
-        MockRuntime,
-        ProxyIntegration,
-        RouteRuntime,
-        RuntimeSnapshot,
-        Site,
-        StageRuntime,
-        Target,
-    )
-else:
-    from fastgw.config._runtime_py import (
-        ApiRuntime,
-        FunctionRuntime,
-        MockRuntime,
-        ProxyIntegration,
-        RouteRuntime,
-        RuntimeSnapshot,
-        Site,
-        StageRuntime,
-        Target,
-    )
+ApiRuntime = _impl.ApiRuntime
+FunctionRuntime = _impl.FunctionRuntime
+MockRuntime = _impl.MockRuntime
+ProxyIntegration = _impl.ProxyIntegration
+RouteRuntime = _impl.RouteRuntime
+RuntimeSnapshot = _impl.RuntimeSnapshot
+Site = _impl.Site
+StageRuntime = _impl.StageRuntime
+Target = _impl.Target
 
 __all__ = [
     "COMPILED",
