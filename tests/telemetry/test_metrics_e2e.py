@@ -112,9 +112,19 @@ def test_a_scrape_counts_the_node_traffic_exactly(gateway_factory: GatewayFactor
     rest = {"ApiName": "shop", "Stage": "prod"}
 
     def settled() -> bool:
+        # Each worker publishes its counts once a second on its own ticker: wait until both
+        # have published everything (the last requests of one worker say nothing of the other's).
         found = samples(scrape(gw))
+        expected = {"/slow": 2, "/ok": 7, "/missing": 3, "/fail": 2, "/cached": 4}
+        lean = {"ApiId": "lean1", "Stage": "$default", "Route": "GET /h/{id}"}
         try:
-            return value(found, "fastgw_Count_total", Resource="/slow", Method="GET", **rest) == 2
+            return (
+                all(
+                    value(found, "fastgw_Count_total", Resource=res, Method="GET", **rest) == n
+                    for res, n in expected.items()
+                )
+                and value(found, "fastgw_Count_total", **lean) == 5
+            )
         except AssertionError:
             return False
 
