@@ -169,6 +169,12 @@ class Worker:
 
         self.state = state
         self.served = deployments.served(state)
+        if state is not None:
+            # The cache purges already in the state this worker starts from are past: a purge
+            # recorded after it (even before this worker's first poll of the store) is applied.
+            # Without this the first poll took whatever it found as past, and a flush made in
+            # the worker's first second was lost.
+            caches().apply_purges(state.cache_purges)
 
     # ------------------------------------------------------------------ lifecycle
     async def serve(self, sock: socket.socket, tls_sock: socket.socket | None = None) -> None:
