@@ -177,25 +177,35 @@ def best_of_5(run: Callable[[int], object], iterations: int, once: bool) -> floa
     return best
 
 
+async def round_trip(
+    client: Any,
+    upstream: Any,
+    client_t: MemoryTransport,
+    upstream_t: MemoryTransport,
+    request: bytes,
+    response: bytes,
+) -> None:
+    """One request of a route whose pipeline runs on the loop: the client's request in, the
+    loop run until the upstream request is written, the upstream's response in, the loop run
+    until the client's response is written."""
+    upstream_t.last = client_t.last = b""
+    client.data_received(request)
+    while not upstream_t.last:
+        await asyncio.sleep(0)
+    upstream.data_received(response)
+    while not client_t.last:
+        await asyncio.sleep(0)
+
+
 def run_mapped(iterations: int, once: bool) -> float:
     """Best seconds per mapped request over 5 runs (``once``: one unchecked pass, 0.0)."""
     client, upstream, client_t, upstream_t = build(mapped=True)
     request, response, expected = mapped_messages()
     loop = asyncio.get_event_loop()
-    sleep = asyncio.sleep
-
-    async def one() -> None:
-        upstream_t.last = client_t.last = b""
-        client.data_received(request)
-        while not upstream_t.last:
-            await sleep(0)
-        upstream.data_received(response)
-        while not client_t.last:
-            await sleep(0)
 
     async def many(n: int) -> None:
         for _ in range(n):
-            await one()
+            await round_trip(client, upstream, client_t, upstream_t, request, response)
 
     loop.run_until_complete(many(2000))
     assert upstream_t.last.startswith(b"GET /small.json HTTP/1.1\r\n"), upstream_t.last
@@ -252,16 +262,7 @@ def run_local(cached: bool, iterations: int, once: bool) -> float:
     if cached:
         # One miss through the upstream stores the response; the rest are hits.
         loop = asyncio.get_event_loop()
-
-        async def miss() -> None:
-            client.data_received(request)
-            while not upstream_t.last:
-                await asyncio.sleep(0)
-            upstream.data_received(RESPONSE)
-            while not client_t.last:
-                await asyncio.sleep(0)
-
-        loop.run_until_complete(miss())
+        loop.run_until_complete(round_trip(client, upstream, client_t, upstream_t, request, RESPONSE))
         upstream_t.last = b""
     for _ in range(2000):
         client_t.last = b""

@@ -35,7 +35,7 @@ cdef class _Static:
 cdef dict _copy(mapping)
 cpdef _Static _static(route)
 @cython.locals(st=_Static)
-cdef _Static _static_of(req)
+cpdef _Static _static_of(req)
 cpdef bint _staged(req, prefix)
 cdef bint _is_staged(str path, str rpath, str prefix)
 
@@ -64,6 +64,7 @@ cdef dict _ctx_v1(req, _Static st, ua, bint for_authorizer, path, method)
 cpdef dict build_event_v1(req)
 @cython.locals(headers=dict, cookies=list, ctx=dict, domain=tuple, path=str)
 cpdef tuple _parts_v2(req, _Static st, bint with_authorizer)
+cpdef _fill_v2(dict event, query, cookies, dict headers, dict ctx)
 @cython.locals(st=_Static, headers=dict, event=dict, ctx=dict, variables=dict)
 cpdef dict build_event_v2(req)
 

@@ -618,6 +618,21 @@ def _parts_v2(
     return headers, cookies, ctx
 
 
+def _fill_v2(
+    event: dict[str, Any], query: str, cookies: list[str] | None, headers: dict[str, str], ctx: dict[str, Any]
+) -> None:
+    """A payload 2.0 event's (a proxy event's or an authorizer's) fields after its head, in
+    AWS's order: ``cookies``, ``headers``, ``queryStringParameters``, ``requestContext``."""
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    if query:
+        qs = _query_v2(query)
+        if qs is not None:
+            event["queryStringParameters"] = qs
+    event["requestContext"] = ctx
+
+
 def build_event_v2(req: Request) -> dict[str, Any]:
     """The Lambda proxy event of an HTTP API with payload format 2.0."""
     st = _static_of(req)
@@ -629,14 +644,7 @@ def build_event_v2(req: Request) -> dict[str, Any]:
         "rawPath": ctx["http"]["path"],
         "rawQueryString": query,
     }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = headers
-    if query:
-        qs = _query_v2(query)
-        if qs is not None:
-            event["queryStringParameters"] = qs
-    event["requestContext"] = ctx
+    _fill_v2(event, query, cookies, headers, ctx)
     b64 = False
     if req.body:
         body, b64 = _body(req, st)

@@ -87,7 +87,6 @@ from fastgw_core import _env
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from fastgw.config.compile import RouteRuntime
 
 __all__ = [
     "BadResponse",
@@ -121,12 +120,12 @@ class BadResponse(Exception):
 _impl, COMPILED = _env.select("fastgw.functions._lambda_c", "fastgw.functions._lambda_py")
 
 _Static = _impl._Static
-_static: Callable[[RouteRuntime], Any] = _impl._static
+#: The route's event constants (``route.event_static``), built on first use.
+_static_of: Callable[[Request], Any] = _impl._static_of
 _staged: Callable[[Request, str], bool] = _impl._staged
 _request_time: Callable[[int], str] = _impl._request_time
 _unquote: Callable[[str], str] = _impl._unquote
 _query_v1: Callable[[str], tuple[dict[str, str] | None, dict[str, list[str]] | None]] = _impl._query_v1
-_query_v2: Callable[[str], dict[str, str] | None] = _impl._query_v2
 _headers_v1: Callable[
     [list[tuple[str, str]], bool, bool], tuple[dict[str, str], dict[str, list[str]], str | None]
 ] = _impl._headers_v1
@@ -140,6 +139,9 @@ _authorizer_v2: Callable[[dict[str, Any]], dict[str, Any]] = _impl._authorizer_v
 _context_v1: Callable[..., dict[str, Any]] = _impl._context_v1
 _parts_v2: Callable[[Request, Any, bool], tuple[dict[str, str], list[str] | None, dict[str, Any]]] = (
     _impl._parts_v2
+)
+_fill_v2: Callable[[dict[str, Any], str, list[str] | None, dict[str, str], dict[str, Any]], None] = (
+    _impl._fill_v2
 )
 body_is_binary: Callable[[Request], bool] = _impl.body_is_binary
 #: The Lambda proxy event of a REST API, or of an HTTP API with payload format 1.0.
@@ -169,7 +171,7 @@ def build_request_authorizer_event_v1(
     ``identity_source`` (the identity source values, in order) is given, ``identitySource`` and
     ``authorizationToken`` (both the values joined with ',') and leave out the multi-value maps.
     """
-    st = req.route.event_static or _static(req.route)
+    st = _static_of(req)
     rest = st.rest
     headers, multi, ua = _headers_v1(req.headers, rest, bool(req.body))
     query = req.query
@@ -215,7 +217,7 @@ def build_request_authorizer_event_v2(
     req: Request, route_arn: str, identity_source: list[str]
 ) -> dict[str, Any]:
     """The input of an HTTP API Lambda authorizer with payload format 2.0."""
-    st = req.route.event_static or _static(req.route)
+    st = _static_of(req)
     headers, cookies, ctx = _parts_v2(req, st, False)
     query = req.query
     event: dict[str, Any] = {
@@ -227,14 +229,7 @@ def build_request_authorizer_event_v2(
         "rawPath": ctx["http"]["path"],
         "rawQueryString": query,
     }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = headers
-    if query:
-        qs = _query_v2(query)
-        if qs is not None:
-            event["queryStringParameters"] = qs
-    event["requestContext"] = ctx
+    _fill_v2(event, query, cookies, headers, ctx)
     params = req.params
     if params:
         event["pathParameters"] = dict(params)
@@ -376,7 +371,7 @@ def _accept_is_binary(req: Request, st: _Static) -> bool:
 
 def parse_response_v1(result: object, req: Request) -> Response:
     """Turn a payload 1.0 Lambda proxy response into the HTTP response AWS would send."""
-    st = req.route.event_static or _static(req.route)
+    st = _static_of(req)
     rest = st.rest
     err = 502 if rest else 500
     if not isinstance(result, dict):

@@ -508,7 +508,7 @@ class RequestContext(Mapping[str, Any]):
         from fastgw.functions import events
 
         req = self._req
-        st = req.route.event_static or events._static(req.route)
+        st = events._static_of(req)
         data = events._context_v1(req, st, req.header("user-agent"))
         if self._extra:
             deep_merge(data, self._extra)

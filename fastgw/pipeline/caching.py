@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from fastgw.server import replies
 from fastgw.server.heads import values_in
 from fastgw.server.replies import LocalReply
-from fastgw_core.headers import has_header_line
 
 if TYPE_CHECKING:
     from fastgw.config.model import CacheSettings, MethodCacheSettings, Route
@@ -159,16 +158,8 @@ class RouteCache:
         self, method: str, fwd: list[bytes] | None, query: bytes, params: dict[str, str] | None, now: float
     ) -> LocalReply | bytes | None:
         """In the protocol: a hit (or a refusal), or the key for the pipeline to store under
-        (None: do not cache this request)."""
-        if self.plain and not has_header_line(fwd, REFRESH_OR_CREDENTIALS):
-            # PERF: the key reads no declared header and the head has no credentials nor
-            # Cache-Control: no header needs finding at all.
-            key = self.spec.build(method, None, query, params)
-            store = self.memory
-            if store is None:
-                store = self.memory_store()
-            entry = store.get(key, now)
-            return key if entry is None else entry.reply
+        (None: do not cache this request). The protocol answers a plain route's head without
+        credentials or Cache-Control itself (``fastgw.server.protocol`` ``cache_lookup``)."""
         lookup = _HeadLookup(fwd)
         key = self.spec.build(method, lookup.get, query, params)
         refresh = _wants_refresh(lookup.get("cache-control"))

@@ -194,23 +194,28 @@ def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
 def cache_lookup(
     cache: Any, method: str, fwd: list[bytes] | None, query: bytes, params: dict[str, str] | None, now: float
 ) -> object:
-    """``RouteCache.lookup_head`` (fastgw.pipeline.caching): a hit (or a refusal), or the key
-    for the pipeline to store under (None: do not cache this request).
+    """``RouteCache.lookup_head`` (fastgw.pipeline.caching) of a stage's memory cache: a hit (or
+    a refusal), or the key for the pipeline to store under (None: do not cache this request).
 
-    PERF: the usual hit is answered here, in the compiled build without a Python frame: a
-    route whose key reads no header, a head without Authorization, Cookie and Cache-Control,
-    and a live entry of the worker's memory store (``MemoryCache.get``'s hit: the entry
-    becomes the most recently used, a hit is counted). Everything else is ``lookup_head``'s.
+    PERF: the usual head is answered here, in the compiled build without a Python frame: a
+    route whose key reads no header, and a head without Authorization, Cookie and
+    Cache-Control, needs no header lookup. A live entry is ``MemoryCache.get``'s hit inline
+    (the entry becomes the most recently used, a hit is counted); anything else is that
+    ``get``'s (a miss counted, an expired entry dropped). Other heads are ``lookup_head``'s.
     """
-    store = cache.memory
-    if store is not None and cache.plain and not has_header_line(fwd, REFRESH_OR_CREDENTIALS):
+    if cache.plain and not has_header_line(fwd, REFRESH_OR_CREDENTIALS):
         key = cache.spec.build(method, None, query, params)
+        store = cache.memory
+        if store is None:
+            store = cache.memory_store()
         entries = store._entries
         entry = entries.get(key)
         if entry is not None and entry.expires_at > now:
             entries.move_to_end(key)
             store.hits += 1
             return entry.reply
+        store.get(key, now)
+        return key
     return cache.lookup_head(method, fwd, query, params, now)
 
 
