@@ -33,7 +33,7 @@ cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes ho
 
 
 cdef class WorkerState:
-    cdef public object snapshot, tracer, gate
+    cdef public object snapshot, tracer, gate, table
     cdef public bint draining
 
 
@@ -101,9 +101,9 @@ cdef class Exchange:
     @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, str path, bytes host)
     cpdef capture(self, list fwd, bytes host, str path, str inner)
-    cpdef start(self)
+    cpdef start(self, double now=*)
     @cython.locals(integ=CIntegration)
-    cpdef dispatch(self)
+    cpdef dispatch(self, double now=*)
     cpdef start_pipeline(self)
     cpdef build_request(self)
     cpdef pipeline_done(self, reply)
@@ -135,11 +135,12 @@ cdef class UpstreamConnection:
 
     cpdef send(self, Exchange client, bytes data)
     cpdef abort(self)
-    cpdef release(self, bint reusable)
+    cpdef release(self, bint reusable, double now=*)
 
 
 cdef class UpstreamPool:
-    cdef public object target, settings, loop, waiters, clock
+    cdef public CTarget target
+    cdef public object settings, loop, waiters, clock
     cdef public list idle
     cdef public set all
     cdef public int connecting, failures, max_idle
@@ -147,7 +148,7 @@ cdef class UpstreamPool:
 
     @cython.locals(conn=UpstreamConnection)
     cpdef acquire(self, Exchange client)
-    cpdef put_idle(self, UpstreamConnection conn)
+    cpdef put_idle(self, UpstreamConnection conn, double now=*)
     cpdef forget(self, UpstreamConnection conn)
     cpdef record_failure(self)
 

@@ -92,6 +92,7 @@ class Worker:
     @gate.setter
     def gate(self, gate: Any) -> None:
         self.hot.gate = gate
+        self.hot.table = None if gate is None else gate.local
 
     @property
     def draining(self) -> bool:
