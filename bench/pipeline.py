@@ -10,6 +10,7 @@ this is the part of a request's CPU that fastgw's own code decides.
     python -m bench.pipeline --keyed               # the route requires an API key (usage plan)
     python -m bench.pipeline --mapped              # bench.rest's mapped route (VTL templates)
     python -m bench.pipeline --function            # bench.functions' in-process function route
+    python -m bench.pipeline --authorized          # the same behind a cached TOKEN authorizer
     python -m bench.pipeline --cached              # bench.rest's cached route, a cache hit
     python -m bench.pipeline --mock                # bench.functions' MOCK route
     python -m bench.pipeline --iterations 20000 --once   # one pass, for valgrind --tool=callgrind
@@ -21,7 +22,8 @@ client response, has been written.
 
 ``--function`` drives ``GET /prod/fn/x`` of ``bench.functions.functions_config`` (an AWS_PROXY
 route to an async in-process handler answering 100 bytes of JSON): no upstream; each request is
-driven until the client response has been written.
+driven until the client response has been written. ``--authorized`` drives ``GET /prod/auth/x``,
+the same function behind a TOKEN authorizer whose decision is cached after the warm-up.
 
 ``--cached`` drives ``GET /prod/cached/small`` of ``bench.rest.rest_config`` after one miss has
 stored the response: every timed request is a hit, answered from the head without a Task.
@@ -227,20 +229,23 @@ FUNCTION_REQUEST = (
     b"GET /prod/fn/x HTTP/1.1\r\nHost: 127.0.0.1:19002\r\n"
     b"Authorization: bench-token-0123456789\r\nUser-Agent: wrk\r\n\r\n"
 )
+AUTHORIZED_REQUEST = FUNCTION_REQUEST.replace(b"/prod/fn/", b"/prod/auth/")
 
 
-def run_function(iterations: int, once: bool) -> float:
-    """Best seconds per function request over 5 runs (``once``: one unchecked pass, 0.0)."""
+def run_function(iterations: int, once: bool, authorized: bool = False) -> float:
+    """Best seconds per function request over 5 runs (``once``: one unchecked pass, 0.0);
+    ``authorized``: the route behind a cached TOKEN authorizer."""
     from bench.functions import BODY
 
     client, _upstream, client_t, _upstream_t = build(text=function_config())
+    request = AUTHORIZED_REQUEST if authorized else FUNCTION_REQUEST
     loop = asyncio.get_event_loop()
     sleep = asyncio.sleep
 
     async def many(n: int) -> None:
         for _ in range(n):
             client_t.last = b""
-            client.data_received(FUNCTION_REQUEST)
+            client.data_received(request)
             while not client_t.last:
                 await sleep(0)
 
@@ -299,6 +304,11 @@ def main() -> None:
         action="store_true",
         help="bench.functions' AWS_PROXY route: an async in-process handler, 100 bytes of JSON",
     )
+    parser.add_argument(
+        "--authorized",
+        action="store_true",
+        help="--function's route behind a TOKEN authorizer (its decision cached after the warm-up)",
+    )
     parser.add_argument("--cached", action="store_true", help="bench.rest's cached route: a cache hit")
     parser.add_argument("--mock", action="store_true", help="bench.functions' MOCK route")
     args = parser.parse_args()
@@ -312,11 +322,14 @@ def main() -> None:
             what = "cache hit" if args.cached else "MOCK request"
             print(f"{best * 1e6:.2f} µs per {what} ({build_name} build, user space, in-memory transports)")
         return
-    if args.mapped or args.function:
-        best = (run_function if args.function else run_mapped)(args.iterations, args.once)
+    if args.mapped or args.function or args.authorized:
+        if args.mapped:
+            best = run_mapped(args.iterations, args.once)
+        else:
+            best = run_function(args.iterations, args.once, args.authorized)
         if not args.once:
             where = f"{build_name} build, user space, in-memory transports"
-            what = "function" if args.function else "mapped"
+            what = "mapped" if args.mapped else "authorized function" if args.authorized else "function"
             print(f"{best * 1e6:.2f} µs per {what} request ({where})")
         return
     client, upstream, client_t, upstream_t = build(args.keyed)
