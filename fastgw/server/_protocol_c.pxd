@@ -16,6 +16,7 @@ from fastgw.telemetry._access_c cimport AccessLine
 from fastgw_core._router_c cimport RouteMatch, RouteTrie
 
 cdef unsigned long long _rid
+cdef dict _HOSTS
 
 cdef class Exchange
 cdef class UpstreamConnection
@@ -30,6 +31,10 @@ cpdef object cache_lookup(cache, str method, list fwd, bytes query, params, doub
 @cython.locals(parts=tuple, text=str, value=bytes, params=dict)
 cpdef bytes render_path(CIntegration integ, params)
 cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes host)
+@cython.locals(blob=bytes, line=str, name=str, value=str)
+cpdef fwd_headers(list fwd, list out)
+@cython.locals(got=tuple, text=str, h=str, domain=str)
+cpdef tuple _host(bytes host)
 
 
 cdef class WorkerState:
