@@ -1,8 +1,8 @@
 """The stage response cache, end to end: a real gateway in front of the scripted upstream, whose
-JSON answer carries a per-request sequence number (a hit repeats the stored body; a miss has
-a new ``seq``). Keys, TTLs, per-route overrides, errors and oversize bodies never cached,
-callers' credentials in the key, AWS's three invalidation policies, the admin flush / purge,
-and the Redis backend shared by two gateways."""
+JSON answer names its connection and the request's number on it (a hit repeats the stored
+body; a miss has a new pair, ``seq``). Keys, TTLs, per-route overrides, errors and oversize
+bodies never cached, callers' credentials in the key, AWS's three invalidation policies, the
+admin flush / purge, and the Redis backend shared by two gateways."""
 
 from __future__ import annotations
 
@@ -90,9 +90,13 @@ def call(port: int, method: str, target: str, headers: list[tuple[str, str]] | N
         return c.request(method, target, headers=headers or [])
 
 
-def seq(resp: Any) -> int:
+def seq(resp: Any) -> tuple[int, int]:
+    """Which upstream response this is: the scripted upstream numbers requests per connection,
+    so (connection, number). A gateway that opens a new upstream connection gets number 1
+    again: the number alone once made a re-fetched response look like the cached one."""
     assert resp.status == 200, (resp.status, resp.body)
-    return int(resp.json()["seq"])
+    doc = resp.json()
+    return int(doc["conn"]), int(doc["seq"])
 
 
 @pytest.fixture(scope="module")

@@ -107,9 +107,13 @@ def call(port: int, target: str, headers: list[tuple[str, str]] | None = None, h
         return c.request("GET", target, headers=headers or [], host=host)
 
 
-def seq(resp: Any) -> int:
+def seq(resp: Any) -> tuple[int, int]:
+    """Which upstream response this is: the scripted upstream numbers requests per connection,
+    so (connection, number). A gateway that opens a new upstream connection gets number 1
+    again: the number alone once made a re-fetched response look like the cached one."""
     assert resp.status == 200, (resp.status, resp.body)
-    return int(resp.json()["seq"])
+    doc = resp.json()
+    return int(doc["conn"]), int(doc["seq"])
 
 
 def test_mapped_path_values_are_percent_encoded_in_the_request_line(gw: Any, scripted: Any) -> None:
