@@ -614,6 +614,16 @@ class UpstreamRequest:
         return urlsplit(self.target).path
 
 
+def upstream_response_id(resp: Any) -> tuple[int, int]:
+    """Which ``ScriptedUpstream`` response a gateway's 200 relays: (connection, number of the
+    request on it). The upstream numbers requests per connection, so a gateway that opens a new
+    upstream connection gets number 1 again: the number alone once made a re-fetched response
+    look like a cached one."""
+    assert resp.status == 200, (resp.status, resp.body)
+    doc = resp.json()
+    return int(doc["conn"]), int(doc["seq"])
+
+
 class ScriptedUpstream:
     """A raw HTTP/1.1 upstream whose behaviour is chosen by the request path (see ``_respond``).
 

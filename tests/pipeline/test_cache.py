@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from helpers import GatewayFactory, RawConn, admin_call, wait_for
+from helpers import upstream_response_id as seq
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,15 +89,6 @@ def config(port: int, backend: str = "memory", redis_url: str | None = None) -> 
 def call(port: int, method: str, target: str, headers: list[tuple[str, str]] | None = None) -> Any:
     with RawConn(port) as c:
         return c.request(method, target, headers=headers or [])
-
-
-def seq(resp: Any) -> tuple[int, int]:
-    """Which upstream response this is: the scripted upstream numbers requests per connection,
-    so (connection, number). A gateway that opens a new upstream connection gets number 1
-    again: the number alone once made a re-fetched response look like the cached one."""
-    assert resp.status == 200, (resp.status, resp.body)
-    doc = resp.json()
-    return int(doc["conn"]), int(doc["seq"])
 
 
 @pytest.fixture(scope="module")

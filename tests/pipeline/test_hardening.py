@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import GatewayFactory, RawConn
+from helpers import upstream_response_id as seq
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,15 +106,6 @@ def gw(module_gateway_factory: GatewayFactory, scripted: Any) -> Any:
 def call(port: int, target: str, headers: list[tuple[str, str]] | None = None, host: str = "gw.test") -> Any:
     with RawConn(port) as c:
         return c.request("GET", target, headers=headers or [], host=host)
-
-
-def seq(resp: Any) -> tuple[int, int]:
-    """Which upstream response this is: the scripted upstream numbers requests per connection,
-    so (connection, number). A gateway that opens a new upstream connection gets number 1
-    again: the number alone once made a re-fetched response look like the cached one."""
-    assert resp.status == 200, (resp.status, resp.body)
-    doc = resp.json()
-    return int(doc["conn"]), int(doc["seq"])
 
 
 def test_mapped_path_values_are_percent_encoded_in_the_request_line(gw: Any, scripted: Any) -> None:
