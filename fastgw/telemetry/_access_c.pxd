@@ -73,7 +73,7 @@ cdef _append(bytearray buf, tuple lits, list vals, Py_ssize_t n)
 
 
 cdef class AccessLine:
-    cdef public object format, destination, render, values, writer_for, writer
+    cdef public object format, destination, render, values, writer_for, writer, clock
     cdef public bytearray buf
     cdef public tuple literals
     cdef public list slots

@@ -162,7 +162,9 @@ class AccessLine:
         self.last_program = None
         #: The values of the line being rendered (one list, reused).
         self.scratch = []
-        #: ``time.time()`` less the loop's clock, and the loop time when it was read.
+        #: The wall clock (``time.time``; a test may freeze it), ``clock()`` less the loop's
+        #: clock, and the loop time when that was read.
+        self.clock = _time
         self.wall_offset = 0.0
         self.wall_at = -1e300
 
@@ -289,7 +291,7 @@ class AccessLine:
             # The request's start on the wall clock: its start on the loop's clock plus the
             # offset between the clocks (read again once a second, not per request).
             if now - self.wall_at > 1.0 or now < self.wall_at:
-                self.wall_offset = _time() - now
+                self.wall_offset = self.clock() - now
                 self.wall_at = now
             t = t0 + self.wall_offset
         if self.needs_values:

@@ -326,7 +326,9 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
     if needs_rid:
         lines.append("    rid = ex.request_id.decode()")
     if needs_time:
-        lines.append("    t = _time() - (now - ex.t0)")
+        # The bytes renderer's arithmetic (its start plus the clocks' offset), not the same sum
+        # in another order: float rounding would put a few lines a millisecond apart.
+        lines.append("    t = ex.t0 + (_time() - now)")
     if needs_values:
         lines.append("    v = _Values(ex, route, status, now)")
     tuple_src = "(" + "".join(p + ", " for p in parts) + ")"

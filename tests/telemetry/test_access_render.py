@@ -5,6 +5,7 @@ format; the event loop's bytes queue (``LoopWriter``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -118,12 +119,20 @@ EXCHANGES: list[dict[str, Any]] = [
 
 
 def bytes_line(
-    impl: ModuleType, fmt_text: str, kind: Kind, ex: Any, route: Any, status: int, now: float
+    impl: ModuleType,
+    fmt_text: str,
+    kind: Kind,
+    ex: Any,
+    route: Any,
+    status: int,
+    now: float,
+    clock: Callable[[], float] = time.time,
 ) -> bytes:
     fmt = compile_format(fmt_text, kind)
     line = impl.AccessLine(
         fmt, None, access._slots(fmt), access._compile_render(fmt), access._Values, access.writer_for
     )
+    line.clock = clock
     buf = bytearray(b"queued\n")
     line.render_into(buf, ex, route, status, now)
     line.render_into(buf, ex, route, status, now)  # the route's program, cached
@@ -133,25 +142,52 @@ def bytes_line(
     return first if first == second else b"<time moved>"
 
 
+def str_render(fmt_text: str, kind: Kind, wall: float, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The str renderer of ``fmt_text`` with the wall clock frozen at ``wall`` (it binds
+    ``time.time`` when it is compiled)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(time, "time", lambda: wall)
+        return access._compile_render(compile_format(fmt_text, kind))
+
+
 @pytest.mark.parametrize("fmt_text, kind", FORMATS)
 @pytest.mark.parametrize("over", range(len(EXCHANGES)))
 def test_bytes_are_the_str_renderers_line_encoded(
-    impl: ModuleType, fmt_text: str, kind: Kind, over: int
+    impl: ModuleType, fmt_text: str, kind: Kind, over: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Both renderers read one frozen wall clock (requestTime, requestTimeEpoch): a clock read
+    # twice can move between the reads, and once moved back and forth on a VM.
+    wall = time.time()
     ex = make_exchange(**EXCHANGES[over])
     route = make_route()
     now = time.monotonic()
-    render = access._compile_render(compile_format(fmt_text, kind))
-    for _ in range(5):
-        # requestTime / requestTimeEpoch read the wall clock: retry across a clock tick (or a
-        # step of the machine's clock, seen once on a VM: the same millisecond before and after,
-        # another one in between); a renderer that differs fails every try.
-        before = render(ex, route, 200, now)
-        got = bytes_line(impl, fmt_text, kind, ex, route, 200, now)
-        if render(ex, route, 200, now) == before and got == before.encode("utf-8", "replace"):
-            break
-    assert got == before.encode("utf-8", "replace")
+    text = str_render(fmt_text, kind, wall, monkeypatch)(ex, route, 200, now)
+    got = bytes_line(impl, fmt_text, kind, ex, route, 200, now, clock=lambda: wall)
+    assert got == text.encode("utf-8", "replace")
     assert b"\n" not in got and b"\r" not in got
+
+
+# (wall clock, loop clock, request start) where ``T - (now - t0)`` and ``t0 + (T - now)`` truncate
+# to different milliseconds: float rounding, not the clocks.
+ROUNDING_CASES = [
+    (1790899393.311653, 622452.060898, 622452.029245),
+    (1790924427.268957, 485649.2876, 485649.202643),
+    (1790963023.212664, 563602.441697, 563602.412033),
+    (1790518848.983087, 685882.476313, 685882.469226),
+]
+
+
+@pytest.mark.parametrize("wall, now, t0", ROUNDING_CASES)
+def test_the_renderers_add_the_clocks_in_one_order(
+    impl: ModuleType, monkeypatch: pytest.MonkeyPatch, wall: float, now: float, t0: float
+) -> None:
+    """The request's wall-clock start is its start plus the clocks' offset, in both renderers:
+    the same sum in another order truncates to another millisecond for these readings."""
+    fmt_text = "$context.requestTimeEpoch $context.requestTime $context.requestId"
+    ex, route = make_exchange(t0=t0), make_route()
+    text = str_render(fmt_text, "rest", wall, monkeypatch)(ex, route, 200, now)
+    assert text.split()[0] == str(int((t0 + (wall - now)) * 1000))
+    assert bytes_line(impl, fmt_text, "rest", ex, route, 200, now, clock=lambda: wall) == text.encode()
 
 
 def test_route_constants_are_folded_escaped(impl: ModuleType) -> None:
