@@ -271,8 +271,11 @@ _ROUTE_CONST: dict[str, Callable[[Any], str]] = {
 _MAX_ROUTE_FORMATS = 4096
 
 
-def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], str]:
-    """``fmt`` as one generated function of (exchange, route, status, now).
+def _compile_render(
+    fmt: AccessLogFormat, clock: Callable[[], float] = time.time
+) -> Callable[[Any, Any, int, float], str]:
+    """``fmt`` as one generated function of (exchange, route, status, now); ``clock`` is the
+    wall clock it reads (``AccessLine.clock``'s, the bytes renderer's; a test may freeze it).
 
     PERF: what is the same for every request of a route (its API id, stage, resource path, route
     key, and the variables nothing here knows, printed ``-``) is written into a format string
@@ -353,7 +356,7 @@ def _compile_render(fmt: AccessLogFormat) -> Callable[[Any, Any, int, float], st
         "_clf_time": _clf_time,
         "_CLF": _CLF_CACHE,
         "_one_line": _one_line,
-        "_time": time.time,
+        "_time": clock,
         "_text_of": text_of,
         "_quote_or_dash": quote_or_dash,
     }
