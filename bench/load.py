@@ -940,6 +940,44 @@ def functions_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
     )
 
 
+def functions_headroom_table(scenarios: Sequence[Scenario], res: Results) -> str:
+    """How much CPU the 1.5x budget leaves a function's own work, against what it takes.
+
+    A function route answers locally, like the MOCK: to serve 1.5x the proxied route's
+    requests/s on a saturated core it may spend ``proxy CPU / 1.5`` per request, so its work on
+    top of a MOCK reply (the event, the handler, its Task, the response) gets
+    ``proxy CPU / 1.5 - MOCK CPU``. ``python -m bench.function_floor`` splits that work."""
+    rows = []
+    for sc in scenarios:
+        proxy, fn, mock = (res.get((sc.key, k)) for k in (FN_PROXY, FN_FUNCTION, FN_MOCK))
+        if proxy is None or fn is None or mock is None:
+            continue
+        proxy_cpu = proxy.user_us + proxy.sys_us
+        mock_cpu = mock.user_us + mock.sys_us
+        rows.append(
+            [
+                sc.label,
+                report.fmt_ratio(mock.rps, proxy.rps),
+                f"{proxy_cpu:.1f}",
+                f"{mock_cpu:.1f}",
+                f"{proxy_cpu / 1.5 - mock_cpu:.1f}",
+                f"{fn.user_us + fn.sys_us - mock_cpu:.1f}",
+            ]
+        )
+    return report.markdown_table(
+        [
+            "scenario",
+            "MOCK vs proxy req/s",
+            "proxy CPU us/req",
+            "MOCK CPU us/req",
+            "allowed above MOCK at 1.5x",
+            "function above MOCK",
+        ],
+        rows,
+        align="lrrrrr",
+    )
+
+
 def mode_functions(args: argparse.Namespace) -> int:
     from bench.functions import BENCH_TOKEN, functions_config
 
@@ -975,7 +1013,10 @@ def mode_functions(args: argparse.Namespace) -> int:
         info = report.machine_info(nginx, wrk)
     table = results_table(scenarios, targets, res)
     ratios = functions_ratio_table(scenarios, res)
+    headroom = functions_headroom_table(scenarios, res)
     fails = print_results(table, ratios, targets)
+    print()
+    print(headroom)
     print()
     print("\n".join(checks))
     if args.no_write:
@@ -1008,6 +1049,11 @@ def mode_functions(args: argparse.Namespace) -> int:
                 "Budgets from the issue: the function serves at least 1.5x the proxied route's req/s; "
                 "a cached authorizer decision costs at most 10 % of the route's req/s:",
                 ratios,
+                "What the 1.5x budget leaves a function's own work (CPU µs per request on fastgw's "
+                "core, medians): to serve 1.5x the proxied route's requests/s, a function request "
+                "may cost `proxy / 1.5`; a MOCK reply is the part of it that is not the function's. "
+                "`python -m bench.function_floor` splits the function's part:",
+                headroom,
                 "Checks before the load:\n\n" + "\n".join(checks),
                 "`(!)`: at least one run had errors (non-2xx or socket errors); see the errors column.",
                 fails,
