@@ -45,12 +45,9 @@ HEADERS = [
 
 def best(fn: Callable[[int], object], n: int) -> float:
     """Best seconds per iteration of ``fn(n)`` over 5 runs."""
-    out = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        fn(n)
-        out = min(out, (time.perf_counter() - t0) / n)
-    return out
+    from bench.pipeline import best_of_5
+
+    return best_of_5(fn, n, once=False)
 
 
 async def _noop() -> int:
