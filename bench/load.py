@@ -144,6 +144,11 @@ class Cell:
         return self._med_of(lambda r: r.sys_us_per_req)
 
     @property
+    def cpu_us(self) -> float:
+        """User plus system CPU per request (the sum of the two medians, the tables' "total")."""
+        return self.user_us + self.sys_us
+
+    @property
     def wrk_share(self) -> float:
         return self._med_of(lambda r: r.wrk.wrk_cpu_share)
 
@@ -309,7 +314,7 @@ def results_table(scenarios: Sequence[Scenario], targets: Sequence[Target], res:
                     report.fmt_ms(c.p99),
                     report.fmt_num(c.user_us, 1),
                     report.fmt_num(c.sys_us, 1),
-                    report.fmt_num(c.user_us + c.sys_us, 1),
+                    report.fmt_num(c.cpu_us, 1),
                     f"{c.wrk_share:.0%}",
                     c.busy_text(),
                     c.error_text(),
@@ -345,7 +350,7 @@ def ratio_table(scenarios: Sequence[Scenario], res: Results, a: str, b: str) -> 
                 sc.label,
                 report.fmt_ratio(ca.rps, cb.rps),
                 report.fmt_ratio(ca.p99, cb.p99),
-                report.fmt_ratio(ca.user_us + ca.sys_us, cb.user_us + cb.sys_us),
+                report.fmt_ratio(ca.cpu_us, cb.cpu_us),
             ]
         )
     return report.markdown_table(
@@ -558,7 +563,7 @@ def traffic_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
             verdict = "-" if math.isnan(cost) else ("yes" if cost <= budget else "NO")
             if c.errors or base.errors:
                 verdict += " (errors)"
-            cpu, cpu_base = c.user_us + c.sys_us, base.user_us + base.sys_us
+            cpu, cpu_base = c.cpu_us, base.cpu_us
             rows.append(
                 [
                     sc.label,
@@ -790,7 +795,7 @@ def telemetry_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
                 continue
             cost = 1.0 - c.rps / base.rps if base.rps and not math.isnan(base.rps) else math.nan
             verdict = "-" if math.isnan(cost) else ("yes" if cost <= budget else "NO")
-            cpu, cpu_base = c.user_us + c.sys_us, base.user_us + base.sys_us
+            cpu, cpu_base = c.cpu_us, base.cpu_us
             rows.append(
                 [
                     sc.label,
@@ -919,7 +924,7 @@ def functions_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
                     report.fmt_ratio(fn.rps, proxy.rps),
                     ">= 1.50x",
                     ok,
-                    report.fmt_ratio(fn.user_us + fn.sys_us, proxy.user_us + proxy.sys_us),
+                    report.fmt_ratio(fn.cpu_us, proxy.cpu_us),
                 ]
             )
         if fn is not None and auth is not None:
@@ -932,7 +937,7 @@ def functions_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
                     f"{-cost:+.1%}",
                     "cost <= 10 %",
                     ok,
-                    report.fmt_ratio(auth.user_us + auth.sys_us, fn.user_us + fn.sys_us),
+                    report.fmt_ratio(auth.cpu_us, fn.cpu_us),
                 ]
             )
     return report.markdown_table(
@@ -952,8 +957,8 @@ def functions_headroom_table(scenarios: Sequence[Scenario], res: Results) -> str
         proxy, fn, mock = (res.get((sc.key, k)) for k in (FN_PROXY, FN_FUNCTION, FN_MOCK))
         if proxy is None or fn is None or mock is None:
             continue
-        proxy_cpu = proxy.user_us + proxy.sys_us
-        mock_cpu = mock.user_us + mock.sys_us
+        proxy_cpu = proxy.cpu_us
+        mock_cpu = mock.cpu_us
         rows.append(
             [
                 sc.label,
@@ -961,7 +966,7 @@ def functions_headroom_table(scenarios: Sequence[Scenario], res: Results) -> str
                 f"{proxy_cpu:.1f}",
                 f"{mock_cpu:.1f}",
                 f"{proxy_cpu / 1.5 - mock_cpu:.1f}",
-                f"{fn.user_us + fn.sys_us - mock_cpu:.1f}",
+                f"{fn.cpu_us - mock_cpu:.1f}",
             ]
         )
     return report.markdown_table(
@@ -1088,7 +1093,7 @@ def auth_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
                     report.fmt_ratio(c.rps, base.rps),
                     f">= {floor:.2f}x",
                     ok,
-                    report.fmt_ratio(c.user_us + c.sys_us, base.user_us + base.sys_us),
+                    report.fmt_ratio(c.cpu_us, base.cpu_us),
                 ]
             )
     return report.markdown_table(
@@ -1195,7 +1200,7 @@ def rest_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
             ok = "-" if math.isnan(r) else ("yes" if r >= floor else "NO")
             if c.errors or base.errors:
                 ok += " (errors)"
-            cpu, cpu_base = c.user_us + c.sys_us, base.user_us + base.sys_us
+            cpu, cpu_base = c.cpu_us, base.cpu_us
             rows.append(
                 [
                     sc.label,
@@ -1435,7 +1440,7 @@ def mode_user(args: argparse.Namespace) -> int:
                         report.fmt_num(c.rps) + (" (!)" if c.errors else ""),
                         report.fmt_ms(c.p50),
                         report.fmt_ms(c.p99),
-                        report.fmt_num(c.user_us + c.sys_us, 1),
+                        report.fmt_num(c.cpu_us, 1),
                         f"{c.wrk_share:.0%}",
                         c.error_text(),
                     ]
