@@ -30,7 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+
+from bench.pipeline import best_of_5
 
 #: The function request of ``bench.load --functions`` as the pipeline sees it (wrk sends Host;
 #: the bench adds Authorization to every request; fastgw adds the X-Forwarded-* headers).
@@ -41,13 +42,6 @@ HEADERS = [
     ("X-Forwarded-Port", "8080"),
     ("X-Forwarded-Proto", "http"),
 ]
-
-
-def best(fn: Callable[[int], object], n: int) -> float:
-    """Best seconds per iteration of ``fn(n)`` over 5 runs."""
-    from bench.pipeline import best_of_5
-
-    return best_of_5(fn, n, once=False)
 
 
 async def _noop() -> int:
@@ -75,8 +69,8 @@ def task_cost(loop: asyncio.AbstractEventLoop, rounds: int, batch: int = 64) -> 
                     pass
             await asyncio.sleep(0)
 
-    with_task = best(lambda n: loop.run_until_complete(tasks(n)), rounds) / batch
-    direct = best(lambda n: loop.run_until_complete(by_hand(n)), rounds) / batch
+    with_task = best_of_5(lambda n: loop.run_until_complete(tasks(n)), rounds, False) / batch
+    direct = best_of_5(lambda n: loop.run_until_complete(by_hand(n)), rounds, False) / batch
     return with_task, direct
 
 
@@ -148,10 +142,10 @@ def parts(iterations: int) -> list[tuple[str, float]]:
 
     with_task, direct = task_cost(loop, max(1, iterations // 64))
     out = [
-        ("Request", best(build_requests, iterations)),
-        ("event", best(build_events, iterations)),
-        ("invoke", best(invoke, iterations)),
-        ("reply", best(reply, iterations)),
+        ("Request", best_of_5(build_requests, iterations, False)),
+        ("event", best_of_5(build_events, iterations, False)),
+        ("invoke", best_of_5(invoke, iterations, False)),
+        ("reply", best_of_5(reply, iterations, False)),
         ("Task", with_task - direct),
     ]
     loop.close()
