@@ -27,6 +27,7 @@ from fastgw.mapping import vtl
 from fastgw.pipeline import content
 from fastgw.pipeline.build import _parse_head, exchange_call, upstream_head_lines
 from fastgw.pipeline.request import Request, Response
+from fastgw.pipeline.runtime import upstream_waiter
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
 
@@ -536,7 +537,7 @@ def http_mapped(
         else:
             # PERF: exchange_call inlined: the exchange's own upstream pools, a cached head for
             # the usual headers, and the response head parsed only when something reads it.
-            fut = svc.loop.create_future()
+            fut = upstream_waiter(ex, svc.loop)
             head = _upstream_head(headers, body, method)
             ex.collect_upstream(upstream, method, target_path.encode("latin-1"), head, body, fut)
             done = await fut

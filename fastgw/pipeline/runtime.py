@@ -544,7 +544,8 @@ class _Stepper:
     CancelledError into the coroutine where it waits, as a Task's would at its next step.
 
     PERF: no Task to create, and no loop iteration before the first step (a Task starts from
-    ``call_soon``); the mapped route's request and response mapping run in the callbacks.
+    ``call_soon``); the mapped route's request and response mapping run in the callbacks, the
+    response's inside the upstream's own (it awaits a ``_Wait``, not a Future).
     """
 
     __slots__ = ("cancelled", "coro", "fut", "loop", "running")
@@ -600,6 +601,61 @@ class _Stepper:
 
     def done(self) -> bool:
         return self.coro is None
+
+
+_PENDING: Any = object()
+
+
+class _Wait:
+    """What a stepped pipeline awaits for its exchange's buffered upstream response, in place
+    of a Future (``upstream_waiter``): ``set_result`` runs the pipeline's next step at once,
+    inside the upstream's callback.
+
+    PERF: no Future, no callback handle scheduled and no loop pass between the upstream's
+    response and the response mapping. A result set during the step that awaits it (an
+    exchange that fails at once) is returned without suspending."""
+
+    __slots__ = ("callback", "result")
+
+    def __init__(self) -> None:
+        self.result: Any = _PENDING
+        self.callback: Callable[[Any], None] | None = None
+
+    def __await__(self) -> Any:
+        if self.result is _PENDING:
+            yield self
+        return self.result
+
+    def done(self) -> bool:
+        return self.result is not _PENDING
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, result: Any) -> None:
+        self.result = result
+        callback = self.callback
+        if callback is not None:
+            self.callback = None
+            callback(self)
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self.result is _PENDING:
+            self.callback = callback
+        else:
+            callback(self)
+
+    def remove_done_callback(self, callback: Callable[[Any], None]) -> int:
+        if self.callback is None:
+            return 0
+        self.callback = None
+        return 1
+
+
+def upstream_waiter(ex: Exchange, loop: asyncio.AbstractEventLoop) -> Any:
+    """What a pipeline gives ``Exchange.collect_upstream`` and awaits: a ``_Wait`` when its
+    exchange is driven by a ``_Stepper``, else a Future of ``loop`` (a Task awaits only those)."""
+    return _Wait() if type(ex.task) is _Stepper else loop.create_future()
 
 
 def timed_integration(integration: Integration, req: Request, svc: Services) -> Awaitable[Any]:

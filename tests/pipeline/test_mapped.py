@@ -272,6 +272,32 @@ def config(echo: int, scripted: int) -> dict[str, Any]:
                         },
                     },
                     {
+                        # The lean path: templates that never read $context, no parameters.
+                        "route": "GET /lean/{id}",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": f"http://127.0.0.1:{echo}/lean/{{id}}",
+                            "requestTemplates": {"application/json": '{"id": "$input.params(\'id\')"}'},
+                            "responses": {
+                                "default": {
+                                    "statusCode": 200,
+                                    "responseTemplates": {
+                                        "application/json": '{"path": "$input.path(\'$.path\')"}'
+                                    },
+                                }
+                            },
+                        },
+                    },
+                    {
+                        "route": "GET /lean-refused",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": "http://127.0.0.1:9/refused",
+                            "requestTemplates": {"application/json": "{}"},
+                            "responses": {"default": {"statusCode": 200}},
+                        },
+                    },
+                    {
                         "route": "GET /guarded",
                         "integration": {"type": "MOCK", "status": 200, "body": '{"ok":true}'},
                         "plugins": [{"name": "test-waf"}],
@@ -494,6 +520,42 @@ def test_a_client_gone_while_a_mapped_request_waits_leaves_the_gateway_serving(g
     slow = call(gw, "GET", "/prod/slow")
     assert slow.status == 504
     assert call(gw, "GET", "/prod/ok").json() == {"ok": True}
+
+
+def test_pipelined_mapped_requests_are_answered_in_order(gw: Any) -> None:
+    """The lean mapped path resumes its pipeline inside the upstream's callback
+    (``runtime._Wait``): requests sent in one write get their own answers, in order, and an
+    unreachable upstream is a 502 while the connection keeps serving."""
+    import socket
+
+    ids = [str(i) for i in range(6)]
+    wire = b"".join(b"GET /prod/lean/%s HTTP/1.1\r\nHost: x\r\n\r\n" % i.encode() for i in ids)
+    wire += b"GET /prod/lean-refused HTTP/1.1\r\nHost: x\r\n\r\n"
+    wire += b"GET /prod/lean/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(wire)
+        got = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    bodies = []
+    rest = got
+    while rest:
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(
+            int(v) for k, _, v in (ln.partition(b": ") for ln in lines[1:]) if k.lower() == b"content-length"
+        )
+        bodies.append((lines[0], rest[:length]))
+        rest = rest[length:]
+    assert [b for _, b in bodies[:6]] == [b'{"path": "/lean/%s"}' % i.encode() for i in ids]
+    assert all(status == b"HTTP/1.1 200 OK" for status, _ in bodies[:6])
+    assert bodies[6][0] == b"HTTP/1.1 502 Bad Gateway", bodies[6]
+    assert json.loads(bodies[6][1])["oops"] == "Internal server error"  # this API's DEFAULT_5XX
+    assert bodies[7] == (b"HTTP/1.1 200 OK", b'{"path": "/lean/last"}')
+    assert len(bodies) == 8
 
 
 def test_binary_media_types_and_content_handling_on_the_request(gw: Any) -> None:
