@@ -375,6 +375,8 @@ def relay_response(bytes data, bytes request_id, int flags):
     # p[i:i + 2] is the empty line's CRLF: the body starts after it.
     if length < 0 or n != i + 2 + length:
         return None
+    if flags & 8:  # IN_RAW: the bytes as they came (a buffered exchange of the gateway's)
+        return data, h.status, 0, keep_alive, length
     out, status, out_flags = _emit(p, &h, request_id, flags, i + 2, length)
     return out, status, out_flags, keep_alive, length
 

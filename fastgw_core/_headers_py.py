@@ -14,7 +14,9 @@ validated by httptools. The gateway relays it to the client with:
   has no body (HEAD, 1xx, 204, 304) keeps its ``Content-Length`` if any and gets no framing.
 
 Flags in: ``IN_HEAD`` (the request was HEAD), ``IN_HTTP10`` (the client speaks HTTP/1.0),
-``IN_CLOSE`` (the client connection closes after this response).
+``IN_CLOSE`` (the client connection closes after this response); ``relay_response`` only:
+``IN_RAW`` (the response is for the gateway itself, a buffered exchange: the accepted bytes
+are returned as they came, not rewritten).
 Flags out: ``OUT_CHUNKED`` (re-chunk the body), ``OUT_CLOSE`` (close after the body).
 """
 
@@ -25,6 +27,7 @@ from fastgw_core.errors import HeadError
 IN_HEAD = 1
 IN_HTTP10 = 2
 IN_CLOSE = 4
+IN_RAW = 8
 OUT_CHUNKED = 1
 OUT_CLOSE = 2
 
@@ -119,7 +122,8 @@ def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, i
     ``_reqhead_py`` for requests: token names, visible-ASCII values, CRLF line ends, one
     Content-Length of digits, no Transfer-Encoding). Anything else is declined and the caller
     lets httptools parse it. Returns ``(client_bytes, status, out_flags, upstream_keep_alive,
-    body_length)``: the rewritten head (``rewrite_response_head``) followed by the body.
+    body_length)``: the rewritten head (``rewrite_response_head``) followed by the body; with
+    ``IN_RAW`` in ``flags``, ``data`` itself and out_flags 0 (nothing is rewritten).
     """
     if not data.startswith(b"HTTP/1.1 "):
         return None
@@ -160,6 +164,8 @@ def relay_response(data: bytes, request_id: bytes, flags: int) -> tuple[bytes, i
                     keep_alive = False
     if length < 0 or len(data) != end + 4 + length:
         return None
+    if flags & IN_RAW:
+        return data, status, 0, keep_alive, length
     head, status, out_flags = rewrite_response_head(data, request_id, flags)
     return head + data[end + 4 :], status, out_flags, keep_alive, length
 

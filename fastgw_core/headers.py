@@ -8,7 +8,7 @@
 from collections.abc import Callable
 
 from fastgw_core import _env
-from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, OUT_CHUNKED, OUT_CLOSE
+from fastgw_core._headers_py import IN_CLOSE, IN_HEAD, IN_HTTP10, IN_RAW, OUT_CHUNKED, OUT_CLOSE
 from fastgw_core._headers_py import find_header as find_header_py
 from fastgw_core._headers_py import has_header_line as has_header_line_py
 from fastgw_core._headers_py import relay_response as relay_response_py
@@ -20,6 +20,7 @@ __all__ = [
     "IN_CLOSE",
     "IN_HEAD",
     "IN_HTTP10",
+    "IN_RAW",
     "OUT_CHUNKED",
     "OUT_CLOSE",
     "find_header",

@@ -1,6 +1,7 @@
 IN_HEAD: int
 IN_HTTP10: int
 IN_CLOSE: int
+IN_RAW: int
 OUT_CHUNKED: int
 OUT_CLOSE: int
 COMPILED: bool

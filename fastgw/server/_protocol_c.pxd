@@ -120,6 +120,7 @@ cdef class Exchange:
     cpdef upstream_failed(self, bint reused, bint got_bytes)
     cpdef int response_flags(self)
     cpdef upstream_whole(self, bytes out, int status, int out_flags, bint keep_alive, Py_ssize_t body_len)
+    cpdef collected_whole(self, bytes data, int status, bint keep_alive, Py_ssize_t body_len)
     cpdef upstream_head(self, int status, bytes raw_head, UpstreamConnection conn)
     cpdef upstream_body(self, bytes data)
     cpdef flush_out(self)

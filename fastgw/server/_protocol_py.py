@@ -57,6 +57,7 @@ from fastgw_core.headers import (
     IN_CLOSE,
     IN_HEAD,
     IN_HTTP10,
+    IN_RAW,
     OUT_CHUNKED,
     OUT_CLOSE,
     has_header_line,
@@ -1612,6 +1613,15 @@ class Exchange:
         self.out.append(out)
         self.upstream_done(keep_alive)
 
+    def collected_whole(self, data: bytes, status: int, keep_alive: bool, body_len: int) -> None:
+        """A buffered exchange's whole response came in one read (``data``: head and body):
+        what ``upstream_head``, ``upstream_body`` and ``upstream_done`` make of it."""
+        self.up_status = status
+        self.target_path = data  # the raw head (followed by the body, as httptools' head_buf)
+        self.up_buf = [data[len(data) - body_len :]] if body_len else []
+        self.buf_bytes = body_len
+        self.upstream_done(keep_alive)
+
     def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
         proto = self.proto
         if self.collect is not None:
@@ -1862,14 +1872,22 @@ class UpstreamConnection:
             return
         self.got_bytes = True
         client = self.client
-        if self.awaiting_head and not self.head_buf and not self.skip_body and client.collect is None:
+        if self.awaiting_head and not self.head_buf and not self.skip_body:
             # PERF: a whole Content-Length response in one read, strictly well-formed, is
-            # relayed by one C call; httptools (still idle) is not involved.
-            whole = relay_response(data, client.request_id, client.response_flags())
-            if whole is not None:
-                self.awaiting_head = False
-                client.upstream_whole(whole[0], whole[1], whole[2], whole[3], whole[4])
-                return
+            # relayed by one C call; httptools (still idle) is not involved. A pipeline's
+            # buffered exchange takes it as it came (IN_RAW), as httptools would have given it.
+            if client.collect is None:
+                whole = relay_response(data, client.request_id, client.response_flags())
+                if whole is not None:
+                    self.awaiting_head = False
+                    client.upstream_whole(whole[0], whole[1], whole[2], whole[3], whole[4])
+                    return
+            elif len(data) <= COLLECT_MAX_BYTES:  # (upstream_body enforces it otherwise)
+                whole = relay_response(data, b"", IN_RAW)
+                if whole is not None:
+                    self.awaiting_head = False
+                    client.collected_whole(data, whole[1], whole[3], whole[4])
+                    return
         if self.awaiting_head:
             # PERF: no on_header callback is bound; the raw head is kept and rewritten by
             # fastgw_core.headers in one call once httptools has validated it.
