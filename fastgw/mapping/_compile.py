@@ -132,8 +132,9 @@ def _scan_header(inp: Any, name: str, lname: str) -> Any:
     """The request's last value of header ``name`` (``lname`` lower-cased) as the parameter map
     keeps it: under the first spelling the client used, so another spelling finds nothing."""
     first = found = None
+    n = len(lname)
     for k, v in inp.headers:
-        if k.lower() == lname:
+        if len(k) == n and k.lower() == lname:  # PERF: lower() only for names of its length
             if first is None:
                 first = k
             found = v

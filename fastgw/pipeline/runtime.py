@@ -518,10 +518,12 @@ def launch(ex: Exchange, svc: Services) -> None:
         # asyncio.current_task() or asyncio.timeout()).
         ex.task = svc.loop.create_task(integ.serve(ex, pipeline, req, svc))
         return
-    coro = _serve(ex, pipeline, req, svc)
     if pipeline.stepped:
-        _Stepper(coro, ex, svc.loop)
+        # PERF: the integration's own coroutine, without ``_serve`` around it (the stepper
+        # finishes the request as ``_serve`` does: ``_finish``).
+        _Stepper(direct(req, svc), ex, svc.loop, pipeline, req, svc)  # type: ignore[misc]
         return
+    coro = _serve(ex, pipeline, req, svc)
     if pipeline.eager:
         # PERF: a pipeline with no user code in it (no plugins, no Lambda function or Lambda
         # authorizer: a JWT check, IAM, policies, validation, a proxy or MOCK) runs at once;
@@ -538,20 +540,34 @@ def launch(ex: Exchange, svc: Services) -> None:
 
 
 class _Stepper:
-    """Drives a pipeline coroutine whose only waits are futures its exchange resolves (see
-    ``RoutePipeline.stepped``): each step runs from the previous future's done callback, the
-    first one at once. It stands in for the Task as ``Exchange.task``: ``cancel()`` throws
-    CancelledError into the coroutine where it waits, as a Task's would at its next step.
+    """Drives the integration coroutine of a pipeline that is only an integration whose only
+    waits are futures its exchange resolves (see ``RoutePipeline.stepped``): each step runs
+    from the previous future's done callback, the first one at once, and its result finishes
+    the request as ``_serve``'s does (``_finish``). It stands in for the Task as
+    ``Exchange.task``: ``cancel()`` throws CancelledError into the coroutine where it waits, as
+    a Task's would at its next step.
 
     PERF: no Task to create, and no loop iteration before the first step (a Task starts from
     ``call_soon``); the mapped route's request and response mapping run in the callbacks, the
     response's inside the upstream's own (it awaits a ``_Wait``, not a Future).
     """
 
-    __slots__ = ("cancelled", "coro", "fut", "loop", "running")
+    __slots__ = ("cancelled", "coro", "ex", "fut", "loop", "pipeline", "req", "running", "svc")
 
-    def __init__(self, coro: Any, ex: Exchange, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        coro: Any,
+        ex: Exchange,
+        loop: asyncio.AbstractEventLoop,
+        pipeline: RoutePipeline,
+        req: Request,
+        svc: Services,
+    ) -> None:
         self.coro = coro
+        self.ex = ex
+        self.pipeline = pipeline
+        self.req = req
+        self.svc = svc
         self.fut: Any = None
         self.loop = loop
         self.running = False
@@ -567,12 +583,20 @@ class _Stepper:
         self.running = True
         try:
             nxt = coro.throw(asyncio.CancelledError()) if self.cancelled else coro.send(None)
-        except (StopIteration, asyncio.CancelledError):
+        except StopIteration as done:
             self.coro = None
+            self.running = False
+            self._finish(done.value)
             return
-        except BaseException:  # pragma: no cover - _serve answers its own errors
+        except asyncio.CancelledError:
             self.coro = None
-            log.exception("request pipeline failed")
+            self.ex.task = None
+            return
+        except Exception:
+            self.coro = None
+            self.running = False
+            log.exception("request pipeline failed", extra={"route": self.pipeline.route.key})
+            self._finish(replies.INTERNAL_ERROR)
             return
         finally:
             self.running = False
@@ -584,6 +608,13 @@ class _Stepper:
         else:
             self.fut = nxt
             nxt.add_done_callback(self._step)
+
+    def _finish(self, result: Any) -> None:
+        # It may run inside the upstream's callback (``_Wait``): nothing raised goes there.
+        try:
+            _finish(self.ex, self.pipeline, self.req, self.svc, result)
+        except Exception:
+            log.exception("request pipeline failed", extra={"route": self.pipeline.route.key})
 
     def cancel(self, msg: object = None) -> bool:
         coro = self.coro
@@ -704,14 +735,24 @@ async def _serve(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Servi
             result = await timed_integration(direct, req, svc)
         else:
             result = await direct(req, svc)
-        if type(result) is Handoff:
-            ex.task = None
-            ex.pipeline_proxy(result.integration, result.target, result.head, result.body)
-            return
-        reply = to_reply(result)
     except asyncio.CancelledError:
         ex.task = None
         raise
+    except Exception:
+        log.exception("request pipeline failed", extra={"route": pipeline.route.key})
+        result = replies.INTERNAL_ERROR
+    _finish(ex, pipeline, req, svc, result)
+
+
+def _finish(ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Services, result: Any) -> None:
+    """The end of a request's pipeline (``_serve``'s, or a ``_Stepper``'s): a Handoff proxied,
+    anything else replied (stored in the stage cache, compressed, CORS-decorated as set)."""
+    if type(result) is Handoff:
+        ex.task = None
+        ex.pipeline_proxy(result.integration, result.target, result.head, result.body)
+        return
+    try:
+        reply = to_reply(result)
     except Exception:
         log.exception("request pipeline failed", extra={"route": pipeline.route.key})
         reply = replies.INTERNAL_ERROR
