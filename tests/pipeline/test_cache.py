@@ -42,6 +42,22 @@ def config(port: int, backend: str = "memory", redis_url: str | None = None) -> 
                         ],
                     },
                     {"route": "GET /plain", "integration": proxy(port, "/plain")},
+                    {
+                        # An HTTP (non-proxy) integration with templates: its pipeline runs
+                        # without a Task (runtime._Stepper), and its reply is stored as well.
+                        "route": "GET /mapped",
+                        "integration": {
+                            "type": "HTTP",
+                            "uri": f"http://127.0.0.1:{port}/mapped",
+                            "requestTemplates": {"application/json": "{}"},
+                            "responses": {
+                                "default": {
+                                    "statusCode": 200,
+                                    "responseTemplates": {"application/json": "{\"got\": $input.json('$')}"},
+                                }
+                            },
+                        },
+                    },
                     {"route": "GET /short", "integration": proxy(port, "/short")},
                     {"route": "GET /off", "integration": proxy(port, "/off")},
                     {"route": "POST /post", "integration": proxy(port, "/post")},
@@ -105,6 +121,18 @@ def test_a_hit_repeats_the_stored_response_without_calling_the_upstream(gw: Any,
     assert second.header("content-type") == "application/json"
     assert second.header("x-amzn-RequestId") != first.header("x-amzn-RequestId")
     assert len(scripted.requests_for("/plain")) == before + 1
+
+
+def test_a_mapped_route_s_reply_is_cached(gw: Any, scripted: Any) -> None:
+    before = len(scripted.requests_for("/mapped"))
+    first = call(gw.port, "GET", "/prod/mapped")
+    second = call(gw.port, "GET", "/prod/mapped")
+    assert first.status == second.status == 200
+    assert set(first.json()) == {"got"}  # the response template's output
+    assert second.body == first.body
+    assert len(scripted.requests_for("/mapped")) == before + 1
+    fresh = call(gw.port, "GET", "/nocache/mapped")  # a stage without a cache: a new answer
+    assert fresh.body != first.body
 
 
 def test_the_key_is_method_resource_and_declared_parameters(gw: Any) -> None:
