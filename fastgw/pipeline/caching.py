@@ -105,6 +105,7 @@ class RouteCache:
         "settings",
         "spec",
         "stage_uid",
+        "static_keys",
         "ttl",
         "warn",
     )
@@ -125,6 +126,12 @@ class RouteCache:
         self.spec = KeySpec(template, [*params, *extra])
         #: The key reads no header but the credential ones.
         self.plain = not declared
+        #: A plain head's key by method, when the key reads no path or query parameter either
+        #: (then it is the same for every plain head of a method): filled by the protocol's
+        #: ``cache_lookup``, a few methods at most. None: keys are built per request.
+        self.static_keys: dict[str, bytes] | None = (
+            {} if not any(kind in ("path", "querystring") for kind, _ in params) else None
+        )
         #: Every header the key reads is among the forwarded header lines the protocol keeps
         #: (Host, X-Forwarded-* and framing headers are not): the key can be built from the head.
         self.head_safe = not (declared & _NOT_FORWARDED)

@@ -199,7 +199,12 @@ def cache_lookup(
     ``get``'s (a miss counted, an expired entry dropped). Other heads are ``lookup_head``'s.
     """
     if cache.plain and not has_header_line(fwd, REFRESH_OR_CREDENTIALS):
-        key = cache.spec.build(method, None, query, params)
+        keys: dict[str, bytes] | None = cache.static_keys
+        key = keys.get(method) if keys is not None else None
+        if key is None:
+            key = cache.spec.build(method, None, query, params)
+            if keys is not None and len(keys) < 8:
+                keys[method] = key  # PERF: the same for every plain head of this method
         store = cache.memory
         if store is None:
             store = cache.memory_store()
