@@ -8,7 +8,6 @@ would refuse), so a bad config never replaces a running one.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.metadata
 import logging
@@ -35,7 +34,7 @@ from fastgw.config.model import (
 )
 from fastgw.functions.registry import LocalFunction, apply_environment, load_handler
 from fastgw.pipeline.request import Request, Response
-from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step
+from fastgw.pipeline.runtime import Integration, RoutePipeline, Services, Step, upstream_waiter
 from fastgw.plugins.base import Plugin, is_async, phases_of, registry
 from fastgw.server import replies
 from fastgw.server.replies import LocalReply
@@ -743,7 +742,7 @@ async def exchange_call(
         if type(got) is LocalReply:
             return got  # type: ignore[no-any-return]
         return Collected(got.status, _end_to_end(got.headers), got.body)
-    fut: asyncio.Future[Any] = svc.loop.create_future()
+    fut = upstream_waiter(ex, svc.loop)
     head = upstream_head_lines(headers, body, method)
     ex.collect_upstream(integ, method, path.encode("latin-1"), head, body, fut)
     got = await fut

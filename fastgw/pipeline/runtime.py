@@ -521,7 +521,7 @@ def launch(ex: Exchange, svc: Services) -> None:
     if pipeline.stepped:
         # PERF: the integration's own coroutine, without ``_serve`` around it (the stepper
         # finishes the request as ``_serve`` does: ``_finish``).
-        _Stepper(direct(req, svc), ex, svc.loop, pipeline, req, svc)  # type: ignore[misc]
+        _Stepper(direct(req, svc), ex, pipeline, req, svc)  # type: ignore[misc]
         return
     coro = _serve(ex, pipeline, req, svc)
     if pipeline.eager:
@@ -552,24 +552,15 @@ class _Stepper:
     response's inside the upstream's own (it awaits a ``_Wait``, not a Future).
     """
 
-    __slots__ = ("cancelled", "coro", "ex", "fut", "loop", "pipeline", "req", "running", "svc")
+    __slots__ = ("cancelled", "coro", "ex", "fut", "pipeline", "req", "running", "svc")
 
-    def __init__(
-        self,
-        coro: Any,
-        ex: Exchange,
-        loop: asyncio.AbstractEventLoop,
-        pipeline: RoutePipeline,
-        req: Request,
-        svc: Services,
-    ) -> None:
+    def __init__(self, coro: Any, ex: Exchange, pipeline: RoutePipeline, req: Request, svc: Services) -> None:
         self.coro = coro
         self.ex = ex
         self.pipeline = pipeline
         self.req = req
         self.svc = svc
         self.fut: Any = None
-        self.loop = loop
         self.running = False
         self.cancelled = False
         ex.task = self  # type: ignore[assignment]
@@ -585,7 +576,6 @@ class _Stepper:
             nxt = coro.throw(asyncio.CancelledError()) if self.cancelled else coro.send(None)
         except StopIteration as done:
             self.coro = None
-            self.running = False
             self._finish(done.value)
             return
         except asyncio.CancelledError:
@@ -594,7 +584,6 @@ class _Stepper:
             return
         except Exception:
             self.coro = None
-            self.running = False
             log.exception("request pipeline failed", extra={"route": self.pipeline.route.key})
             self._finish(replies.INTERNAL_ERROR)
             return
@@ -602,9 +591,9 @@ class _Stepper:
             self.running = False
         if self.cancelled:
             # Cancelled during this step: the coroutine gets it at its next wait, now.
-            self.loop.call_soon(self._step, None)
+            self.svc.loop.call_soon(self._step, None)
         elif nxt is None:  # a bare yield (asyncio.sleep(0)): go on at the next iteration
-            self.loop.call_soon(self._step, None)
+            self.svc.loop.call_soon(self._step, None)
         else:
             self.fut = nxt
             nxt.add_done_callback(self._step)
@@ -659,9 +648,6 @@ class _Wait:
 
     def done(self) -> bool:
         return self.result is not _PENDING
-
-    def cancelled(self) -> bool:
-        return False
 
     def set_result(self, result: Any) -> None:
         self.result = result

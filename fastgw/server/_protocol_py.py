@@ -1624,7 +1624,6 @@ class Exchange:
         self.up_status = status
         self.target_path = data  # the raw head (followed by the body, as httptools' head_buf)
         self.up_buf = [data[len(data) - body_len :]] if body_len else []
-        self.buf_bytes = body_len
         self.upstream_done(keep_alive)
 
     def upstream_head(self, status: int, raw_head: bytes, conn: UpstreamConnection) -> None:
