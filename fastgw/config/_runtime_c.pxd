@@ -39,6 +39,7 @@ cdef class RouteRuntime:
 
 cdef class Site:
     cdef public object prefixes, long_prefixes, root, not_found, mtls
+    cdef public dict resolved
 
 
 cdef class RuntimeSnapshot:

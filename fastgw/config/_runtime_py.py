@@ -251,6 +251,9 @@ class Site:
         # A mutual-TLS custom domain's name: requests for it are served only on connections
         # whose TLS handshake was verified for that name (SNI); None: any connection.
         self.mtls = mtls
+        # The protocol's route cache (fastgw.server): normalised path -> what the stage lookup
+        # and the route trie made of it, filled by requests and bounded there.
+        self.resolved: dict[str, Any] = {}
 
     def resolve(self, path: str) -> tuple[StageRuntime | None, str]:
         """Map a normalised path to (stage, path inside the stage)."""

@@ -19,6 +19,7 @@ cdef unsigned long long _rid
 cdef dict _HOSTS
 
 cdef class Exchange
+cdef class _Resolved
 cdef class UpstreamConnection
 cdef class UpstreamPool
 cdef class Pools
@@ -35,6 +36,12 @@ cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes ho
 cpdef fwd_headers(list fwd, list out)
 @cython.locals(got=tuple, text=str, h=str, domain=str)
 cpdef tuple _host(bytes host)
+
+
+cdef class _Resolved:
+    cdef public object stage
+    cdef public str inner, method
+    cdef public RouteMatch match
 
 
 cdef class WorkerState:
@@ -101,7 +108,7 @@ cdef class Exchange:
     cdef public bint retried, resp_chunked, expect
 
     @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
-                   trie=RouteTrie, match=RouteMatch, route=CRoute)
+                   trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str)
     cpdef prepare(self, bytes url)
     @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, str path, bytes host)

@@ -170,6 +170,31 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             pass
 
 
+#: Paths whose stage and route a site remembers (``Site.resolved``); past this the cache is
+#: emptied and refilled. Longer paths than _RESOLVED_PATH_MAX are never remembered.
+_RESOLVED_MAX = 1024
+_RESOLVED_PATH_MAX = 256
+
+
+class _Resolved:
+    """What one normalised path of a site resolved to: its stage and the path inside it, and
+    the route match of the last method it was requested with (the routers of Kong and APISIX
+    keep such a cache too). A keep-alive client asks for the same few paths again and again;
+    the stage lookup and the trie walk (with their slices, the match and its parameter dict)
+    then run once per path and method, not once per request.
+
+    The match is shared by the requests that use it: its parameters are read, never changed,
+    and a pipeline (whose plugins and handlers may change them) gets a copy."""
+
+    __slots__ = ("inner", "match", "method", "stage")
+
+    def __init__(self, stage: StageRuntime | None, inner: str) -> None:
+        self.stage = stage
+        self.inner = inner
+        self.method: str | None = None  # no match made yet
+        self.match: Any = None  # fastgw_core.router.RouteMatch, or None: no route
+
+
 def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
     """Map a normalised path to (stage, path inside the stage) on one site."""
     long_prefixes = site.long_prefixes
@@ -1158,7 +1183,17 @@ class Exchange:
         if mtls is not None and mtls != proto.tls_name:
             self.local_error = TLS_FORBIDDEN
             return
-        stage, inner = resolve_stage(site, path)
+        resolved = site.resolved
+        entry = resolved.get(path)
+        if entry is None:
+            stage, inner = resolve_stage(site, path)
+            if len(path) <= _RESOLVED_PATH_MAX:
+                if len(resolved) >= _RESOLVED_MAX:
+                    resolved.clear()
+                entry = resolved[path] = _Resolved(stage, inner)
+        else:
+            stage = entry.stage
+            inner = entry.inner
         if stage is None:
             self.local_error = site.not_found
             return
@@ -1185,8 +1220,18 @@ class Exchange:
                 if origin is not None and wanted is not None:
                     self.local_error = cors.preflight(origin, wanted, wanted_headers)
                     return
-        trie = stage.trie
-        match = trie.match(self.method, inner)
+        method = self.method
+        if entry is not None and entry.stage is stage:
+            if entry.method == method:
+                match = entry.match
+            else:
+                trie = stage.trie
+                match = trie.match(method, inner)
+                entry.method = method
+                entry.match = match
+        else:
+            trie = stage.trie
+            match = trie.match(method, inner)  # a canary request, or a path too long
         if match is None:
             self.local_error = stage.api.not_found
             cors = stage.api.cors
@@ -1196,7 +1241,7 @@ class Exchange:
         route: RouteRuntime = match.value
         self.route = route
         if gwr is not None:
-            self.params = match.params
+            self.params = dict(match.params)  # (the match may be shared: see _Resolved)
         pipeline = route.pipeline
         if pipeline is not None and pipeline.fast_auth is not None:  # type: ignore[attr-defined]
             # A JWT-only proxy route: a token this worker verified goes on the fast path.
@@ -1207,7 +1252,7 @@ class Exchange:
                     self.trace.authorizer(t, proto.clock(), "JWT", True)
         if pipeline is not None:
             self.pipeline = pipeline
-            self.params = match.params
+            self.params = dict(match.params)  # the pipeline's own (see _Resolved)
             if not pipeline.early_gate:  # type: ignore[attr-defined]
                 if gwr is None:
                     self.capture(proto.fwd, host, path, inner)

@@ -246,6 +246,17 @@ class Retarget(Plugin):
             req.params = {**(req.params or {}), "proxy": target}
 
 
+class UpperParam(Plugin):
+    """Upper-cases the ``proxy`` path parameter in place when ``X-Upper`` is sent (a plugin that
+    edits ``req.params`` itself rather than replacing it)."""
+
+    name = "test-upper-param"
+
+    def access(self, req: Request) -> None:
+        if req.header("x-upper") is not None and req.params:
+            req.params["proxy"] = req.params["proxy"].upper()
+
+
 class StallConfig(msgspec.Struct, forbid_unknown_fields=True):
     seconds: float = 30.0
 

@@ -42,6 +42,11 @@ def config(port: int) -> dict[str, Any]:
                 "plugins": [{"name": "test-retarget"}],
             },
             {
+                "route": "GET /upper/{proxy+}",
+                "integration": proxy(port, "/t/{proxy}"),
+                "plugins": [{"name": "test-upper-param"}],
+            },
+            {
                 "route": "GET /guarded",
                 "integration": proxy(port, "/guarded"),
                 "plugins": [{"name": "test-waf"}],
@@ -79,7 +84,13 @@ def config(port: int) -> dict[str, Any]:
         "gatewayResponses": {
             "DEFAULT_4XX": {"responseParameters": {"gatewayresponse.header.X-Gw": "'custom'"}}
         },
-        "stages": [{"name": "prod", "cache": {"ttl_seconds": 60}}],
+        "stages": [
+            {
+                "name": "prod",
+                "cache": {"ttl_seconds": 60},
+                "route_cache": {"GET /upper/{proxy+}": {"enabled": False}},
+            }
+        ],
     }
     http = {
         "name": "hardhttp",
@@ -106,6 +117,18 @@ def gw(module_gateway_factory: GatewayFactory, scripted: Any) -> Any:
 def call(port: int, target: str, headers: list[tuple[str, str]] | None = None, host: str = "gw.test") -> Any:
     with RawConn(port) as c:
         return c.request("GET", target, headers=headers or [], host=host)
+
+
+def test_a_plugin_editing_path_parameters_edits_only_its_request(gw: Any) -> None:
+    """The protocol remembers each path's route match (its parameters included) for the next
+    request of that path: a plugin that changes ``req.params`` in place changes its own
+    request's copy, never what the next request of the same path gets."""
+    with RawConn(gw.port) as c:
+        for upper in (True, False, True, False):
+            headers = [("X-Upper", "1")] if upper else []
+            resp = c.request("GET", "/prod/upper/abc", headers=headers)
+            assert resp.status == 200
+            assert resp.json()["target"] == ("/t/ABC" if upper else "/t/abc")
 
 
 def test_mapped_path_values_are_percent_encoded_in_the_request_line(gw: Any, scripted: Any) -> None:

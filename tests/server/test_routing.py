@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import EchoServer, Gateway, GatewayFactory, RawConn, ScriptedUpstream, get
+from helpers import EchoServer, Gateway, GatewayFactory, RawConn, ScriptedUpstream, build_request, get
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
 NOT_FOUND = b'{"message":"Not Found"}'
@@ -178,6 +178,45 @@ def test_custom_domain_base_path_mappings(gw: Gateway, host: str) -> None:
     assert_missing_token(get(gw.port, "/v1x/hello", host=host))
     # the stage name is not part of a custom domain's path
     assert_missing_token(get(gw.port, "/v1/prod/hello", host=host))
+
+
+def test_remembered_routes_keep_methods_stages_and_paths_apart(gw: Gateway) -> None:
+    """Each site remembers what a path resolved to (its stage, and the route of the last method
+    it was asked with): the same paths asked again, with other methods, on another stage and
+    after more distinct paths than the site keeps (1,024), route as they did the first time."""
+    host = "alphaid.execute-api.local"
+    steps = [
+        ("GET", "/prod/items/7", 200, b"param-get"),
+        ("POST", "/prod/items/7", 200, b"param-any"),
+        ("GET", "/prod/items/7", 200, b"param-get"),
+        ("GET", "/prod/items/special", 200, b"literal"),
+        ("DELETE", "/prod/items/special", 200, b"param-any"),
+        ("GET", "/prod/items/a/b", 200, b"greedy"),
+        ("POST", "/prod/items/a/b", 403, MISSING_TOKEN),
+        ("POST", "/prod/items/a/b", 403, MISSING_TOKEN),
+        ("GET", "/prod/items/a/b", 200, b"greedy"),
+        ("GET", "/dev/items/7", 200, b"param-get"),
+        ("GET", "/nostage/items/7", 403, MISSING_TOKEN),
+        ("GET", "/prod/hello", 200, b"alpha-hello"),
+    ]
+    with RawConn(gw.port) as c:
+        for _ in range(2):
+            for method, target, status, body in steps:
+                r = c.request(method, target, host=host)
+                assert (r.status, r.body) == (status, body), (method, target)
+        # More distinct paths than a site keeps, pipelined in batches: each its own route.
+        for start in range(0, 1300, 100):
+            c.send(
+                b"".join(
+                    build_request("GET", f"/prod/items/{i}/x", host=host) for i in range(start, start + 100)
+                )
+            )
+            for _ in range(100):
+                r = c.read_response()
+                assert (r.status, r.body) == (200, b"greedy")
+        for method, target, status, body in steps:
+            r = c.request(method, target, host=host)
+            assert (r.status, r.body) == (status, body), (method, target)
 
 
 def test_hosts_change_on_one_keep_alive_connection(gw: Gateway) -> None:
