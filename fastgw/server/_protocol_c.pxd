@@ -42,6 +42,7 @@ cdef class _Resolved:
     cdef public object stage
     cdef public str inner, method
     cdef public RouteMatch match
+    cdef public bytes target
 
 
 cdef class WorkerState:
@@ -108,10 +109,11 @@ cdef class Exchange:
     cdef public bint retried, resp_chunked, expect
 
     @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
-                   trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str)
+                   trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str,
+                   target=bytes)
     cpdef prepare(self, bytes url)
     @cython.locals(integ=CIntegration)
-    cpdef _build_upstream_head(self, str path, bytes host)
+    cpdef _build_upstream_head(self, bytes target, bytes host)
     cpdef capture(self, list fwd, bytes host, str path, str inner)
     cpdef start(self, double now=*)
     @cython.locals(integ=CIntegration)

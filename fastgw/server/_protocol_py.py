@@ -186,13 +186,15 @@ class _Resolved:
     The match is shared by the requests that use it: its parameters are read, never changed,
     and a pipeline (whose plugins and handlers may change them) gets a copy."""
 
-    __slots__ = ("inner", "match", "method", "stage")
+    __slots__ = ("inner", "match", "method", "stage", "target")
 
     def __init__(self, stage: StageRuntime | None, inner: str) -> None:
         self.stage = stage
         self.inner = inner
         self.method: str | None = None  # no match made yet
         self.match: Any = None  # fastgw_core.router.RouteMatch, or None: no route
+        # The upstream path an HTTP_PROXY route renders from the match (None: not yet).
+        self.target: bytes | None = None
 
 
 def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
@@ -1229,6 +1231,7 @@ class Exchange:
                 match = trie.match(method, inner)
                 entry.method = method
                 entry.match = match
+                entry.target = None
         else:
             trie = stage.trie
             match = trie.match(method, inner)  # a canary request, or a path too long
@@ -1297,8 +1300,15 @@ class Exchange:
         integ = route.integration
         if type(integ) is not _MockRuntime:
             self.integration = integ  # type: ignore[assignment]
-            self.params = match.params
-            self._build_upstream_head(path, host)
+            params = match.params
+            self.params = params
+            if entry is not None and entry.match is match:
+                target = entry.target
+                if target is None:
+                    target = entry.target = render_path(integ, params)  # type: ignore[arg-type]
+            else:
+                target = render_path(integ, params)  # type: ignore[arg-type]
+            self._build_upstream_head(target, host)
 
     def capture(self, fwd: list[bytes], host: bytes | None, path: str, inner: str) -> None:
         """Keep what ``build_request`` makes the pipeline's Request from."""
@@ -1311,10 +1321,10 @@ class Exchange:
         self.p_path = path
         self.p_inner = inner
 
-    def _build_upstream_head(self, path: str, host: bytes | None) -> None:
+    def _build_upstream_head(self, target: bytes, host: bytes | None) -> None:
+        """The upstream request head after its request line (``target``: the rendered path)."""
         proto = self.proto
         integ: ProxyIntegration = self.integration  # type: ignore[assignment]
-        target = render_path(integ, self.params)
         query = self.query
         if integ.uri_query:
             query = integ.uri_query + b"&" + query if query and integ.pass_query else integ.uri_query

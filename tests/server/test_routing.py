@@ -38,6 +38,13 @@ def routing_config(echo_port: int, up_port: int) -> dict[str, Any]:
                         },
                     },
                     {
+                        "route": "POST /users/{uid}/orders/{oid}",
+                        "integration": {
+                            "type": "HTTP_PROXY",
+                            "uri": "http://127.0.0.1:${stageVariables.port}/new-order/{oid}",
+                        },
+                    },
+                    {
                         "route": "ANY /files/{path+}",
                         "integration": {
                             "type": "HTTP_PROXY",
@@ -181,11 +188,13 @@ def test_custom_domain_base_path_mappings(gw: Gateway, host: str) -> None:
 
 
 def test_remembered_routes_keep_methods_stages_and_paths_apart(gw: Gateway) -> None:
-    """Each site remembers what a path resolved to (its stage, and the route of the last method
-    it was asked with): the same paths asked again, with other methods, on another stage and
-    after more distinct paths than the site keeps (1,024), route as they did the first time."""
+    """Each site remembers what a path resolved to (its stage, the route of the last method it
+    was asked with, and a proxied route's upstream path): the same paths asked again, with other
+    methods, on another stage and after more distinct paths than the site keeps (1,024), route
+    as they did the first time."""
     host = "alphaid.execute-api.local"
-    steps = [
+    # (method, target, status, body, or for a proxied route what the upstream got)
+    steps: list[tuple[str, str, int, bytes | dict[str, str]]] = [
         ("GET", "/prod/items/7", 200, b"param-get"),
         ("POST", "/prod/items/7", 200, b"param-any"),
         ("GET", "/prod/items/7", 200, b"param-get"),
@@ -198,12 +207,28 @@ def test_remembered_routes_keep_methods_stages_and_paths_apart(gw: Gateway) -> N
         ("GET", "/dev/items/7", 200, b"param-get"),
         ("GET", "/nostage/items/7", 403, MISSING_TOKEN),
         ("GET", "/prod/hello", 200, b"alpha-hello"),
+        ("GET", "/prod/users/7/orders/9", 200, {"method": "GET", "path": "/u/7/o/9", "query": "src=gw"}),
+        ("GET", "/prod/users/8/orders/9", 200, {"method": "GET", "path": "/u/8/o/9", "query": "src=gw"}),
+        ("POST", "/prod/users/8/orders/9", 200, {"method": "POST", "path": "/new-order/9", "query": ""}),
+        ("GET", "/prod/users/8/orders/9", 200, {"method": "GET", "path": "/u/8/o/9", "query": "src=gw"}),
+        ("PUT", "/prod/files/a/b?q=1", 200, {"method": "PUT", "path": "/static/a/b", "query": "q=1"}),
+        ("GET", "/prod/files/a/b", 200, {"method": "GET", "path": "/static/a/b", "query": ""}),
+        ("GET", "/dev/users/7/orders/9", 200, {"method": "GET", "target": "/u/7/o/9?src=gw"}),
     ]
+
+    def check(c: RawConn) -> None:
+        for method, target, status, want in steps:
+            r = c.request(method, target, host=host)
+            assert r.status == status, (method, target)
+            if isinstance(want, bytes):
+                assert r.body == want, (method, target)
+            else:
+                doc = r.json()
+                assert {k: doc[k] for k in want} == want, (method, target)
+
     with RawConn(gw.port) as c:
-        for _ in range(2):
-            for method, target, status, body in steps:
-                r = c.request(method, target, host=host)
-                assert (r.status, r.body) == (status, body), (method, target)
+        check(c)
+        check(c)
         # More distinct paths than a site keeps, pipelined in batches: each its own route.
         for start in range(0, 1300, 100):
             c.send(
@@ -214,9 +239,7 @@ def test_remembered_routes_keep_methods_stages_and_paths_apart(gw: Gateway) -> N
             for _ in range(100):
                 r = c.read_response()
                 assert (r.status, r.body) == (200, b"greedy")
-        for method, target, status, body in steps:
-            r = c.request(method, target, host=host)
-            assert (r.status, r.body) == (status, body), (method, target)
+        check(c)
 
 
 def test_hosts_change_on_one_keep_alive_connection(gw: Gateway) -> None:
