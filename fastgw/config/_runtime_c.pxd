@@ -35,6 +35,7 @@ cdef class RouteRuntime:
     cdef public StageRuntime stage
     cdef public object integration, api_key_required, throttle, stage_uid, resource_method
     cdef public object levels, method, template, pipeline, event_static, auth_scopes, cache, stats
+    cdef public tuple level_args
 
 
 cdef class Site:

@@ -134,8 +134,11 @@ class RouteRuntime:
         # (per-method overrides inside a usage plan).
         self.stage_uid = stage_uid
         self.resource_method = resource_method
-        # Token-bucket levels (route, gateway), set by the worker's traffic gate for this snapshot.
+        # Token-bucket levels (route, gateway), set by the worker's traffic gate for this snapshot,
+        # and their (slots, rates, bursts) lists as ``SharedTable.take_many`` takes them (PERF:
+        # the compiled protocol reads them here without the Levels object's attribute lookups).
         self.levels = levels
+        self.level_args: tuple[list[int], list[float], list[float]] | None = None
         # The route key's parts: "GET" / "ANY" / "$default", and the resource template
         # "/pets/{id}" ("" for $default).
         self.method = method

@@ -110,7 +110,7 @@ cdef class Exchange:
 
     @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
                    trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str,
-                   target=bytes)
+                   target=bytes, taken=tuple)
     cpdef prepare(self, bytes url)
     @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, bytes target, bytes host)

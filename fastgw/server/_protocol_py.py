@@ -1268,8 +1268,9 @@ class Exchange:
         if table is not None and not route.api_key_required:
             # PERF: a route without an API key on the embedded backend needs only its throttle
             # levels (route, stage, gateway): ``Gate.take_local`` without its Python frame.
-            got = table.take_levels(route.levels, self.t0)
-            verdict = None if got is None else gate.throttled(route.levels, got)
+            slots, rates, bursts = route.level_args
+            taken = table.take_many(slots, rates, bursts, self.t0)
+            verdict = None if taken[0] == -1 else gate.throttled(route.levels, taken)
         else:
             verdict = gate.admit(route, proto, self.t0)
         if verdict is not None:

@@ -123,11 +123,11 @@ class Gate:
                 t: ThrottleSettings | None = route.throttle
                 if t is not None:
                     name = f"route:{route.api.id}:{stage.name}:{route.key}"
-                    route.levels = Levels(
-                        [BucketSpec(name, t.rateLimit, t.burstLimit, self.table), gw_bucket]
-                    )
+                    levels = Levels([BucketSpec(name, t.rateLimit, t.burstLimit, self.table), gw_bucket])
                 else:
-                    route.levels = Levels([gw_bucket])
+                    levels = Levels([gw_bucket])
+                route.levels = levels
+                route.level_args = (levels.slots, levels.rates, levels.bursts)
         self.snapshot = snapshot
         self.config_state = config_state(snapshot.config)
         self._build_keys()
