@@ -16,7 +16,10 @@ from fastgw.telemetry._access_c cimport AccessLine
 from fastgw_core._router_c cimport RouteMatch, RouteTrie
 
 cdef unsigned long long _rid
-cdef dict _HOSTS
+cdef dict _HOSTS, _REQ_SPECIAL, _METHODS, _METHOD_BYTES
+cdef int _PAUSE_UPSTREAM, _PAUSE_PIPELINE, _PAUSE_HALT
+cdef bytes CONN_CLOSE, CONN_KEEP_ALIVE, CONTINUE_100
+cdef int IN_HEAD, IN_HTTP10, IN_CLOSE, IN_RAW, OUT_CLOSE, OUT_CHUNKED
 
 cdef class Exchange
 cdef class _Resolved
@@ -143,7 +146,7 @@ cdef class Exchange:
 cdef class UpstreamConnection:
     cdef public UpstreamPool pool
     cdef public Exchange client
-    cdef public object transport, parser, twrite
+    cdef public object transport, parser, twrite, closing
     cdef public bytes head_buf
     cdef public double idle_since
     cdef public bint awaiting_head, got_bytes, reused, skip_body

@@ -130,6 +130,11 @@ def _no_write(data: bytes) -> None:
     raise RuntimeError("no transport yet")
 
 
+def _closed() -> bool:
+    """``UpstreamConnection.closing`` before ``connection_made``."""
+    return True
+
+
 class _Stop(Exception):
     """Raised from a parser callback: stop parsing; the connection is ending."""
 
@@ -1301,7 +1306,8 @@ class Exchange:
         integ = route.integration
         if type(integ) is not _MockRuntime:
             self.integration = integ  # type: ignore[assignment]
-            params = match.params
+            # PERF: the match's own dict (None: no parameters), not the property that makes one.
+            params = match._params
             self.params = params
             if entry is not None and entry.match is match:
                 target = entry.target
@@ -1888,6 +1894,7 @@ class UpstreamConnection:
     __slots__ = (
         "awaiting_head",
         "client",
+        "closing",
         "got_bytes",
         "head_buf",
         "idle_since",
@@ -1903,6 +1910,7 @@ class UpstreamConnection:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.twrite: Callable[[bytes], None] = _no_write
+        self.closing: Callable[[], bool] = _closed  # the transport's is_closing
         self.parser = httptools.HttpResponseParser(self)
         self.client: Exchange | None = None
         self.head_buf = b""
@@ -1916,6 +1924,7 @@ class UpstreamConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.twrite = transport.write  # type: ignore[attr-defined]
+        self.closing = transport.is_closing
         set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -2084,7 +2093,7 @@ class UpstreamPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.transport is not None and not conn.transport.is_closing():
+            if conn.transport is not None and not conn.closing():
                 conn.reused = True
                 client.upstream_ready(conn)
                 return
@@ -2133,7 +2142,7 @@ class UpstreamPool:
     def put_idle(self, conn: UpstreamConnection, now: float = 0.0) -> None:
         self.failures = 0
         if self.waiters:
-            if conn.transport.is_closing():  # type: ignore[union-attr]
+            if conn.closing():
                 return  # its connection_lost serves the waiters
             conn.reused = True
             self.waiters.popleft().upstream_ready(conn)
