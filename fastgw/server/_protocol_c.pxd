@@ -30,7 +30,7 @@ cdef class Pools
 
 @cython.locals(prefixes=dict, end=Py_ssize_t, first=str)
 cpdef tuple resolve_stage(CSite site, str path)
-@cython.locals(key=bytes)
+@cython.locals(key=bytes, keys=dict)
 cpdef object cache_lookup(cache, str method, list fwd, bytes query, params, double now)
 @cython.locals(parts=tuple, text=str, value=bytes, params=dict)
 cpdef bytes render_path(CIntegration integ, params)
@@ -113,7 +113,7 @@ cdef class Exchange:
 
     @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
                    trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str,
-                   target=bytes, taken=tuple)
+                   target=bytes, taken=tuple, params=dict)
     cpdef prepare(self, bytes url)
     @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, bytes target, bytes host)
@@ -137,7 +137,7 @@ cdef class Exchange:
     cpdef upstream_body(self, bytes data)
     cpdef flush_out(self)
     cpdef upstream_done(self, bint keep_alive)
-    cpdef respond_local(self, reply)
+    cpdef respond_local(self, reply, double now=*)
     @cython.locals(access_log=AccessLine)
     cpdef observe(self, CRoute route, int status, double now)
     cpdef abort_upstream(self)

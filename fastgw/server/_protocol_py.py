@@ -1260,7 +1260,8 @@ class Exchange:
                     self.trace.authorizer(t, proto.clock(), "JWT", True)
         if pipeline is not None:
             self.pipeline = pipeline
-            self.params = dict(match.params)  # the pipeline's own (see _Resolved)
+            params = match._params
+            self.params = dict(params) if params else {}  # the pipeline's own (see _Resolved)
             if not pipeline.early_gate:  # type: ignore[attr-defined]
                 if gwr is None:
                     self.capture(proto.fwd, host, path, inner)
@@ -1288,9 +1289,10 @@ class Exchange:
                 self.p_key_id = proto.key_rt.id  # type: ignore[attr-defined]
             cache = route.cache
             if cache is not None and cache.early and self.gate is None:
-                # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK.
-                t = proto.clock()
-                got = cache_lookup(cache, self.method, proto.fwd, self.query, match.params, t)
+                # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK. At the
+                # head's time (PERF: the loop's clock does not move within one callback).
+                t = self.t0 if self.trace is None else proto.clock()
+                got = cache_lookup(cache, self.method, proto.fwd, self.query, self.params, t)
                 if self.trace is not None and got is not None:
                     self.trace.cache_lookup(t, proto.clock(), type(got) is not bytes)
                 if type(got) is bytes:
@@ -1369,7 +1371,7 @@ class Exchange:
             if verdict is not None:
                 self.local_error = verdict
         if self.local_error is not None:
-            self.respond_local(self.local_error)
+            self.respond_local(self.local_error, now)
             return
         route = self.route
         if route is None:
@@ -1396,7 +1398,7 @@ class Exchange:
                 self.proto.twrite(CONTINUE_100)
             return
         if self.integration is None:
-            self.respond_local(route.integration.reply)  # type: ignore[union-attr]
+            self.respond_local(route.integration.reply, now)  # type: ignore[union-attr]
             return
         if self.expect and not self.request_done:
             self.proto.twrite(CONTINUE_100)
@@ -1778,7 +1780,8 @@ class Exchange:
         self.proto._resume_reading(_PAUSE_UPSTREAM)
 
     # ------------------------------------------------------------------ endings
-    def respond_local(self, reply: LocalReply) -> None:
+    def respond_local(self, reply: LocalReply, now: float = 0.0) -> None:
+        """Answer with a local reply (``now``: the loop's time if the caller has it)."""
         proto = self.proto
         if reply.kind is not None and self.gwr is not None:
             reply = self.gwr.render(reply, self)  # type: ignore[attr-defined]
@@ -1804,7 +1807,8 @@ class Exchange:
         )
         self.resp_len = len(body)
         self.response_done = True
-        now = proto.clock()
+        if not now:
+            now = proto.clock()
         route = self.route
         if route is not None:
             self.observe(route, reply.status, now)
