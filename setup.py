@@ -20,6 +20,7 @@ PURE_MODE = [
     "fastgw/telemetry/_access",
     "fastgw/functions/_lambda",
     "fastgw/config/_runtime",
+    "fastgw/server/_reply",
 ]
 
 

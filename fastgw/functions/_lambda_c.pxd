@@ -6,9 +6,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.ref cimport Py_DECREF, PyObject
 from libc.string cimport memcpy
 
-cdef extern from "Python.h":
-    # What object.__new__(cls) does for a class without __new__ (LocalReply), minus the call.
-    object PyType_GenericAlloc(type cls, Py_ssize_t nitems)
+from fastgw.server._reply_c cimport LocalReply as CReply
 
 cdef bint _COMPILED
 cdef dict _IDENTITY_REST, _IDENTITY_HTTP, _NO_AUTHORIZER
@@ -83,6 +81,7 @@ cpdef tuple header_line_of(str name, str value)
 @cython.locals(res=dict, hdrs=dict, found=Py_ssize_t, code=int, data=bytes, line=bytes, parts=list,
                typed=bint, no_body=bint, got=tuple, head=bytes, text=str)
 cpdef fast_reply_v1(result, bint rest)
+@cython.locals(reply=CReply)
 cdef object _raw_reply(int status, bytes head, bytes body)
 
 

@@ -12,6 +12,7 @@ from fastgw.config._runtime_c cimport RuntimeSnapshot as CSnapshot
 from fastgw.config._runtime_c cimport Site as CSite
 from fastgw.config._runtime_c cimport StageRuntime as CStage
 from fastgw.config._runtime_c cimport Target as CTarget
+from fastgw.server._reply_c cimport LocalReply as CReply
 from fastgw.telemetry._access_c cimport AccessLine
 from fastgw_core._router_c cimport RouteMatch, RouteTrie
 
@@ -137,7 +138,7 @@ cdef class Exchange:
     cpdef upstream_body(self, bytes data)
     cpdef flush_out(self)
     cpdef upstream_done(self, bint keep_alive)
-    cpdef respond_local(self, reply, double now=*)
+    cpdef respond_local(self, CReply reply, double now=*)
     @cython.locals(access_log=AccessLine)
     cpdef observe(self, CRoute route, int status, double now)
     cpdef abort_upstream(self)
