@@ -9,7 +9,9 @@ cdef class RouteMatch:
     cdef readonly object value
     cdef readonly str method
     cdef readonly str template
-    cdef dict _params  # None until the route has parameters or .params is read
+    # None until the route has parameters or .params is read. Readable from Python as well (the
+    # Python build of the protocol reads it, as the compiled one does, to skip the property).
+    cdef readonly dict _params
 
 
 cdef class _Route:

@@ -1308,9 +1308,11 @@ class Exchange:
         integ = route.integration
         if type(integ) is not _MockRuntime:
             self.integration = integ  # type: ignore[assignment]
-            # PERF: the match's own dict (None: no parameters), not the property that makes one.
+            # PERF: the match's own dict (None: no parameters), not the property that makes one;
+            # with gateway responses the exchange keeps the copy made above.
             params = match._params
-            self.params = params
+            if gwr is None:
+                self.params = params
             if entry is not None and entry.match is match:
                 target = entry.target
                 if target is None:

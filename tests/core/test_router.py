@@ -219,6 +219,14 @@ def test_route_match_params_not_shared(router_impl: type) -> None:
     assert trie.match("GET", "/a").params == {}
 
 
+def test_match_parameter_field_is_readable(router_impl: type) -> None:
+    """``_params`` (the dict itself, None for a route without parameters) is what the protocol
+    reads, in either build of it, next to either build of the router."""
+    trie = build(router_impl, ("GET", "/a/{x}"), ("GET", "/b"))
+    assert trie.match("GET", "/a/1")._params == {"x": "1"}
+    assert trie.match("GET", "/b")._params is None
+
+
 def test_value_is_returned_as_is(router_impl: type) -> None:
     trie = router_impl()
     value = object()
