@@ -1228,18 +1228,17 @@ class Exchange:
                     self.local_error = cors.preflight(origin, wanted, wanted_headers)
                     return
         method = self.method
-        if entry is not None and entry.stage is stage:
-            if entry.method == method:
-                match = entry.match
-            else:
-                trie = stage.trie
-                match = trie.match(method, inner)
+        if entry is not None and entry.stage is not stage:
+            entry = None  # a canary request: its stage's trie, not remembered
+        if entry is not None and entry.method == method:
+            match = entry.match
+        else:
+            trie = stage.trie
+            match = trie.match(method, inner)
+            if entry is not None:
                 entry.method = method
                 entry.match = match
                 entry.target = None
-        else:
-            trie = stage.trie
-            match = trie.match(method, inner)  # a canary request, or a path too long
         if match is None:
             self.local_error = stage.api.not_found
             cors = stage.api.cors
@@ -1260,8 +1259,9 @@ class Exchange:
                     self.trace.authorizer(t, proto.clock(), "JWT", True)
         if pipeline is not None:
             self.pipeline = pipeline
-            params = match._params
-            self.params = dict(params) if params else {}  # the pipeline's own (see _Resolved)
+            if gwr is None:  # (else the copy made above)
+                params = match._params
+                self.params = dict(params) if params else {}  # the pipeline's own (see _Resolved)
             if not pipeline.early_gate:  # type: ignore[attr-defined]
                 if gwr is None:
                     self.capture(proto.fwd, host, path, inner)
@@ -1313,7 +1313,7 @@ class Exchange:
             params = match._params
             if gwr is None:
                 self.params = params
-            if entry is not None and entry.match is match:
+            if entry is not None:
                 target = entry.target
                 if target is None:
                     target = entry.target = render_path(integ, params)  # type: ignore[arg-type]
