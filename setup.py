@@ -21,6 +21,7 @@ PURE_MODE = [
     "fastgw/functions/_lambda",
     "fastgw/config/_runtime",
     "fastgw/server/_reply",
+    "fastgw/pipeline/_lean",
 ]
 
 

@@ -255,6 +255,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         no_ext = " (FASTGW_NO_EXTENSIONS is set)" if os.environ.get("FASTGW_NO_EXTENSIONS") else ""
         from fastgw.config import runtime
         from fastgw.functions import events
+        from fastgw.pipeline import lean
         from fastgw.server import protocol, replies
         from fastgw.telemetry import access, tracing
 
@@ -265,6 +266,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         builds.append(("fastgw.functions.events", events.COMPILED))
         builds.append(("fastgw.config.runtime", runtime.COMPILED))
         builds.append(("fastgw.server.replies", replies.COMPILED))
+        builds.append(("fastgw.pipeline.lean", lean.COMPILED))
         for name, compiled in builds:
             impl = "compiled (Cython)" if compiled else "pure Python"
             print(f"{name}: {impl}{no_ext if not compiled else ''}")

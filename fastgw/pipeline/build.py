@@ -1051,4 +1051,7 @@ def build_pipeline(
         and isinstance(integ, HttpIntegration)
         and (cache is None or cache.backend == "memory")
     )
+    if pipe.stepped and cache is None:
+        # The usual mapped route (fastgw.pipeline.lean), when nothing stores its replies.
+        pipe.lean = getattr(pipe.direct, "lean", None)
     return pipe

@@ -25,7 +25,9 @@ import orjson
 from fastgw.config.load import ConfigIssue
 from fastgw.mapping import vtl
 from fastgw.pipeline import content
+from fastgw.pipeline import lean as lean_route
 from fastgw.pipeline.build import _parse_head, exchange_call, upstream_head_lines
+from fastgw.pipeline.lean import upstream_head as _upstream_head
 from fastgw.pipeline.request import Request, Response
 from fastgw.pipeline.runtime import upstream_waiter
 from fastgw.server import replies
@@ -48,6 +50,7 @@ TEMPLATE_FAILURE = replies.aws_error(
     500, "Internal server error", "InternalServerErrorException", spaced=True, kind="API_CONFIGURATION_ERROR"
 )
 _new_reply = LocalReply.__new__
+lean_route.bind(upstream_head_lines)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\+?\}")
 _JSON = "application/json"
 _UNSET: Any = object()
@@ -576,29 +579,28 @@ def http_mapped(
             log.exception("integration response mapping failed", extra={"route": req.route.key})
             return TEMPLATE_FAILURE
 
+    if (
+        mapper is None
+        and lean_request
+        and responses is not None
+        and not responses.patterns
+        and responses.default is not None
+        and responses.default.lean is not None
+    ):
+        # PERF: the usual shape of all runs without this coroutine (fastgw.pipeline.lean), which
+        # hands back to it any request it does not take (another Content-Type, binary media).
+        run.lean = lean_route.LeanHttp(  # type: ignore[attr-defined]
+            templates,
+            uri,
+            upstream,
+            responses.default,
+            variables,
+            fixed_method,
+            request_failure,
+            _binary_types,
+            TEMPLATE_FAILURE,
+        )
     return run
-
-
-#: The upstream head lines of one header (a mapped request's Content-Type), without the
-#: framing: ``build.upstream_head_lines`` validates and encodes them once.
-_HEAD_LINES: dict[tuple[str, str], bytes] = {}
-_BODY_METHODS = ("POST", "PUT", "PATCH")
-
-
-def _upstream_head(headers: list[tuple[str, str]], body: bytes, method: str) -> bytes:
-    """``build.upstream_head_lines(headers, body, method)``, cached for the usual single header."""
-    if len(headers) != 1:
-        return upstream_head_lines(headers, body, method)
-    pair = headers[0]
-    lines = _HEAD_LINES.get(pair)
-    if lines is None:
-        lines = upstream_head_lines(headers, b"", "GET")[:-2]  # without the blank line
-        if len(_HEAD_LINES) >= 256:
-            _HEAD_LINES.clear()
-        _HEAD_LINES[pair] = lines
-    if body or method in _BODY_METHODS:
-        return lines + b"content-length: %d\r\n\r\n" % len(body)
-    return lines + b"\r\n"
 
 
 def _mapped_target(

@@ -111,6 +111,7 @@ class RoutePipeline:
         "integration",
         "integration_name",
         "key_from_authorizer",
+        "lean",
         "lean_auth",
         "logs",
         "plugins",
@@ -166,6 +167,9 @@ class RoutePipeline:
         #: Its only waits are futures the exchange resolves (a mapped HTTP integration's
         #: upstream exchange): ``launch`` drives it from their callbacks, without a Task.
         self.stepped = False
+        #: A stepped pipeline's integration as callbacks (``fastgw.pipeline.lean.LeanHttp``):
+        #: the usual mapped route runs without a coroutine (set by the compiler).
+        self.lean: Any = None
         #: The API's minimumCompressionSize: responses of at least this many bytes are
         #: compressed, compressed request bodies inflated first (None: neither).
         self.compress: int | None = None
@@ -521,7 +525,9 @@ def launch(ex: Exchange, svc: Services) -> None:
     if pipeline.stepped:
         # PERF: the integration's own coroutine, without ``_serve`` around it (the stepper
         # finishes the request as ``_serve`` does: ``_finish``).
-        _Stepper(direct(req, svc), ex, pipeline, req, svc)  # type: ignore[misc]
+        lean = pipeline.lean
+        if lean is None or not lean.start(ex, req):
+            _Stepper(direct(req, svc), ex, pipeline, req, svc)  # type: ignore[misc]
         return
     coro = _serve(ex, pipeline, req, svc)
     if pipeline.eager:

@@ -42,6 +42,7 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.cachekey.KeySpec is fastgw_core._cachekey_c.KeySpec
     assert fastgw_core.cachekey.cache_key is fastgw_core._cachekey_c.cache_key
     from fastgw.config import _runtime_c, compile, runtime
+    from fastgw.pipeline import _lean_c, lean
     from fastgw.server import _protocol_c, _reply_c, protocol, replies
     from fastgw.telemetry import _access_c, _tracing_c, access, tracing
 
@@ -50,6 +51,8 @@ def test_compiled_kernels_are_loaded() -> None:
     assert protocol.HttpProtocol is _protocol_c.HttpProtocol
     assert replies.COMPILED is True
     assert replies.LocalReply is _reply_c.LocalReply
+    assert lean.COMPILED is True
+    assert lean.LeanHttp is _lean_c.LeanHttp
     assert tracing.COMPILED is True
     assert tracing.Tracer is _tracing_c.Tracer
     assert runtime.COMPILED is True
@@ -67,6 +70,7 @@ def test_compiled_kernels_are_loaded() -> None:
         _access_c,
         _runtime_c,
         _reply_c,
+        _lean_c,
     ):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
@@ -91,6 +95,10 @@ def test_no_extensions_binds_the_python_twins() -> None:
         assert replies.COMPILED is False
         assert replies.LocalReply.__module__ == "fastgw.server._reply_py"
         assert "fastgw.server._reply_c" not in sys.modules
+        from fastgw.pipeline import lean
+        assert lean.COMPILED is False
+        assert lean.LeanHttp.__module__ == "fastgw.pipeline._lean_py"
+        assert "fastgw.pipeline._lean_c" not in sys.modules
         from fastgw.telemetry import tracing
         assert tracing.COMPILED is False
         assert tracing.Tracer.__module__ == "fastgw.telemetry._tracing_py"
@@ -140,7 +148,7 @@ def test_python_twins_import_without_cython() -> None:
         sys.modules["cython"] = None  # as on a machine where only the wheel is installed
         for name in (
             "fastgw.server._protocol_py", "fastgw.telemetry._tracing_py", "fastgw.telemetry._access_py",
-            "fastgw.server._reply_py",
+            "fastgw.server._reply_py", "fastgw.pipeline._lean_py",
             "fastgw_core._router_py", "fastgw_core._urlnorm_py", "fastgw_core._headers_py",
             "fastgw_core._reqhead_py", "fastgw_core._limits_py", "fastgw_core._cachekey_py",
             "fastgw_core._stats_py",
@@ -164,7 +172,7 @@ def test_a_source_tree_without_extensions_runs_the_twins(tmp_path: Path) -> None
             REPO_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__")
         )
     for stem in ("fastgw/server/_protocol", "fastgw/telemetry/_tracing", "fastgw/telemetry/_access",
-                 "fastgw/functions/_lambda", "fastgw/server/_reply"):  # fmt: skip
+                 "fastgw/functions/_lambda", "fastgw/server/_reply", "fastgw/pipeline/_lean"):  # fmt: skip
         shutil.copyfile(tmp_path / f"{stem}_py.py", tmp_path / f"{stem}_c.py")
     code = textwrap.dedent(
         """
@@ -180,6 +188,8 @@ def test_a_source_tree_without_extensions_runs_the_twins(tmp_path: Path) -> None
         assert (events.COMPILED, protocol.COMPILED, access.COMPILED, tracing.COMPILED) == (
             False, False, False, False)
         assert replies.COMPILED is False
+        from fastgw.pipeline import lean
+        assert lean.COMPILED is False
         reply = events.fast_reply_v1({"statusCode": 200, "body": "hi"}, True)
         assert (reply.status, reply.body) == (200, b"hi"), reply
         print("ok")

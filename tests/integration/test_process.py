@@ -320,6 +320,7 @@ def test_version_verbose_reports_kernel_builds() -> None:
     assert "fastgw_core.router: compiled (Cython)" in res.stdout
     assert "fastgw_core.urlnorm: compiled (Cython)" in res.stdout
     assert "fastgw.server.replies: compiled (Cython)" in res.stdout
+    assert "fastgw.pipeline.lean: compiled (Cython)" in res.stdout
     res = fastgw("version", "--verbose", env=gateway_env(no_extensions=True))
     assert res.returncode == 0, res.stderr
     assert "fastgw_core.router: pure Python" in res.stdout

@@ -6,6 +6,7 @@ answers its response template as the reply ``runtime.to_reply`` would make of th
 upstream's head is not even parsed). These tests drive the real protocol objects on in-memory
 transports (as ``bench.pipeline --mapped`` does) and check the bytes on both sides, and that the
 general path is taken where it must be (response plugins, parameters, overrides, $context).
+Every test runs against both builds of ``fastgw.pipeline.lean`` (``_lean_c`` and ``_lean_py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fastgw.pipeline import mapped
+from fastgw.pipeline import _lean_py, lean, mapped, runtime
 from fastgw.pipeline.build import upstream_head_lines
 from fastgw.pipeline.request import Response
 from fastgw.pipeline.runtime import to_reply
@@ -58,6 +59,18 @@ class _Transport:
 
     def abort(self) -> None:
         self.closing = True
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def lean_build(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The build of ``fastgw.pipeline.lean`` the routes are compiled with (its module)."""
+    if request.param == "python":
+        _lean_py.bind(upstream_head_lines)
+        monkeypatch.setattr(mapped.lean_route, "LeanHttp", _lean_py.LeanHttp)
+        return _lean_py
+    if not lean.COMPILED:
+        pytest.skip("the compiled build of fastgw.pipeline.lean is not in use")
+    return lean
 
 
 def _config(integration: dict[str, Any], plugins: str = "") -> str:
@@ -218,6 +231,71 @@ def test_a_post_body_and_its_content_type_reach_the_upstream(gateway_of: Any) ->
     assert _split(got)[0][0] == b"HTTP/1.1 200 OK"
 
 
+class _Counted(runtime._Stepper):
+    """``runtime._Stepper``, counting the requests it drives (the coroutine's path)."""
+
+    started = 0
+
+    def __init__(self, *args: Any) -> None:
+        type(self).started += 1
+        super().__init__(*args)
+
+
+def test_the_usual_route_runs_without_a_coroutine(
+    gateway_of: Any, lean_build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "_Stepper", _Counted)
+    _Counted.started = 0
+    gw = gateway_of(_integration())
+    assert type(gw.client.worker.snapshot.stages[0].trie.match("GET", "/mapped/a").value.pipeline.lean) is (
+        lean_build.LeanHttp
+    )
+    _, got = gw.exchange(GET, _upstream_response())
+    assert _split(got)[1] == b'{"wrapped": ' + UPSTREAM_BODY + b"}"
+    assert _Counted.started == 0
+    # a Content-Type without a template (passed through) is the coroutine's
+    sent, got = gw.exchange(XML_POST, _upstream_response())
+    assert _split(sent)[1] == b"<a" and _split(got)[0][0] == b"HTTP/1.1 200 OK"
+    assert _Counted.started == 1
+
+
+def test_a_request_body_not_json_is_a_400_and_nothing_is_sent(gateway_of: Any) -> None:
+    gw = gateway_of(_integration(request="$input.json('$.a')"))
+    request = b"POST /prod/mapped/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\n\r\n{bad"
+    sent, got = gw.exchange(request, _upstream_response())
+    lines, body = _split(got)
+    assert sent == b""
+    assert lines[0] == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(body)["message"].startswith("Could not parse request body into json: ")  # AWS's
+    # the connection goes on serving
+    sent, got = gw.exchange(GET, _upstream_response())
+    assert _split(sent)[0][0] == b"GET /small.json HTTP/1.1" and _split(got)[0][0] == b"HTTP/1.1 200 OK"
+
+
+def test_a_client_gone_before_the_upstream_answers_gets_nothing(
+    gateway_of: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = gateway_of(_integration())
+    gw.client_t.data = gw.upstream_t.data = b""
+
+    async def gone() -> None:
+        gw.client.data_received(GET)
+        for _ in range(100):
+            if gw.upstream_t.data:
+                break
+            await asyncio.sleep(0)
+        assert gw.upstream_t.data.startswith(b"GET /small.json HTTP/1.1")
+        gw.client.connection_lost(None)
+        gw.upstream.data_received(_upstream_response())
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    with caplog.at_level("ERROR"):
+        gw.loop.run_until_complete(gone())
+    assert gw.client_t.data == b""
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.records
+
+
 def test_never_passes_through(gateway_of: Any) -> None:
     gw = gateway_of(_integration(passthroughBehavior="NEVER"))
     request = XML_POST
@@ -301,17 +379,18 @@ def test_no_lean_response_with_parameters_or_several_templates() -> None:
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
 @pytest.mark.parametrize("body", [b"", b"abc"])
 def test_upstream_head_is_upstream_head_lines(
-    headers: list[tuple[str, str]], method: str, body: bytes
+    lean_build: Any, headers: list[tuple[str, str]], method: str, body: bytes
 ) -> None:
     for _ in range(2):  # uncached, then cached
-        assert mapped._upstream_head(headers, body, method) == upstream_head_lines(headers, body, method)
+        got = lean_build.upstream_head(headers, body, method)
+        assert got == upstream_head_lines(headers, body, method)
 
 
-def test_upstream_head_refuses_what_upstream_head_lines_refuses() -> None:
+def test_upstream_head_refuses_what_upstream_head_lines_refuses(lean_build: Any) -> None:
     for value in ("a\r\nb", "a\0"):
         with pytest.raises(ValueError):
-            mapped._upstream_head([("Content-Type", value)], b"x", "POST")
-        assert ("Content-Type", value) not in mapped._HEAD_LINES
+            lean_build.upstream_head([("Content-Type", value)], b"x", "POST")
+        assert ("Content-Type", value) not in lean_build.HEAD_LINES
 
 
 @pytest.mark.parametrize("behavior", ["WHEN_NO_MATCH", "WHEN_NO_TEMPLATES", "NEVER"])

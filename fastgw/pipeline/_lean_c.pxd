@@ -1,0 +1,29 @@
+# Types for compiling _lean_py.py as _lean_c (Cython pure-Python mode): the route and its calls
+# as extension types, their fields C slots.
+cimport cython
+
+cdef object _head_lines
+
+cdef tuple _JSON_CT, _BODY_METHODS
+cdef str _URI_SAFE, _URI_QUOTE_SAFE
+
+@cython.locals(lines=bytes)
+cpdef bytes upstream_head(list headers, bytes body, method)
+cpdef str render_path(str prefix, name, str suffix, dict params)
+
+
+cdef class LeanHttp:
+    cdef public object templates, uri, upstream, selected, lean, variables, fixed_method
+    cdef public object failure, binary_types, template_failure, seen_api
+    cdef public object one, prefix, suffix, query, head, status
+    cdef public bint api_binary
+
+    @cython.locals(body=bytes, target=str, method=str)
+    cpdef bint start(self, ex, req)
+    @cython.locals(body=bytes)
+    cpdef respond(self, ex, req, result)
+
+
+cdef class LeanCall:
+    cdef public LeanHttp route
+    cdef public object ex, req

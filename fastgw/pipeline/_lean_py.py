@@ -1,0 +1,228 @@
+# cython: annotation_typing=False
+"""The usual mapped HTTP route, driven by the exchange's callbacks (no coroutine, no Task).
+
+An HTTP (non-proxy) integration whose request template never reads ``$context``, with no
+``requestParameters`` and one ``default`` integration response with one such template (the
+route ``bench.load --rest`` measures, and the shape most AWS exports have): ``LeanHttp.start``
+renders the request template and sends the request on the exchange's upstream pools, and the
+exchange hands the buffered response to a ``LeanCall``, which renders the response template and
+answers. Everything else (another Content-Type, binary media, parameters, overrides, plugins)
+takes ``fastgw.pipeline.mapped``'s coroutine, which this path must match byte for byte.
+
+The pure-Python source; compiled as ``_lean_c`` (Cython pure-Python mode, types in
+``_lean_c.pxd``); ``fastgw.pipeline.lean`` binds the build in use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastgw.mapping.vtl import TemplateInput
+from fastgw.server.replies import LocalReply
+
+log = logging.getLogger("fastgw.pipeline")
+
+_JSON_CT = ("Content-Type", "application/json")
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+_URI_QUOTE_SAFE = "/-_.~!$&'()*+,;=:@"
+#: What ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves as it is.
+_URI_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~" + _URI_QUOTE_SAFE
+
+#: The upstream head lines of one header (a mapped request's Content-Type), without the
+#: framing: ``head_lines`` (``build.upstream_head_lines``) validates and encodes them once.
+HEAD_LINES: dict[tuple[str, str], bytes] = {}
+_head_lines: Any = None
+
+
+def bind(head_lines: Any) -> None:
+    """``fastgw.pipeline.build.upstream_head_lines`` (imported late: build imports mapped)."""
+    global _head_lines
+    _head_lines = head_lines
+
+
+def upstream_head(headers: list[tuple[str, str]], body: bytes, method: str) -> bytes:
+    """``build.upstream_head_lines(headers, body, method)``, cached for the usual single header."""
+    if len(headers) != 1:
+        return _head_lines(headers, body, method)  # type: ignore[no-any-return]
+    pair = headers[0]
+    lines = HEAD_LINES.get(pair)
+    if lines is None:
+        lines = _head_lines(headers, b"", "GET")
+        lines = lines[: len(lines) - 2]  # without the blank line
+        if len(HEAD_LINES) >= 256:
+            HEAD_LINES.clear()
+        HEAD_LINES[pair] = lines
+    if body or method in _BODY_METHODS:
+        return lines + b"content-length: %d\r\n\r\n" % len(body)  # type: ignore[operator]
+    return lines + b"\r\n"  # type: ignore[operator]
+
+
+def render_path(prefix: str, name: str, suffix: str, params: dict[str, str] | None) -> str:
+    """An integration URI's path with its one ``{name}`` placeholder filled (``mapped._Uri``)."""
+    value = params.get(name, "") if params else ""
+    if type(value) is not str or value.strip(_URI_SAFE):
+        value = quote(value, safe=_URI_QUOTE_SAFE)
+    return prefix + value + suffix
+
+
+class LeanHttp:
+    """The compiled parts of one such route (built by ``mapped.http_mapped``)."""
+
+    __slots__ = (
+        "api_binary",
+        "binary_types",
+        "failure",
+        "fixed_method",
+        "head",
+        "lean",
+        "one",
+        "prefix",
+        "query",
+        "seen_api",
+        "selected",
+        "status",
+        "suffix",
+        "template_failure",
+        "templates",
+        "upstream",
+        "uri",
+        "variables",
+    )
+
+    def __init__(
+        self,
+        templates: Any,
+        uri: Any,
+        upstream: Any,
+        selected: Any,
+        variables: dict[str, str],
+        fixed_method: str | None,
+        failure: Any,
+        binary_types: Any,
+        template_failure: Any,
+    ) -> None:
+        #: ``mapped.RequestTemplates`` and ``mapped._Uri`` of the route.
+        self.templates = templates
+        self.uri = uri
+        self.one = uri.one
+        self.prefix = uri.prefix
+        self.suffix = uri.suffix
+        self.query = uri.query
+        #: The endpoint as the protocol's pools know it (``config.compile.ProxyIntegration``).
+        self.upstream = upstream
+        #: The default integration response (``mapped._Selected``) and its parts.
+        self.selected = selected
+        self.lean = selected.lean
+        self.status = selected.status
+        self.head = selected.head
+        self.variables = variables
+        self.fixed_method = fixed_method
+        #: ``mapped.request_failure``, ``mapped._binary_types``, ``mapped.TEMPLATE_FAILURE``.
+        self.failure = failure
+        self.binary_types = binary_types
+        self.template_failure = template_failure
+        #: The API of the last request and whether it has binaryMediaTypes (a route's API is fixed).
+        self.seen_api: Any = None
+        self.api_binary = False
+
+    def start(self, ex: Any, req: Any) -> bool:
+        """Send the mapped request of ``req`` on ``ex``'s pools; False: not this path's request
+        (``mapped``'s coroutine runs it)."""
+        content_type = req.header("content-type")
+        templates = self.templates
+        template = templates.untyped if content_type is None else templates.select(req, content_type)
+        if template is None or type(template) is LocalReply:
+            return False
+        api = req.route.api
+        if api is not self.seen_api:
+            self.api_binary = bool(self.binary_types(req))
+            self.seen_api = api
+        if self.api_binary:
+            return False
+        params = req.params
+        try:
+            inp = TemplateInput(req.body.decode("utf-8", "replace"), req.headers, req.query, params)
+            body = template.render_text(inp, self.variables).encode()
+            name = self.one
+            if name is not None:
+                target = render_path(self.prefix, name, self.suffix, params)
+            else:
+                target = self.uri.render(params)
+        except Exception as err:
+            ex.task = None
+            ex.pipeline_done(self.failure(err, req, "integration request mapping failed"))
+            return True
+        if self.query:
+            target = target + "?" + self.query
+        method = self.fixed_method or req.method
+        if body:
+            pair = ("Content-Type", content_type) if content_type else _JSON_CT
+            head = upstream_head([pair], body, method)
+        else:
+            head = upstream_head([], body, method)
+        call = LeanCall(self, ex, req)
+        ex.task = call
+        ex.collect_upstream(self.upstream, method, target.encode("latin-1"), head, body, call)
+        return True
+
+    def respond(self, ex: Any, req: Any, result: Any) -> None:
+        """Answer ``ex`` with the method response of the upstream's ``result`` ((status, raw
+        head, body), or the gateway's error reply)."""
+        if type(result) is LocalReply:
+            reply = result
+        else:
+            try:
+                inp = TemplateInput(result[2], req.headers, req.query, req.params)
+                body = self.lean.render_text(inp, self.variables).encode()
+            except Exception:
+                log.exception("integration response mapping failed", extra={"route": req.route.key})
+                reply = self.template_failure
+            else:
+                # ``mapped._Selected.lean_reply``, inlined.
+                status = self.status
+                reply = LocalReply.__new__(LocalReply)
+                reply.status = status
+                if status in (204, 304) or status < 200:
+                    reply.head = self.head
+                    reply.body = b""
+                else:
+                    reply.head = self.head + b"content-length: %d\r\n" % len(body)
+                    reply.body = body
+                reply.kind = None
+                reply.message = None
+        ex.task = None
+        ex.pipeline_done(reply)
+
+
+class LeanCall:
+    """One request of a ``LeanHttp`` route: what its exchange resolves with the upstream's
+    response (``set_result``, as a Future) and cancels (``cancel``, as a Task) when the client
+    goes or the deadline passes."""
+
+    __slots__ = ("ex", "req", "route")
+
+    def __init__(self, route: LeanHttp, ex: Any, req: Any) -> None:
+        self.route = route
+        self.ex = ex
+        self.req = req
+
+    def done(self) -> bool:
+        return self.ex is None
+
+    def cancel(self, msg: object = None) -> bool:
+        if self.ex is None:
+            return False
+        self.ex = None
+        return True
+
+    def set_result(self, result: Any) -> None:
+        ex = self.ex
+        if ex is None:
+            return
+        self.ex = None
+        try:
+            self.route.respond(ex, self.req, result)
+        except Exception:  # it runs inside the upstream's callback: nothing raised goes there
+            log.exception("request pipeline failed", extra={"route": self.req.route.key})
