@@ -339,22 +339,46 @@ def results_table(scenarios: Sequence[Scenario], targets: Sequence[Target], res:
     )
 
 
+def round_ratios(ca: Cell, cb: Cell) -> list[float]:
+    """``a``/``b`` req/s of each round in which both ran (the runs of a round are back to back,
+    so the machine's drift between rounds cancels out of these)."""
+    out = []
+    # A target that died has no runs after it died: the rounds before it pair up.
+    for ra, rb in zip(ca.runs, cb.runs, strict=False):
+        if ra.wrk.failure is None and rb.wrk.failure is None and rb.wrk.rps > 0:
+            out.append(ra.wrk.rps / rb.wrk.rps)
+    return out
+
+
 def ratio_table(scenarios: Sequence[Scenario], res: Results, a: str, b: str) -> str:
+    """Ratios of the medians, and the median and range of the rounds' own req/s ratios."""
     rows = []
     for sc in scenarios:
         ca, cb = res.get((sc.key, a)), res.get((sc.key, b))
         if ca is None or cb is None:
             continue
+        rounds = round_ratios(ca, cb)
         rows.append(
             [
                 sc.label,
                 report.fmt_ratio(ca.rps, cb.rps),
+                f"{statistics.median(rounds):.2f}x" if rounds else "-",
+                f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
                 report.fmt_ratio(ca.p99, cb.p99),
                 report.fmt_ratio(ca.cpu_us, cb.cpu_us),
             ]
         )
     return report.markdown_table(
-        ["scenario", f"{a}/{b} req/s", f"{a}/{b} p99", f"{a}/{b} CPU us/req"], rows, align="lrrr"
+        [
+            "scenario",
+            f"{a}/{b} req/s",
+            "median of rounds",
+            "rounds",
+            f"{a}/{b} p99",
+            f"{a}/{b} CPU us/req",
+        ],
+        rows,
+        align="lrrrrr",
     )
 
 
@@ -1201,11 +1225,14 @@ def rest_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
             if c.errors or base.errors:
                 ok += " (errors)"
             cpu, cpu_base = c.cpu_us, base.cpu_us
+            rounds = round_ratios(c, base)
             rows.append(
                 [
                     sc.label,
                     f"{key} vs {ref}",
                     report.fmt_ratio(c.rps, base.rps),
+                    f"{statistics.median(rounds):.2f}x" if rounds else "-",
+                    f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
                     f">= {floor:.2f}x",
                     ok,
                     report.fmt_ratio(cpu, cpu_base),
@@ -1213,9 +1240,19 @@ def rest_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
                 ]
             )
     return report.markdown_table(
-        ["scenario", "comparison", "req/s", "budget", "within", "CPU us/req ratio", "1 / CPU ratio"],
+        [
+            "scenario",
+            "comparison",
+            "req/s",
+            "median of rounds",
+            "rounds",
+            "budget",
+            "within",
+            "CPU us/req ratio",
+            "1 / CPU ratio",
+        ],
         rows,
-        align="llrrlrr",
+        align="llrrrrlrr",
     )
 
 
