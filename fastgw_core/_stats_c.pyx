@@ -31,9 +31,8 @@ __all__ = ["RouteStats"]
 
 cdef extern from *:
     """
-    /* The upper bounds of fastgw_core._stats_py.LATENCY_BUCKETS_MS, checked equal at import. */
-    #define FGW_NBOUNDS 14
-    #define FGW_NBUCKETS (FGW_NBOUNDS + 1)
+    /* The upper bounds of fastgw_core._stats_py.LATENCY_BUCKETS_MS, checked equal at import
+       (FGW_NBOUNDS and FGW_NBUCKETS: _stats_c.pxd). */
     static const double FGW_BOUNDS[FGW_NBOUNDS] = {
         1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0
     };
@@ -46,9 +45,6 @@ cdef extern from *:
         return i;
     }
     """
-    enum:
-        FGW_NBOUNDS
-        FGW_NBUCKETS
     const double FGW_BOUNDS[FGW_NBOUNDS]
     int fgw_bucket(double x) noexcept nogil
 
@@ -95,25 +91,9 @@ cdef class RouteStats:
     """One (api, stage, route) of one worker. Updated by the worker's event loop only: no locks.
 
     Histograms are stored per bucket, not cumulatively (see ``_stats_py``). The same class holds
-    node-level sums (``NodeMetrics.routes``).
+    node-level sums (``NodeMetrics.routes``). Its fields are declared in ``_stats_c.pxd`` (the
+    compiled protocol cimports the class and calls ``record`` as a C method).
     """
-
-    cdef public object api_name
-    cdef public object api_id
-    cdef public object kind
-    cdef public object stage
-    cdef public object resource
-    cdef public object method
-    cdef public object route_key
-    cdef public long long count
-    cdef public long long errors_4xx
-    cdef public long long errors_5xx
-    cdef public long long cache_hits
-    cdef public long long cache_misses
-    cdef public double latency_sum
-    cdef public double integration_sum
-    cdef long long _latency[FGW_NBUCKETS]
-    cdef long long _integration[FGW_NBUCKETS]
 
     # The public attributes, as the Python build's __slots__ (no storage meaning here).
     __slots__ = (

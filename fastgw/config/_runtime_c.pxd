@@ -8,7 +8,8 @@ cdef class Target:
 
 
 cdef class ProxyIntegration:
-    cdef public object targets, path_parts, static_path, single_param, uri_query, timeout, pass_query, rr
+    cdef public object targets, path_parts, static_path, single_param, uri_query, pass_query, rr
+    cdef public double timeout
 
 
 cdef class MockRuntime:

@@ -15,6 +15,7 @@ from fastgw.config._runtime_c cimport Target as CTarget
 from fastgw.server._reply_c cimport LocalReply as CReply
 from fastgw.telemetry._access_c cimport AccessLine
 from fastgw_core._router_c cimport RouteMatch, RouteTrie
+from fastgw_core._stats_c cimport RouteStats as CStats
 
 cdef unsigned long long _rid
 cdef dict _HOSTS, _REQ_SPECIAL, _METHODS, _METHOD_BYTES
@@ -137,9 +138,10 @@ cdef class Exchange:
     cpdef upstream_head(self, int status, bytes raw_head, UpstreamConnection conn)
     cpdef upstream_body(self, bytes data)
     cpdef flush_out(self)
+    @cython.locals(t_int=double, now=double)
     cpdef upstream_done(self, bint keep_alive)
     cpdef respond_local(self, CReply reply, double now=*)
-    @cython.locals(access_log=AccessLine)
+    @cython.locals(access_log=AccessLine, stats=CStats)
     cpdef observe(self, CRoute route, int status, double now)
     cpdef abort_upstream(self)
 
