@@ -181,11 +181,12 @@ class TemplateInput:
                 else:
                     doc = _slow_json(self.text(), ex)
             else:
-                # orjson reads integers beyond 64 bits as floats; Java's parser keeps them.
+                # orjson reads integers beyond 64 bits as floats; Java's parser keeps them. Such an
+                # integer has a run of at least 19 digits (-9223372036854775809: i64's minimum - 1).
                 raw = body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
-                # PERF: fewer than 20 digits in all cannot make a run of 20 (the regex
+                # PERF: fewer than 19 digits in all cannot make a run of 19 (the regex
                 # search costs about four times the count).
-                if len(raw) - len(raw.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(raw):
+                if len(raw) - len(raw.translate(None, _DIGITS)) >= 19 and _LONG_DIGITS.search(raw):
                     doc = _slow_json(self.text(), None)
             self._doc = doc
         return doc
@@ -280,7 +281,7 @@ class TemplateInput:
 _UNSET: Any = object()
 
 
-_LONG_DIGITS = re.compile(rb"\d{20}")
+_LONG_DIGITS = re.compile(rb"\d{19}")
 _DIGITS = b"0123456789"
 
 

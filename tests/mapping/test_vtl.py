@@ -516,6 +516,13 @@ def test_empty_and_invalid_payloads() -> None:
     # JSON integers beyond 64 bits stay exact.
     big = b'{"n": 123456789012345678901234567890, "f": 1.5}'
     assert body_of("$input.json('$')", big) == '{"n":123456789012345678901234567890,"f":1.5}'
+    # ... and so do those just beyond the 64-bit range on either side (19 and 20 digits), which
+    # orjson would read as floats.
+    for edges in (
+        b"[-9223372036854775809, 9223372036854775808]",
+        b"[-9223372036854775808, 18446744073709551615, 18446744073709551616]",
+    ):
+        assert body_of("$input.json('$')", edges) == edges.decode().replace(" ", "")
 
 
 def test_input_params() -> None:
