@@ -18,12 +18,14 @@ cdef class LeanHttp:
     cdef public object one, prefix, suffix, query, head, status
     cdef public bint api_binary
 
-    @cython.locals(body=bytes, target=str, method=str)
-    cpdef bint start(self, ex, req)
+    @cython.locals(body=bytes, payload=bytes, target=str, method=str, query=str, headers=list)
+    cpdef bint start(self, ex)
     @cython.locals(body=bytes)
-    cpdef respond(self, ex, req, result)
+    cpdef respond(self, ex, LeanCall call, result)
 
 
 cdef class LeanCall:
     cdef public LeanHttp route
-    cdef public object ex, req
+    cdef public object ex, params
+    cdef public list headers
+    cdef public str query

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from fastgw.mapping.vtl import TemplateInput
 from fastgw.server.replies import LocalReply
+from fastgw_core.headers import find_header
 
 log = logging.getLogger("fastgw.pipeline")
 
@@ -119,7 +120,7 @@ class LeanHttp:
         self.head = selected.head
         self.variables = variables
         self.fixed_method = fixed_method
-        #: ``mapped.request_failure``, ``mapped._binary_types``, ``mapped.TEMPLATE_FAILURE``.
+        #: ``mapped.request_failure``, ``mapped.api_binary_types``, ``mapped.TEMPLATE_FAILURE``.
         self.failure = failure
         self.binary_types = binary_types
         self.template_failure = template_failure
@@ -127,23 +128,30 @@ class LeanHttp:
         self.seen_api: Any = None
         self.api_binary = False
 
-    def start(self, ex: Any, req: Any) -> bool:
-        """Send the mapped request of ``req`` on ``ex``'s pools; False: not this path's request
-        (``mapped``'s coroutine runs it)."""
-        content_type = req.header("content-type")
+    def start(self, ex: Any) -> bool:
+        """Send the mapped request of the exchange ``ex`` (its body in) on its pools; False: not
+        this path's request (``mapped``'s coroutine runs it, with the exchange's ``Request``).
+
+        PERF: no ``Request``: the templates read the header pairs, query and parameters of the
+        exchange as ``Request`` would hold them (``Exchange.request_headers``)."""
+        buf = ex.buf
+        payload = b"".join(buf) if buf else b""
+        headers = ex.request_headers(payload)[0]
+        content_type = find_header(headers, "content-type")
         templates = self.templates
-        template = templates.untyped if content_type is None else templates.select(req, content_type)
+        template = templates.untyped if content_type is None else templates.select(None, content_type)
         if template is None or type(template) is LocalReply:
             return False
-        api = req.route.api
+        api = ex.route.api
         if api is not self.seen_api:
-            self.api_binary = bool(self.binary_types(req))
+            self.api_binary = bool(self.binary_types(api))
             self.seen_api = api
         if self.api_binary:
             return False
-        params = req.params
+        params = ex.params
+        query = ex.query.decode("latin-1")
         try:
-            inp = TemplateInput(req.body.decode("utf-8", "replace"), req.headers, req.query, params)
+            inp = TemplateInput(payload.decode("utf-8", "replace"), headers, query, params)
             body = template.render_text(inp, self.variables).encode()
             name = self.one
             if name is not None:
@@ -152,32 +160,32 @@ class LeanHttp:
                 target = self.uri.render(params)
         except Exception as err:
             ex.task = None
-            ex.pipeline_done(self.failure(err, req, "integration request mapping failed"))
+            ex.pipeline_done(self.failure(err, ex.build_request(), "integration request mapping failed"))
             return True
         if self.query:
             target = target + "?" + self.query
-        method = self.fixed_method or req.method
+        method = self.fixed_method or ex.method
         if body:
             pair = ("Content-Type", content_type) if content_type else _JSON_CT
             head = upstream_head([pair], body, method)
         else:
             head = upstream_head([], body, method)
-        call = LeanCall(self, ex, req)
+        call = LeanCall(self, ex, headers, query, params)
         ex.task = call
         ex.collect_upstream(self.upstream, method, target.encode("latin-1"), head, body, call)
         return True
 
-    def respond(self, ex: Any, req: Any, result: Any) -> None:
+    def respond(self, ex: Any, call: LeanCall, result: Any) -> None:
         """Answer ``ex`` with the method response of the upstream's ``result`` ((status, raw
         head, body), or the gateway's error reply)."""
         if type(result) is LocalReply:
             reply = result
         else:
             try:
-                inp = TemplateInput(result[2], req.headers, req.query, req.params)
+                inp = TemplateInput(result[2], call.headers, call.query, call.params)
                 body = self.lean.render_text(inp, self.variables).encode()
             except Exception:
-                log.exception("integration response mapping failed", extra={"route": req.route.key})
+                log.exception("integration response mapping failed", extra={"route": ex.route.key})
                 reply = self.template_failure
             else:
                 # ``mapped._Selected.lean_reply``, inlined.
@@ -199,14 +207,18 @@ class LeanHttp:
 class LeanCall:
     """One request of a ``LeanHttp`` route: what its exchange resolves with the upstream's
     response (``set_result``, as a Future) and cancels (``cancel``, as a Task) when the client
-    goes or the deadline passes."""
+    goes or the deadline passes. It keeps what the response template reads of the request."""
 
-    __slots__ = ("ex", "req", "route")
+    __slots__ = ("ex", "headers", "params", "query", "route")
 
-    def __init__(self, route: LeanHttp, ex: Any, req: Any) -> None:
+    def __init__(
+        self, route: LeanHttp, ex: Any, headers: list[tuple[str, str]], query: str, params: Any
+    ) -> None:
         self.route = route
         self.ex = ex
-        self.req = req
+        self.headers = headers
+        self.query = query
+        self.params = params
 
     def done(self) -> bool:
         return self.ex is None
@@ -223,6 +235,6 @@ class LeanCall:
             return
         self.ex = None
         try:
-            self.route.respond(ex, self.req, result)
+            self.route.respond(ex, self, result)
         except Exception:  # it runs inside the upstream's callback: nothing raised goes there
-            log.exception("request pipeline failed", extra={"route": self.req.route.key})
+            log.exception("request pipeline failed", extra={"route": ex.route.key})

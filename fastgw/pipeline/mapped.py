@@ -287,7 +287,11 @@ def method_response(
 # ---------------------------------------------------------------------------- request side
 def _binary_types(req: Request) -> Any:
     """The API's binaryMediaTypes, compiled once per API (fastgw.pipeline.content)."""
-    api = req.route.api
+    return api_binary_types(req.route.api)
+
+
+def api_binary_types(api: Any) -> Any:
+    """``_binary_types`` of an API."""
     got = _BINARY.get(api.binary_types)
     if got is None:
         from fastgw.pipeline.content import BinaryTypes
@@ -597,7 +601,7 @@ def http_mapped(
             variables,
             fixed_method,
             request_failure,
-            _binary_types,
+            api_binary_types,
             TEMPLATE_FAILURE,
         )
     return run

@@ -1491,8 +1491,9 @@ class Exchange:
         if self.proto.active is self and not self.response_started:
             self.respond_local(reply)
 
-    def build_request(self) -> Request:
-        """The request pipeline's view of this exchange (see ``Request`` for its headers)."""
+    def request_headers(self, body: bytes) -> tuple[list[tuple[str, str]], str, str]:
+        """The header pairs of the pipeline's view of this exchange (see ``Request``), its
+        domain (the Host without the port) and its source IP, for a request body ``body``."""
         headers: list[tuple[str, str]] = []
         host = self.p_host
         domain = ""
@@ -1504,8 +1505,6 @@ class Exchange:
             fwd_headers(fwd, headers)
         if self.trace is not None:
             self.trace.inject_pairs(headers)
-        buf = self.buf
-        body = b"".join(buf) if buf else b""
         if body or self.body_mode:
             headers.append(("Content-Length", str(len(body))))
         peer = self.proto.peer
@@ -1522,6 +1521,13 @@ class Exchange:
         port = self.proto.local_port
         if port:
             headers.append(("X-Forwarded-Port", port))
+        return headers, domain, source_ip
+
+    def build_request(self) -> Request:
+        """The request pipeline's view of this exchange (see ``Request`` for its headers)."""
+        buf = self.buf
+        body = b"".join(buf) if buf else b""
+        headers, domain, source_ip = self.request_headers(body)
         api_key = self.p_api_key
         req = Request(
             self.route,
