@@ -2,6 +2,8 @@
 # as extension types, their fields C slots.
 cimport cython
 
+from fastgw.server._reply_c cimport LocalReply as CReply
+
 cdef object _head_lines
 
 cdef tuple _JSON_CT, _BODY_METHODS
@@ -10,6 +12,11 @@ cdef str _URI_SAFE, _URI_QUOTE_SAFE
 @cython.locals(lines=bytes)
 cpdef bytes upstream_head(list headers, bytes body, method)
 cpdef str render_path(str prefix, name, str suffix, dict params)
+@cython.locals(ch=Py_UCS4)
+cdef bint _uri_safe(str value)
+cdef dict _LENGTH_LINES
+@cython.locals(line=bytes)
+cpdef bytes length_line(Py_ssize_t n)
 
 
 cdef class LeanHttp:
@@ -20,7 +27,7 @@ cdef class LeanHttp:
 
     @cython.locals(body=bytes, payload=bytes, target=str, method=str, query=str, headers=list)
     cpdef bint start(self, ex)
-    @cython.locals(body=bytes)
+    @cython.locals(body=bytes, reply=CReply)
     cpdef respond(self, ex, LeanCall call, result)
 
 

@@ -56,16 +56,41 @@ def upstream_head(headers: list[tuple[str, str]], body: bytes, method: str) -> b
             HEAD_LINES.clear()
         HEAD_LINES[pair] = lines
     if body or method in _BODY_METHODS:
-        return lines + b"content-length: %d\r\n\r\n" % len(body)  # type: ignore[operator]
+        return lines + length_line(len(body)) + b"\r\n"  # type: ignore[operator]
     return lines + b"\r\n"  # type: ignore[operator]
 
 
 def render_path(prefix: str, name: str, suffix: str, params: dict[str, str] | None) -> str:
     """An integration URI's path with its one ``{name}`` placeholder filled (``mapped._Uri``)."""
     value = params.get(name, "") if params else ""
-    if type(value) is not str or value.strip(_URI_SAFE):
+    if type(value) is not str or not _uri_safe(value):
         value = quote(value, safe=_URI_QUOTE_SAFE)
     return prefix + value + suffix
+
+
+def _uri_safe(value: str) -> bool:
+    """Whether ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves ``value`` as it is (``_URI_SAFE``
+    only). PERF: compiled, the membership test of a literal is a C switch (``str.strip`` with
+    the 86 characters builds a set of them on every call: ~1,400 instructions)."""
+    for ch in value:
+        if ch not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/!$&'()*+,;=:@":
+            return False
+    return True
+
+
+#: ``b"content-length: %d\r\n" % n`` by body length (``%`` on bytes costs ~1,000 instructions).
+_LENGTH_LINES: dict[int, bytes] = {}
+
+
+def length_line(n: int) -> bytes:
+    """``b"content-length: %d\r\n" % n``, remembered for the lengths seen (up to 4,096 of them)."""
+    line = _LENGTH_LINES.get(n)
+    if line is None:
+        line = b"content-length: %d\r\n" % n
+        if len(_LENGTH_LINES) >= 4096:
+            _LENGTH_LINES.clear()
+        _LENGTH_LINES[n] = line
+    return line
 
 
 class LeanHttp:
@@ -196,7 +221,7 @@ class LeanHttp:
                     reply.head = self.head
                     reply.body = b""
                 else:
-                    reply.head = self.head + b"content-length: %d\r\n" % len(body)
+                    reply.head = self.head + length_line(len(body))
                     reply.body = body
                 reply.kind = None
                 reply.message = None

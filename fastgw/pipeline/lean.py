@@ -10,5 +10,7 @@ _impl, COMPILED = _env.select("fastgw.pipeline._lean_c", "fastgw.pipeline._lean_
 LeanHttp = _impl.LeanHttp
 LeanCall = _impl.LeanCall
 upstream_head = _impl.upstream_head
+render_path = _impl.render_path
+length_line = _impl.length_line
 HEAD_LINES = _impl.HEAD_LINES
 bind = _impl.bind

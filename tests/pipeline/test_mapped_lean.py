@@ -420,3 +420,24 @@ def test_uri_render(parts: list[Any]) -> None:
             for p in parts
         )
         assert uri.render(params) == want
+
+
+def test_render_path_quotes_what_quote_quotes(lean_build: Any) -> None:
+    """The one-placeholder URI path (``render_path``): a value of safe characters as it is,
+    anything else percent-encoded as ``urllib.parse.quote`` does."""
+    from urllib.parse import quote
+
+    safe = "/-_.~!$&'()*+,;=:@"
+    for code in [*range(0x300), 0x20AC, 0x1F600]:
+        ch = chr(code)
+        for value in (ch, f"a{ch}b"):
+            got = lean_build.render_path("/p/", "id", ".json", {"id": value})
+            assert got == f"/p/{quote(value, safe=safe)}.json", (code, got)
+    assert lean_build.render_path("/p/", "id", "", None) == "/p/"
+    assert lean_build.render_path("/p/", "id", "", {"other": "x"}) == "/p/"
+
+
+@pytest.mark.parametrize("n", [0, 1, 99, 100, 65536])
+def test_length_line(lean_build: Any, n: int) -> None:
+    for _ in range(2):  # computed, then remembered
+        assert lean_build.length_line(n) == b"content-length: %d\r\n" % n
