@@ -187,6 +187,18 @@ def _route_key(key: str, kind: str, path: str, issues: list[ConfigIssue]) -> tup
     return method, template
 
 
+def _check_binary_types(types: list[str], path: str, issues: list[ConfigIssue]) -> None:
+    """Each binaryMediaTypes entry must be a media type or range (``type/subtype``, ``type/*``,
+    ``*/*``; ``~1`` for ``/`` as in AWS exports): the request paths read them as such."""
+    from fastgw.pipeline.content import BinaryTypes
+
+    for i, media in enumerate(types):
+        try:
+            BinaryTypes((media,))
+        except ValueError as ex:
+            issues.append(ConfigIssue(f"{path}[{i}]", str(ex)))
+
+
 def compile_config(
     config: GatewayConfig,
     source: str = "config",
@@ -228,6 +240,7 @@ def compile_config(
             continue
         seen_ids[api_id] = a_i
         not_found = replies.NOT_FOUND if api.kind == "http" else replies.MISSING_AUTH_TOKEN
+        _check_binary_types(api.binaryMediaTypes, f"{a_path}.binaryMediaTypes", issues)
         if api.kind == "rest" and config.gateway.unknown_route_404:
             not_found = replies.NOT_FOUND
         rt_api = ApiRuntime(

@@ -163,19 +163,20 @@ class LeanHttp:
         payload = b"".join(buf) if buf else b""
         headers = ex.request_headers(payload)[0]
         content_type = find_header(headers, "content-type")
-        templates = self.templates
-        template = templates.untyped if content_type is None else templates.select(None, content_type)
-        if template is None or type(template) is LocalReply:
-            return False
-        api = ex.route.api
-        if api is not self.seen_api:
-            self.api_binary = bool(self.binary_types(api))
-            self.seen_api = api
-        if self.api_binary:
-            return False
         params = ex.params
         query = ex.query.decode("latin-1")
         try:
+            # As in ``mapped``'s coroutine, a failure from here on is the route's 500.
+            templates = self.templates
+            template = templates.untyped if content_type is None else templates.select(None, content_type)
+            if template is None or type(template) is LocalReply:
+                return False
+            api = ex.route.api
+            if api is not self.seen_api:
+                self.api_binary = bool(self.binary_types(api))
+                self.seen_api = api
+            if self.api_binary:
+                return False
             inp = TemplateInput(payload.decode("utf-8", "replace"), headers, query, params)
             body = template.render_text(inp, self.variables).encode()
             name = self.one

@@ -513,8 +513,16 @@ def launch(ex: Exchange, svc: Services) -> None:
     """Build the request of a finished exchange and run its route's pipeline in a Task."""
     pipeline: RoutePipeline = ex.route.pipeline
     lean = pipeline.lean
-    if lean is not None and lean.start(ex):
-        return  # PERF: the usual mapped route, without a Request (fastgw.pipeline.lean)
+    if lean is not None:
+        # PERF: the usual mapped route, without a Request (fastgw.pipeline.lean).
+        try:
+            if lean.start(ex):
+                return
+        except Exception:  # it runs in the protocol's callback: nothing raised goes there
+            log.exception("request pipeline failed", extra={"route": pipeline.route.key})
+            ex.task = None
+            ex.pipeline_done(replies.INTERNAL_ERROR)
+            return
     req = ex.build_request()
     direct = pipeline.direct
     integ = pipeline.integration

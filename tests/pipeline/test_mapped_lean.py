@@ -441,3 +441,135 @@ def test_render_path_quotes_what_quote_quotes(lean_build: Any) -> None:
 def test_length_line(lean_build: Any, n: int) -> None:
     for _ in range(2):  # computed, then remembered
         assert lean_build.length_line(n) == b"content-length: %d\r\n" % n
+
+
+# ---------------------------------------------------------------------------- lean = general
+_DIFF_REQUEST = (
+    '{"id": "$input.params(\'id\')", "all": "$util.escapeJavaScript($input.params())", '
+    '"body": "$util.escapeJavaScript($input.body)", "env": "$stageVariables.env", '
+    '"q": "$input.params(\'q\')"}'
+)
+_DIFF_RESPONSE = (
+    '{"up": $input.json(\'$\'), "hdrs": "$util.escapeJavaScript($input.params().header)", '
+    '"q": "$input.params().querystring", "env": "$stageVariables.env"}'
+)
+
+
+def _diff_integration(**extra: Any) -> dict[str, Any]:
+    out = _integration(_DIFF_REQUEST, _DIFF_RESPONSE, uri="http://127.0.0.1:19000/{id}.json?fixed=1")
+    out["requestTemplates"]["text/plain"] = "plain $input.body"
+    out.update(extra)
+    return out
+
+
+def _req(
+    method: bytes, path: bytes = b"/prod/mapped/abc", headers: bytes = b"", body: bytes | None = None
+) -> bytes:
+    head = b"%s %s HTTP/1.1\r\nHost: gw\r\nUser-Agent: ua\r\n%s" % (method, path, headers)
+    if body is not None:
+        head += b"Content-Length: %d\r\n" % len(body)
+    return head + b"\r\n" + (body or b"")
+
+
+_JSON_CT_LINE = b"Content-Type: application/json\r\n"
+_DIFF_CASES = [
+    (_req(b"GET", b"/prod/mapped/a%20b?q=1&q=2&x=%C3%A9"), _upstream_response()),
+    (_req(b"HEAD"), _upstream_response()),
+    (_req(b"POST", headers=_JSON_CT_LINE, body=b'{"a":1}'), _upstream_response()),
+    (_req(b"POST", headers=b"Content-Type: text/plain\r\n", body=b"hi"), _upstream_response()),
+    (_req(b"POST", headers=b"Content-Type: text/xml\r\n", body=b"<a/>"), _upstream_response()),
+    (_req(b"POST", headers=_JSON_CT_LINE, body=b"{bad"), _upstream_response()),
+    (_req(b"DELETE", headers=b"X-Forwarded-For: 1.2.3.4\r\n"), _upstream_response()),
+    (_req(b"GET"), _upstream_response(b"", status="204 No Content")),
+    (_req(b"GET"), _upstream_response(b'{"e":1}', status="500 Oops")),
+    (_req(b"GET"), _upstream_response(b"nope")),
+    (_req(b"GET"), b"garbage\r\n\r\n"),  # the upstream's 502
+]
+_DIFF_VARIANTS = {
+    "default": {},
+    "never": {"passthroughBehavior": "NEVER"},
+    "fixed-post": {"httpMethod": "POST"},
+    "two-params": {"uri": "http://127.0.0.1:19000/{id}/{id}.json"},
+    "stage-variable": {"uri": "http://127.0.0.1:19000/${stageVariables.env}/{id}"},
+    "204": {"responses": {"default": {"statusCode": 204, "responseTemplates": {"application/json": "x"}}}},
+    "text": {
+        "responses": {
+            "default": {"statusCode": 201, "responseTemplates": {"text/html": "<p>$input.body</p>"}}
+        }
+    },
+}
+
+
+def _normal(raw: bytes) -> bytes:
+    import re
+
+    raw = re.sub(rb"x-amzn-RequestId: [^\r]*", b"RID", raw)
+    return re.sub(rb"[Dd]ate: [^\r]*", b"DATE", raw)
+
+
+@pytest.mark.parametrize("binary", [[], ["image/png"]])
+@pytest.mark.parametrize("variant", sorted(_DIFF_VARIANTS))
+def test_the_lean_path_sends_and_answers_what_the_coroutine_does(
+    lean_build: Any, monkeypatch: pytest.MonkeyPatch, variant: str, binary: list[str]
+) -> None:
+    """Every request on both paths (the coroutine's: the route built without ``lean``): the
+    same bytes to the upstream and to the client, whichever path takes the request."""
+    integration = _diff_integration(**_DIFF_VARIANTS[variant])
+    text = _config(integration).replace(
+        "    stages:", f"    binaryMediaTypes: {json.dumps(binary)}\n    stages:"
+    )
+    got = {}
+    for lean_on in (True, False):
+        if not lean_on:
+            monkeypatch.setattr(mapped.lean_route, "LeanHttp", lambda *a: None)
+        gw = Gateway(text)
+        pipe = gw.client.worker.snapshot.stages[0].trie.match("GET", "/mapped/a").value.pipeline
+        assert (pipe.lean is not None) is lean_on
+        got[lean_on] = [tuple(_normal(b) for b in gw.exchange(req, resp)) for req, resp in _DIFF_CASES]
+        gw.close()
+    for case, (on_lean, general) in enumerate(zip(got[True], got[False], strict=True)):
+        assert on_lean == general, (case, on_lean, general)
+    assert any(b"HTTP/1.1 502" in reply for _, reply in got[True])  # the upstream's fault was served
+
+
+def test_an_invalid_binary_media_type_is_refused_at_load() -> None:
+    from fastgw.config.compile import compile_config
+    from fastgw.config.load import ConfigError, load_config_text
+
+    text = _config(_integration()).replace(
+        "    stages:", '    binaryMediaTypes: ["bogus", "image/png"]\n    stages:'
+    )
+    with pytest.raises(ConfigError) as err:
+        compile_config(load_config_text(text))
+    assert [i.path for i in err.value.issues] == ["$.apis[0].binaryMediaTypes[0]"], err.value.issues
+    assert "'bogus' is not a media type" in str(err.value)
+
+
+def test_a_failure_before_the_template_is_the_routes_500(
+    gateway_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(api: Any) -> Any:
+        raise ValueError("broken binaryMediaTypes")
+
+    monkeypatch.setattr(mapped, "api_binary_types", broken)
+    gw = gateway_of(_integration())
+    for _ in range(2):  # the connection goes on serving
+        sent, got = gw.exchange(GET, _upstream_response())
+        lines, body = _split(got)
+        assert sent == b"" and lines[0] == b"HTTP/1.1 500 Internal Server Error"
+        assert json.loads(body) == {"message": "Internal server error"}
+
+
+def test_launch_answers_500_when_the_lean_path_raises(
+    gateway_of: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Raising:
+        def start(self, ex: Any) -> bool:
+            raise RuntimeError("boom")
+
+    gw = gateway_of(_integration())
+    gw.client.worker.snapshot.stages[0].trie.match("GET", "/mapped/a").value.pipeline.lean = Raising()
+    with caplog.at_level("ERROR"):
+        sent, got = gw.exchange(GET, _upstream_response())
+    assert sent == b"" and _split(got)[0][0] == b"HTTP/1.1 500 Internal Server Error"
+    assert any("request pipeline failed" in r.getMessage() for r in caplog.records)
