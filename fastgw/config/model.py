@@ -1084,8 +1084,9 @@ class Api(_Model):
     binaryMediaTypes: Annotated[
         list[str],
         Meta(
-            description="REST APIs: Content-Types ('image/png', 'image/*', '*/*') whose bodies reach "
-            "functions base64-encoded."
+            description="REST APIs: Content-Types ('image/png', 'image/*', '*/*'; '~1' for '/' as in AWS "
+            "exports) whose bodies reach functions base64-encoded; an entry that is not a media type "
+            "or range is refused at load."
         ),
     ] = field(default_factory=list)
     routes: Annotated[list[Route], Meta(description="Routes of the API.")] = field(default_factory=list)
