@@ -350,6 +350,14 @@ def round_ratios(ca: Cell, cb: Cell) -> list[float]:
     return out
 
 
+def round_cells(ca: Cell, cb: Cell) -> list[str]:
+    """The table cells of ``round_ratios``: their median and their range."""
+    rounds = round_ratios(ca, cb)
+    if not rounds:
+        return ["-", "-"]
+    return [f"{statistics.median(rounds):.2f}x", f"{min(rounds):.2f}-{max(rounds):.2f}"]
+
+
 def ratio_table(scenarios: Sequence[Scenario], res: Results, a: str, b: str) -> str:
     """Ratios of the medians, and the median and range of the rounds' own req/s ratios."""
     rows = []
@@ -357,13 +365,11 @@ def ratio_table(scenarios: Sequence[Scenario], res: Results, a: str, b: str) -> 
         ca, cb = res.get((sc.key, a)), res.get((sc.key, b))
         if ca is None or cb is None:
             continue
-        rounds = round_ratios(ca, cb)
         rows.append(
             [
                 sc.label,
                 report.fmt_ratio(ca.rps, cb.rps),
-                f"{statistics.median(rounds):.2f}x" if rounds else "-",
-                f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
+                *round_cells(ca, cb),
                 report.fmt_ratio(ca.p99, cb.p99),
                 report.fmt_ratio(ca.cpu_us, cb.cpu_us),
             ]
@@ -1225,14 +1231,12 @@ def rest_ratio_table(scenarios: Sequence[Scenario], res: Results) -> str:
             if c.errors or base.errors:
                 ok += " (errors)"
             cpu, cpu_base = c.cpu_us, base.cpu_us
-            rounds = round_ratios(c, base)
             rows.append(
                 [
                     sc.label,
                     f"{key} vs {ref}",
                     report.fmt_ratio(c.rps, base.rps),
-                    f"{statistics.median(rounds):.2f}x" if rounds else "-",
-                    f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
+                    *round_cells(c, base),
                     f">= {floor:.2f}x",
                     ok,
                     report.fmt_ratio(cpu, cpu_base),

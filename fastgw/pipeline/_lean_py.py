@@ -28,8 +28,6 @@ log = logging.getLogger("fastgw.pipeline")
 _JSON_CT = ("Content-Type", "application/json")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _URI_QUOTE_SAFE = "/-_.~!$&'()*+,;=:@"
-#: What ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves as it is.
-_URI_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~" + _URI_QUOTE_SAFE
 
 #: The upstream head lines of one header (a mapped request's Content-Type), without the
 #: framing: ``head_lines`` (``build.upstream_head_lines``) validates and encodes them once.
@@ -62,16 +60,22 @@ def upstream_head(headers: list[tuple[str, str]], body: bytes, method: str) -> b
 
 def render_path(prefix: str, name: str, suffix: str, params: dict[str, str] | None) -> str:
     """An integration URI's path with its one ``{name}`` placeholder filled (``mapped._Uri``)."""
-    value = params.get(name, "") if params else ""
+    return prefix + uri_value(params.get(name, "") if params else "") + suffix
+
+
+def uri_value(value: Any) -> str:
+    """A path parameter as an integration URI carries it: percent-encoded as
+    ``quote(value, safe=_URI_QUOTE_SAFE)`` does, a value of safe characters only as it is."""
     if type(value) is not str or not _uri_safe(value):
-        value = quote(value, safe=_URI_QUOTE_SAFE)
-    return prefix + value + suffix
+        return quote(value, safe=_URI_QUOTE_SAFE)
+    return value  # type: ignore[no-any-return]
 
 
 def _uri_safe(value: str) -> bool:
-    """Whether ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves ``value`` as it is (``_URI_SAFE``
-    only). PERF: compiled, the membership test of a literal is a C switch (``str.strip`` with
-    the 86 characters builds a set of them on every call: ~1,400 instructions)."""
+    """Whether ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves ``value`` as it is (letters,
+    digits, ``_.-~`` and the safe set). PERF: compiled, the membership test of a literal is a C
+    switch (``str.strip`` with the 86 characters builds a set of them on every call: ~1,400
+    instructions)."""
     for ch in value:
         if ch not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/!$&'()*+,;=:@":
             return False
@@ -93,6 +97,23 @@ def length_line(n: int) -> bytes:
     return line
 
 
+def lean_reply(status: int, head: bytes, body: bytes) -> LocalReply:
+    """``LocalReply.raw`` of a reply whose ``head`` is its status line and fixed headers: the
+    body and its content-length line, none for a status without content (RFC 9110 8.6).
+    ``runtime.to_reply`` of such a response makes the same reply."""
+    reply = LocalReply.__new__(LocalReply)
+    reply.status = status
+    if status in (204, 304) or status < 200:
+        reply.head = head
+        reply.body = b""
+    else:
+        reply.head = head + length_line(len(body))
+        reply.body = body
+    reply.kind = None
+    reply.message = None
+    return reply
+
+
 class LeanHttp:
     """The compiled parts of one such route (built by ``mapped.http_mapped``)."""
 
@@ -107,7 +128,6 @@ class LeanHttp:
         "prefix",
         "query",
         "seen_api",
-        "selected",
         "status",
         "suffix",
         "template_failure",
@@ -138,8 +158,7 @@ class LeanHttp:
         self.query = uri.query
         #: The endpoint as the protocol's pools know it (``config.compile.ProxyIntegration``).
         self.upstream = upstream
-        #: The default integration response (``mapped._Selected``) and its parts.
-        self.selected = selected
+        #: What the default integration response (``mapped._Selected``) answers with.
         self.lean = selected.lean
         self.status = selected.status
         self.head = selected.head
@@ -214,18 +233,7 @@ class LeanHttp:
                 log.exception("integration response mapping failed", extra={"route": ex.route.key})
                 reply = self.template_failure
             else:
-                # ``mapped._Selected.lean_reply``, inlined.
-                status = self.status
-                reply = LocalReply.__new__(LocalReply)
-                reply.status = status
-                if status in (204, 304) or status < 200:
-                    reply.head = self.head
-                    reply.body = b""
-                else:
-                    reply.head = self.head + length_line(len(body))
-                    reply.body = body
-                reply.kind = None
-                reply.message = None
+                reply = lean_reply(self.status, self.head, body)
         ex.task = None
         ex.pipeline_done(reply)
 

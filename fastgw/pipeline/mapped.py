@@ -27,7 +27,10 @@ from fastgw.mapping import vtl
 from fastgw.pipeline import content
 from fastgw.pipeline import lean as lean_route
 from fastgw.pipeline.build import _parse_head, exchange_call, upstream_head_lines
+from fastgw.pipeline.lean import lean_reply as _lean_reply
+from fastgw.pipeline.lean import render_path as _render_path
 from fastgw.pipeline.lean import upstream_head as _upstream_head
+from fastgw.pipeline.lean import uri_value as _uri_value
 from fastgw.pipeline.request import Request, Response
 from fastgw.pipeline.runtime import upstream_waiter
 from fastgw.server import replies
@@ -49,7 +52,6 @@ log = logging.getLogger("fastgw.pipeline")
 TEMPLATE_FAILURE = replies.aws_error(
     500, "Internal server error", "InternalServerErrorException", spaced=True, kind="API_CONFIGURATION_ERROR"
 )
-_new_reply = LocalReply.__new__
 lean_route.bind(upstream_head_lines)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\+?\}")
 _JSON = "application/json"
@@ -166,19 +168,8 @@ class _Selected:
 
     def lean_reply(self, body: bytes) -> LocalReply:
         """``runtime.to_reply(Response(status, [("Content-Type", ctype)], body))`` of a ``lean``
-        response, with its head precomputed (``LocalReply.raw``, inlined)."""
-        status = self.status
-        reply = _new_reply(LocalReply)
-        reply.status = status
-        if status in (204, 304) or status < 200:
-            reply.head = self.head
-            reply.body = b""
-        else:
-            reply.head = self.head + b"content-length: %d\r\n" % len(body)
-            reply.body = body
-        reply.kind = None
-        reply.message = None
-        return reply
+        response, with its head precomputed."""
+        return _lean_reply(self.status, self.head, body)  # type: ignore[no-any-return]
 
 
 def compile_responses(
@@ -404,23 +395,11 @@ class _Uri:
     def render(self, params: dict[str, str] | None) -> str:
         name = self.one
         if name is not None:
-            value = params.get(name, "") if params else ""
-            if type(value) is not str or value.strip(_URI_SAFE):
-                value = quote(value, safe=_URI_QUOTE_SAFE)
-            return self.prefix + value + self.suffix
+            return _render_path(self.prefix, name, self.suffix, params)  # type: ignore[no-any-return]
         out = self.parts.copy()
         for i, name in self.slots:
-            value = params.get(name, "") if params else ""
-            # PERF: a value made of safe characters only is quoted as it is.
-            if type(value) is not str or value.strip(_URI_SAFE):
-                value = quote(value, safe=_URI_QUOTE_SAFE)
-            out[i] = value
+            out[i] = _uri_value(params.get(name, "") if params else "")
         return "".join(out)  # type: ignore[arg-type]
-
-
-_URI_QUOTE_SAFE = "/-_.~!$&'()*+,;=:@"
-#: What ``quote(value, safe=_URI_QUOTE_SAFE)`` leaves as it is.
-_URI_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~" + _URI_QUOTE_SAFE
 
 
 def _compile_uri(uri: str, stage: Stage, path: str, issues: list[ConfigIssue]) -> _Uri | None:

@@ -338,13 +338,22 @@ def test_context_parameters_and_overrides_take_the_general_path(gateway_of: Any)
 # ---------------------------------------------------------------------------- units
 @pytest.mark.parametrize("status", [200, 201, 204, 304, 404, 500])
 @pytest.mark.parametrize("ctype", ["application/json", "text/plain; charset=utf-8"])
-def test_lean_reply_is_what_to_reply_makes(status: int, ctype: str) -> None:
+def test_lean_reply_is_what_to_reply_makes(lean_build: Any, status: int, ctype: str) -> None:
     template = mapped.vtl.MappingTemplate("$input.body")
     selected = mapped._Selected(status, None, {ctype: (ctype, template)}, None)
     assert selected.lean is template
     for body in (b"", b"{}", b"x" * 300):
         want = to_reply(Response(status, [("Content-Type", ctype)], body))
         got = selected.lean_reply(body)
+        assert type(got) is LocalReply
+        twin = lean_build.lean_reply(status, selected.head, body)  # the build under test
+        assert (twin.status, twin.head, twin.body, twin.kind, twin.message) == (
+            got.status,
+            got.head,
+            got.body,
+            got.kind,
+            got.message,
+        )
         assert type(got) is LocalReply
         assert (got.status, got.head, got.body, got.kind, got.message) == (
             want.status,
@@ -416,7 +425,7 @@ def test_uri_render(parts: list[Any]) -> None:
     uri = mapped._Uri(None, parts, "")
     for params in ({"id": "a b", "x": "1", "y": "é/2?"}, {"id": "plain"}, None, {}):
         want = "".join(
-            quote((params or {}).get(p[0], ""), safe=mapped._URI_QUOTE_SAFE) if type(p) is tuple else p
+            quote((params or {}).get(p[0], ""), safe="/-_.~!$&'()*+,;=:@") if type(p) is tuple else p
             for p in parts
         )
         assert uri.render(params) == want
@@ -433,6 +442,7 @@ def test_render_path_quotes_what_quote_quotes(lean_build: Any) -> None:
         for value in (ch, f"a{ch}b"):
             got = lean_build.render_path("/p/", "id", ".json", {"id": value})
             assert got == f"/p/{quote(value, safe=safe)}.json", (code, got)
+            assert lean_build.uri_value(value) == quote(value, safe=safe), code
     assert lean_build.render_path("/p/", "id", "", None) == "/p/"
     assert lean_build.render_path("/p/", "id", "", {"other": "x"}) == "/p/"
 
