@@ -51,7 +51,13 @@ def mock_config(body: str, up_port: int | None = None) -> dict[str, Any]:
             }
         )
     return {
-        "gateway": {"limits": {"drain_timeout": DRAIN_TIMEOUT, "keepalive_timeout": 5.0}},
+        "gateway": {
+            "limits": {"drain_timeout": DRAIN_TIMEOUT, "keepalive_timeout": 5.0},
+            # ClientLoop's four threads send more than AWS's default account throttle (10,000
+            # requests/s, burst 5,000) on this machine: these tests of processes lift the
+            # gateway-wide limit (throttling has its own tests).
+            "throttle": {"rateLimit": 1_000_000, "burstLimit": 1_000_000},
+        },
         "apis": [{"name": "proc", "kind": "rest", "routes": routes, "stages": [{"name": "prod"}]}],
     }
 
