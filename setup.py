@@ -22,6 +22,7 @@ PURE_MODE = [
     "fastgw/config/_runtime",
     "fastgw/server/_reply",
     "fastgw/pipeline/_lean",
+    "fastgw/cache/_memory",
 ]
 
 

@@ -175,6 +175,12 @@ def request_id(prefix: bytes, n: int) -> bytes:
     return prefix + b"%012x" % (n & 0xFFFFFFFFFFFF)
 
 
+def local_response(head: bytes, request_id: bytes, date_line: bytes, conn_line: bytes, body: bytes) -> bytes:
+    """A local reply on the wire: its precomputed head (status line and header lines), the
+    request id line, the Date and connection lines, the blank line and the body."""
+    return b"".join((head, b"x-amzn-RequestId: ", request_id, b"\r\n", date_line, conn_line, b"\r\n", body))
+
+
 def find_header(headers: list[tuple[str, str]], lname: str) -> str | None:
     """The value of header ``lname`` (lower-case) in a list of (name, value) pairs, names
     compared case-insensitively; the values of a repeated name joined with ``,``; None if absent.

@@ -56,7 +56,7 @@ cdef int _kind(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     return 0
 
 
-def parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_headers, Py_ssize_t max_url):
+cpdef tuple parse_request_head(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_headers, Py_ssize_t max_url):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef const unsigned char* q

@@ -34,3 +34,12 @@ def has_header_line(lines: list[bytes] | None, names: tuple[bytes, ...]) -> bool
 def has_header_line_py(lines: list[bytes] | None, names: tuple[bytes, ...]) -> bool: ...
 
 has_header_line_c: object | None
+
+def local_response(
+    head: bytes, request_id: bytes, date_line: bytes, conn_line: bytes, body: bytes
+) -> bytes: ...
+def local_response_py(
+    head: bytes, request_id: bytes, date_line: bytes, conn_line: bytes, body: bytes
+) -> bytes: ...
+
+local_response_c: object | None

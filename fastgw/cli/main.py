@@ -253,6 +253,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         )
         print(f"msgspec {msgspec.__version__}")
         no_ext = " (FASTGW_NO_EXTENSIONS is set)" if os.environ.get("FASTGW_NO_EXTENSIONS") else ""
+        from fastgw.cache import store
         from fastgw.config import runtime
         from fastgw.functions import events
         from fastgw.pipeline import lean
@@ -267,6 +268,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         builds.append(("fastgw.config.runtime", runtime.COMPILED))
         builds.append(("fastgw.server.replies", replies.COMPILED))
         builds.append(("fastgw.pipeline.lean", lean.COMPILED))
+        builds.append(("fastgw.cache.store", store.COMPILED))
         for name, compiled in builds:
             impl = "compiled (Cython)" if compiled else "pure Python"
             print(f"{name}: {impl}{no_ext if not compiled else ''}")

@@ -30,6 +30,11 @@ cdef class StageRuntime:
     cdef public object canary, canary_percent, is_canary, access_log, websocket
 
 
+cdef class PipelineHead:
+    cdef public bint early_gate
+    cdef public object fast_auth
+
+
 cdef class RouteRuntime:
     cdef public object key
     cdef public ApiRuntime api

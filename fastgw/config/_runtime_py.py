@@ -101,6 +101,23 @@ class FunctionRuntime:
         return f"FunctionRuntime({self.uri!r})"
 
 
+class PipelineHead:
+    """What the protocol reads of a route's request pipeline at the request head:
+    ``fastgw.pipeline.runtime.RoutePipeline`` extends it with the rest.
+
+    - ``early_gate``: nothing runs before the traffic gate (no rewrite plugins, no authorizer):
+      the protocol admits the request at its head, as on the fast path;
+    - ``fast_auth``: a JWT authorizer whose cached tokens the protocol may check in the request
+      head, on a route that is otherwise a plain streamed proxy (None: none).
+    """
+
+    __slots__ = ("early_gate", "fast_auth")
+
+    def __init__(self, early_gate: bool = False) -> None:
+        self.early_gate = early_gate
+        self.fast_auth: Any = None
+
+
 class RouteRuntime:
     """What a matched route needs at request time."""
 
@@ -254,9 +271,10 @@ class Site:
         # A mutual-TLS custom domain's name: requests for it are served only on connections
         # whose TLS handshake was verified for that name (SNI); None: any connection.
         self.mtls = mtls
-        # The protocol's route cache (fastgw.server): normalised path -> what the stage lookup
-        # and the route trie made of it, filled by requests and bounded there.
-        self.resolved: dict[str, Any] = {}
+        # The protocol's route cache (fastgw.server): a request path's raw bytes -> its
+        # normalised path and what the stage lookup and the route trie made of it, filled by
+        # requests and bounded there.
+        self.resolved: dict[bytes, Any] = {}
 
     def resolve(self, path: str) -> tuple[StageRuntime | None, str]:
         """Map a normalised path to (stage, path inside the stage)."""

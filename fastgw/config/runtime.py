@@ -14,6 +14,7 @@ _impl, COMPILED = _env.select("fastgw.config._runtime_c", "fastgw.config._runtim
 ApiRuntime = _impl.ApiRuntime
 FunctionRuntime = _impl.FunctionRuntime
 MockRuntime = _impl.MockRuntime
+PipelineHead = _impl.PipelineHead
 ProxyIntegration = _impl.ProxyIntegration
 RouteRuntime = _impl.RouteRuntime
 RuntimeSnapshot = _impl.RuntimeSnapshot
@@ -26,6 +27,7 @@ __all__ = [
     "ApiRuntime",
     "FunctionRuntime",
     "MockRuntime",
+    "PipelineHead",
     "ProxyIntegration",
     "RouteRuntime",
     "RuntimeSnapshot",

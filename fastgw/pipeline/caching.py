@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fastgw.cache.store import CREDENTIAL_HEADERS, CacheHead, Entry
 from fastgw.server import replies
 from fastgw.server.heads import values_in
 from fastgw.server.replies import LocalReply
@@ -41,15 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastgw.cache")
 
 INVALIDATE_ACTION = "execute-api:InvalidateCache"
-#: Headers that carry a caller's credentials: always part of the key unless declared.
-CREDENTIAL_HEADERS = ("authorization", "cookie")
 #: FAIL_WITH_403's reply.
 INVALIDATION_FORBIDDEN = replies.aws_error(403, "Unauthorized", "AccessDeniedException", kind="ACCESS_DENIED")
 #: SUCCEED_WITH_RESPONSE_HEADER's header.
 WARNING_LINE = b'warning: 199 fastgw "Unauthorized cache invalidation"\r\n'
 _NOT_CACHED = frozenset({206})
-#: A head without these headers needs no header lookup when the key reads none itself.
-REFRESH_OR_CREDENTIALS = (*(name.encode() for name in CREDENTIAL_HEADERS), b"cache-control")
 
 
 def parse_cache_parameter(text: str) -> tuple[str, str] | None:
@@ -89,23 +86,21 @@ _NOT_FORWARDED = frozenset(
 )
 
 
-class RouteCache:
-    """One cached route of one stage: key recipe, TTL, invalidation policy, its store."""
+class RouteCache(CacheHead):
+    """One cached route of one stage: key recipe, TTL, invalidation policy, its store.
+
+    The fields the protocol reads on every head (``plain``, ``static_keys``, ``early``,
+    ``memory``, ``spec``) and the usual head's lookup are ``CacheHead``'s (compiled)."""
 
     __slots__ = (
         "backend",
         "credential_names",
-        "early",
         "fail_403",
         "head_safe",
-        "memory",
         "method",
-        "plain",
         "require_auth",
         "settings",
-        "spec",
         "stage_uid",
-        "static_keys",
         "ttl",
         "warn",
     )
@@ -123,14 +118,11 @@ class RouteCache:
 
         declared = {name.lower() for kind, name in params if kind == "header"}
         extra = [("header", h) for h in CREDENTIAL_HEADERS if h not in declared]
-        self.spec = KeySpec(template, [*params, *extra])
-        #: The key reads no header but the credential ones.
-        self.plain = not declared
-        #: A plain head's key by method, when the key reads no path or query parameter either
-        #: (then it is the same for every plain head of a method): filled by the protocol's
-        #: ``cache_lookup``, a few methods at most. None: keys are built per request.
-        self.static_keys: dict[str, bytes] | None = (
-            {} if not any(kind in ("path", "querystring") for kind, _ in params) else None
+        CacheHead.__init__(
+            self,
+            KeySpec(template, [*params, *extra]),
+            not declared,
+            not any(kind in ("path", "querystring") for kind, _ in params),
         )
         #: Every header the key reads is among the forwarded header lines the protocol keeps
         #: (Host, X-Forwarded-* and framing headers are not): the key can be built from the head.
@@ -145,10 +137,6 @@ class RouteCache:
         strategy = settings.unauthorizedCacheControlHeaderStrategy
         self.fail_403 = strategy == "FAIL_WITH_403"
         self.warn = strategy == "SUCCEED_WITH_RESPONSE_HEADER"
-        #: Looked up in the protocol (set by the compiler when nothing runs before the gate).
-        self.early = False
-        #: The worker's memory store for this stage, once looked up.
-        self.memory: Any = None
 
     def memory_store(self) -> Any:
         store = self.memory
@@ -166,7 +154,7 @@ class RouteCache:
     ) -> LocalReply | bytes | None:
         """In the protocol: a hit (or a refusal), or the key for the pipeline to store under
         (None: do not cache this request). The protocol answers a plain route's head without
-        credentials or Cache-Control itself (``fastgw.server.protocol`` ``cache_lookup``)."""
+        credentials or Cache-Control itself (``CacheHead.lookup``)."""
         lookup = _HeadLookup(fwd)
         key = self.spec.build(method, lookup.get, query, params)
         refresh = _wants_refresh(lookup.get("cache-control"))
@@ -214,7 +202,7 @@ class RouteCache:
                 return None  # a miss that is not stored either
         if entry is None:
             return key
-        reply = getattr(entry, "reply", None)  # a Redis entry is rebuilt on every get
+        reply = entry.reply  # None: a Redis entry (rebuilt on every get)
         if reply is None or extra:
             return LocalReply.raw(entry.status, entry.head + extra, entry.body)
         return reply  # type: ignore[no-any-return]
@@ -229,30 +217,14 @@ class RouteCache:
             return
         now = svc.loop.time()
         if self.backend == "memory":
-            entry = _ReplyEntry(status, reply.head, reply.body, req.method, req.resource_path)
+            entry = Entry(status, reply.head, reply.body, req.method, req.resource_path)
             entry.reply = reply
             self.memory_store().put(key, entry, self.ttl, now)
             return
-        from fastgw.cache.store import Entry
-
         store = caches().redis(self, svc)
         entry = Entry(status, reply.head, reply.body, req.method, req.resource_path)
         task = svc.loop.create_task(store.put(key, entry, self.ttl, now))
         task.add_done_callback(_put_done)
-
-
-def _make_reply_entry() -> type:
-    from fastgw.cache.store import Entry
-
-    class ReplyEntry(Entry):
-        """A memory-cache entry that also holds the reply it serves (no object per hit)."""
-
-        __slots__ = ("reply",)
-
-    return ReplyEntry
-
-
-_ReplyEntry: Any = _make_reply_entry()
 
 
 def _put_done(task: Any) -> None:
@@ -429,7 +401,7 @@ class Caches:
                 except ValueError:
                     store.purge(p.key.encode("latin-1"))
             else:
-                store.purge_prefix(method, p.path) if p.op == "prefix" else _purge_path(store, method, p.path)
+                store.purge_prefix(method, p.path) if p.op == "prefix" else store.purge_path(method, p.path)
         for redis_store in (self.redises.get(p.stage), self.redises.get(p.stage + ":canary")):
             if redis_store is None or loop is None:
                 continue
@@ -446,20 +418,6 @@ class Caches:
                 out[k] += got.get(k, 0)
         out["redis_errors"] = self.redis_errors
         return out
-
-
-def _purge_path(store: Any, method: str | None, path: str) -> int:
-    """Entries of exactly ``path`` (a purge by key without a key: the path's entries)."""
-    from fastgw.cache.store import method_matches
-
-    doomed = [
-        key
-        for key, entry in store._entries.items()
-        if entry.path == path and method_matches(method, entry.method)
-    ]
-    for key in doomed:
-        store.purge(key)
-    return len(doomed)
 
 
 async def _quiet(coro: Any) -> None:

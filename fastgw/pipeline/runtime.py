@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from fastgw.config.runtime import PipelineHead
 from fastgw.functions import events as _fn_events
 from fastgw.pipeline.request import Request, Response
 from fastgw.server import replies
@@ -93,8 +94,9 @@ _NO_KEY = KeyHolder(None)
 Integration = Callable[[Request, Services], Awaitable["Response | LocalReply"]]
 
 
-class RoutePipeline:
-    """The stages of one route, ready to run."""
+class RoutePipeline(PipelineHead):
+    """The stages of one route, ready to run (``early_gate`` and ``fast_auth``, which the
+    protocol reads at the request head, are ``PipelineHead``'s: C slots in the compiled build)."""
 
     __slots__ = (
         "access",
@@ -105,8 +107,6 @@ class RoutePipeline:
         "deadline",
         "direct",
         "eager",
-        "early_gate",
-        "fast_auth",
         "iam",
         "integration",
         "integration_name",
@@ -151,7 +151,7 @@ class RoutePipeline:
         self.key_from_authorizer = key_from_authorizer
         #: Nothing runs before the traffic gate (no rewrite plugins, no authorizer): the
         #: protocol admits the request at its head, as on the fast path, and ``run`` skips it.
-        self.early_gate = authorizer is None and not self.rewrite
+        PipelineHead.__init__(self, authorizer is None and not self.rewrite)
         #: Nothing but the integration: ``launch`` runs it directly (one coroutine less).
         self.direct = integration if self.early_gate and not steps else None
         #: AWS_IAM (SigV4) verifier and the API's resource policy (fastgw.authorizers).
@@ -178,10 +178,8 @@ class RoutePipeline:
         #: The integration is a function (AWS_PROXY, AWS): the pipeline times it for
         #: IntegrationLatency and the trace (upstream exchanges are timed by the protocol).
         self.timed = integration_name.startswith("AWS")
-        #: A JWT authorizer whose cached tokens the protocol may check in the request head, on
-        #: a route that is otherwise a plain streamed proxy (set by the compiler): a cached
-        #: token skips the pipeline (``JwtAuthorizerRuntime.head_allows``).
-        self.fast_auth: Any = None
+        # fast_auth (PipelineHead): set by the compiler; a cached token skips the pipeline
+        # (``JwtAuthorizerRuntime.head_allows``).
         #: Nothing but a Lambda authorizer, the traffic gate and the integration (set by the
         #: compiler): ``_serve`` runs ``run_authorized``, without the checks of ``run``.
         self.lean_auth = False

@@ -6,15 +6,20 @@ cimport cython
 
 # The runtime types under C names of their own (the .py file imports the Python names for its
 # annotations, which stay plain objects).
+from fastgw.config._runtime_c cimport PipelineHead as CPipe
 from fastgw.config._runtime_c cimport ProxyIntegration as CIntegration
 from fastgw.config._runtime_c cimport RouteRuntime as CRoute
 from fastgw.config._runtime_c cimport RuntimeSnapshot as CSnapshot
 from fastgw.config._runtime_c cimport Site as CSite
 from fastgw.config._runtime_c cimport StageRuntime as CStage
 from fastgw.config._runtime_c cimport Target as CTarget
+from fastgw.cache._memory_c cimport CacheHead as CCache
 from fastgw.server._reply_c cimport LocalReply as CReply
 from fastgw.telemetry._access_c cimport AccessLine
+from fastgw_core._headers_c cimport local_response, relay_response, request_id, rewrite_response_head
+from fastgw_core._reqhead_c cimport parse_request_head
 from fastgw_core._router_c cimport RouteMatch, RouteTrie
+from fastgw_core._urlnorm_c cimport normalize_path
 from fastgw_core._stats_c cimport RouteStats as CStats
 
 cdef unsigned long long _rid
@@ -32,8 +37,6 @@ cdef class Pools
 
 @cython.locals(prefixes=dict, end=Py_ssize_t, first=str)
 cpdef tuple resolve_stage(CSite site, str path)
-@cython.locals(key=bytes, keys=dict)
-cpdef object cache_lookup(cache, str method, list fwd, bytes query, params, double now)
 @cython.locals(parts=tuple, text=str, value=bytes, params=dict)
 cpdef bytes render_path(CIntegration integ, params)
 cdef _forwarded(list parts, HttpProtocol proto, bytes xff, object xfwd, bytes host)
@@ -45,13 +48,14 @@ cpdef tuple _host(bytes host)
 
 cdef class _Resolved:
     cdef public object stage
-    cdef public str inner, method
+    cdef public str path, inner, method
     cdef public RouteMatch match
     cdef public bytes target
 
 
 cdef class WorkerState:
     cdef public object snapshot, tracer, gate, table
+    cdef public bytes date_line
     cdef public bint draining
 
 
@@ -115,11 +119,13 @@ cdef class Exchange:
 
     @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
                    trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str,
-                   target=bytes, taken=tuple, params=dict)
+                   target=bytes, taken=tuple, params=dict, cache=CCache, raw_path=bytes, path=str,
+                   pipeline=CPipe)
     cpdef prepare(self, bytes url)
     @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, bytes target, bytes host)
     cpdef capture(self, list fwd, bytes host, str path, str inner)
+    @cython.locals(cache=CCache)
     cpdef start(self, double now=*)
     @cython.locals(integ=CIntegration)
     cpdef dispatch(self, double now=*)

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fastgw.config.runtime import MockRuntime as _MockRuntime
-from fastgw.pipeline.caching import REFRESH_OR_CREDENTIALS
 from fastgw.pipeline.cors import preflight_headers as _preflight_headers
 from fastgw.pipeline.request import Request
 from fastgw.pipeline.runtime import launch as _launch_pipeline
@@ -60,7 +59,7 @@ from fastgw_core.headers import (
     IN_RAW,
     OUT_CHUNKED,
     OUT_CLOSE,
-    has_header_line,
+    local_response,
     relay_response,
     request_id,
     rewrite_response_head,
@@ -182,19 +181,21 @@ _RESOLVED_PATH_MAX = 256
 
 
 class _Resolved:
-    """What one normalised path of a site resolved to: its stage and the path inside it, and
-    the route match of the last method it was requested with (the routers of Kong and APISIX
-    keep such a cache too). A keep-alive client asks for the same few paths again and again;
-    the stage lookup and the trie walk (with their slices, the match and its parameter dict)
-    then run once per path and method, not once per request.
+    """What one request path (the raw bytes of the target's path) of a site resolved to: its
+    normalised path, its stage and the path inside it, and the route match of the last method
+    it was requested with (the routers of Kong and APISIX keep such a cache too). A keep-alive
+    client asks for the same few paths again and again; the normalisation, the stage lookup and
+    the trie walk (with their slices, the match and its parameter dict) then run once per path
+    and method, not once per request.
 
     The match is shared by the requests that use it: its parameters are read, never changed,
     and a pipeline (whose plugins and handlers may change them) gets a copy."""
 
-    __slots__ = ("inner", "match", "method", "stage", "target")
+    __slots__ = ("inner", "match", "method", "path", "stage", "target")
 
-    def __init__(self, stage: StageRuntime | None, inner: str) -> None:
+    def __init__(self, stage: StageRuntime | None, path: str, inner: str) -> None:
         self.stage = stage
+        self.path = path
         self.inner = inner
         self.method: str | None = None  # no match made yet
         self.match: Any = None  # fastgw_core.router.RouteMatch, or None: no route
@@ -216,39 +217,6 @@ def resolve_stage(site: Site, path: str) -> tuple[StageRuntime | None, str]:
     if found is not None:
         return found, "/" if end < 0 else path[end:]
     return site.root, path
-
-
-def cache_lookup(
-    cache: Any, method: str, fwd: list[bytes] | None, query: bytes, params: dict[str, str] | None, now: float
-) -> object:
-    """``RouteCache.lookup_head`` (fastgw.pipeline.caching) of a stage's memory cache: a hit (or
-    a refusal), or the key for the pipeline to store under (None: do not cache this request).
-
-    PERF: the usual head is answered here, in the compiled build without a Python frame: a
-    route whose key reads no header, and a head without Authorization, Cookie and
-    Cache-Control, needs no header lookup. A live entry is ``MemoryCache.get``'s hit inline
-    (the entry becomes the most recently used, a hit is counted); anything else is that
-    ``get``'s (a miss counted, an expired entry dropped). Other heads are ``lookup_head``'s.
-    """
-    if cache.plain and not has_header_line(fwd, REFRESH_OR_CREDENTIALS):
-        keys: dict[str, bytes] | None = cache.static_keys
-        key = keys.get(method) if keys is not None else None
-        if key is None:
-            key = cache.spec.build(method, None, query, params)
-            if keys is not None and len(keys) < 8:
-                keys[method] = key  # PERF: the same for every plain head of this method
-        store = cache.memory
-        if store is None:
-            store = cache.memory_store()
-        entries = store._entries
-        entry = entries.get(key)
-        if entry is not None and entry.expires_at > now:
-            entries.move_to_end(key)
-            store.hits += 1
-            return entry.reply
-        store.get(key, now)
-        return key
-    return cache.lookup_head(method, fwd, query, params, now)
 
 
 def render_path(integ: ProxyIntegration, params: dict[str, str] | None) -> bytes:
@@ -273,14 +241,14 @@ def render_path(integ: ProxyIntegration, params: dict[str, str] | None) -> bytes
 
 class WorkerState:
     """What every request reads off its worker: the snapshot it starts on, the tracer, the
-    traffic gate, whether the worker drains. ``Worker`` keeps them here (its attributes of the
-    same names read and write this object, ``Worker.hot``).
+    traffic gate, whether the worker drains, the Date line of local replies. ``Worker`` keeps
+    them here (its attributes of the same names read and write this object, ``Worker.hot``).
 
     PERF: an extension type in the compiled build, so that the protocol's reads are C struct
     reads instead of lookups in the Worker's ``__dict__`` (six per request).
     """
 
-    __slots__ = ("draining", "gate", "snapshot", "table", "tracer")
+    __slots__ = ("date_line", "draining", "gate", "snapshot", "table", "tracer")
 
     def __init__(self, snapshot: RuntimeSnapshot) -> None:
         self.snapshot = snapshot
@@ -288,6 +256,7 @@ class WorkerState:
         self.gate: Any = None
         self.table: Any = None  # the gate's embedded table (``Gate.local``), set with the gate
         self.draining = False
+        self.date_line = b""  # b"date: <IMF-fixdate>\r\n", refreshed by the worker's tick
 
 
 class HttpProtocol:
@@ -1169,10 +1138,6 @@ class Exchange:
             self.query = url[q + 1 :]
         else:
             raw_path = url
-        try:
-            path = normalize_path(raw_path.decode("latin-1"))
-        except InvalidPathError:
-            raise _Reject(replies.BAD_REQUEST) from None
         snapshot = self.snapshot
         if proto.site_snapshot is snapshot and proto.site_host == host:
             # PERF: a keep-alive client sends the same Host again and again.
@@ -1184,20 +1149,29 @@ class Exchange:
             proto.site_snapshot = snapshot
             proto.site_host = host
             proto.site = site
+        # PERF: a site remembers its paths by the request's raw bytes: a path asked for before
+        # needs no decoding, normalising and hashing of the normalised text.
+        resolved = site.resolved
+        entry = resolved.get(raw_path)
+        if entry is None:
+            try:
+                path = normalize_path(raw_path.decode("latin-1"))
+            except InvalidPathError:
+                raise _Reject(replies.BAD_REQUEST) from None
+        else:
+            path = entry.path
         # Mutual TLS (fastgw.server.tls): a request for an mTLS domain only on a connection
         # verified for that very name (SNI), never on plain HTTP or under another SNI.
         mtls = site.mtls
         if mtls is not None and mtls != proto.tls_name:
             self.local_error = TLS_FORBIDDEN
             return
-        resolved = site.resolved
-        entry = resolved.get(path)
         if entry is None:
             stage, inner = resolve_stage(site, path)
-            if len(path) <= _RESOLVED_PATH_MAX:
+            if len(raw_path) <= _RESOLVED_PATH_MAX:
                 if len(resolved) >= _RESOLVED_MAX:
                     resolved.clear()
-                entry = resolved[path] = _Resolved(stage, inner)
+                entry = resolved[raw_path] = _Resolved(stage, path, inner)
         else:
             stage = entry.stage
             inner = entry.inner
@@ -1259,11 +1233,10 @@ class Exchange:
                     self.trace.authorizer(t, proto.clock(), "JWT", True)
         if pipeline is not None:
             self.pipeline = pipeline
-            if gwr is None:  # (else the copy made above)
-                params = match._params
-                self.params = dict(params) if params else {}  # the pipeline's own (see _Resolved)
-            if not pipeline.early_gate:  # type: ignore[attr-defined]
-                if gwr is None:
+            if not pipeline.early_gate:
+                if gwr is None:  # (else the copy made above)
+                    params = match._params
+                    self.params = dict(params) if params else {}  # the pipeline's own (see _Resolved)
                     self.capture(proto.fwd, host, path, inner)
                 return  # the pipeline runs the gate itself (after its authorizer, as AWS does)
         # Traffic management: API key, usage plan, throttle levels, quota (fastgw.traffic), at
@@ -1285,6 +1258,9 @@ class Exchange:
                 return
             self.gate = verdict  # type: ignore[assignment]
         if pipeline is not None:
+            # The pipeline gets its own copy of the match's parameters (see _Resolved), made
+            # once the request goes to it (PERF: a cache hit needs none).
+            params = match._params if gwr is None else self.params
             if route.api_key_required and proto.key_rt is not None:
                 self.p_key_id = proto.key_rt.id  # type: ignore[attr-defined]
             cache = route.cache
@@ -1292,7 +1268,7 @@ class Exchange:
                 # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK. At the
                 # head's time (PERF: the loop's clock does not move within one callback).
                 t = self.t0 if self.trace is None else proto.clock()
-                got = cache_lookup(cache, self.method, proto.fwd, self.query, self.params, t)
+                got = cache.lookup(self.method, proto.fwd, self.query, params, t)
                 if self.trace is not None and got is not None:
                     self.trace.cache_lookup(t, proto.clock(), type(got) is not bytes)
                 if type(got) is bytes:
@@ -1303,6 +1279,7 @@ class Exchange:
                     self.cache_state = 1
                     return
             if gwr is None:
+                self.params = dict(params) if params else {}
                 self.capture(proto.fwd, host, path, inner)
             return
         integ = route.integration
@@ -1384,7 +1361,7 @@ class Exchange:
                 # The gate waited for the shared store (Redis), so the head's cache lookup was
                 # not made: make it now.
                 t = self.proto.clock()
-                got = cache_lookup(cache, self.method, self.p_fwd, self.query, self.params, t)
+                got = cache.lookup(self.method, self.p_fwd, self.query, self.params, t)
                 if self.trace is not None and got is not None:
                     self.trace.cache_lookup(t, self.proto.clock(), type(got) is not bytes)
                 if type(got) is bytes:
@@ -1797,22 +1774,9 @@ class Exchange:
         if not self.request_done and self.body_mode and (reply.status >= 400 or self.expect):
             self.keep_alive = False  # the body will not be read: the connection cannot continue
         conn_line = CONN_CLOSE if not self.keep_alive else (CONN_KEEP_ALIVE if self.http10 else b"")
-        # PERF: one join (head and body in one allocation), not a %-format and a concatenation.
+        # PERF: head and body in one allocation (compiled: one C call, no tuple of the parts).
         body = b"" if self.method == "HEAD" else reply.body
-        proto.twrite(
-            b"".join(
-                (
-                    reply.head,
-                    b"x-amzn-RequestId: ",
-                    self.request_id,
-                    b"\r\n",
-                    proto.worker.date_line,
-                    conn_line,
-                    b"\r\n",
-                    body,
-                )
-            )
-        )
+        proto.twrite(local_response(reply.head, self.request_id, proto.hot.date_line, conn_line, body))
         self.resp_len = len(body)
         self.response_done = True
         if not now:

@@ -95,6 +95,14 @@ class Worker:
         self.hot.table = None if gate is None else gate.local
 
     @property
+    def date_line(self) -> bytes:
+        return self.hot.date_line  # type: ignore[no-any-return]
+
+    @date_line.setter
+    def date_line(self, line: bytes) -> None:
+        self.hot.date_line = line
+
+    @property
     def draining(self) -> bool:
         return self.hot.draining  # type: ignore[no-any-return]
 
@@ -112,8 +120,8 @@ class Worker:
     ) -> None:
         self.loop = loop
         self.index = index
-        # What requests read on every request (the snapshot, tracer, gate, draining): kept in
-        # the protocol's WorkerState, behind the properties of the same names below.
+        # What requests read on every request (the snapshot, tracer, gate, draining, Date): kept in
+        # the protocol's WorkerState, behind the properties of the same names above.
         self.hot = WorkerState(snapshot)
         # Traffic management: the node's shared table (inherited from the supervisor), the
         # limiter over it (or over Redis) and this worker's gate. Without a supervisor (tests,

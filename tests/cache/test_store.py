@@ -1,30 +1,66 @@
-"""MemoryCache: LRU order, byte capacity, item cap, TTL with explicit ``now``, purges, stats."""
+"""MemoryCache: LRU order, byte capacity, item cap, TTL with explicit ``now``, purges, stats.
+
+Every test runs on both builds of ``fastgw.cache._memory_py`` (the Python source and its
+compiled ``_memory_c``), and a random sequence of operations is checked against a reference
+LRU built on ``OrderedDict``."""
 
 from __future__ import annotations
 
+import importlib
 import random
+from collections import OrderedDict
+from types import ModuleType
+from typing import Any
 
 import pytest
 
-from fastgw.cache.store import (
-    DEFAULT_MAX_ITEM_BYTES,
-    ENTRY_OVERHEAD,
-    Entry,
-    MemoryCache,
-    entry_size,
-    method_matches,
-    path_under,
-)
+from fastgw.cache import store
+from fastgw_core._env import NO_EXTENSIONS
 from fastgw_core.cachekey import KeySpec
+
+
+def _build(name: str) -> ModuleType:
+    if name == "c":
+        try:
+            module = importlib.import_module("fastgw.cache._memory_c")
+        except ImportError:
+            if NO_EXTENSIONS:
+                pytest.skip("extensions disabled")
+            pytest.fail("compiled fastgw.cache._memory_c missing")
+        if (module.__file__ or "").endswith(".py"):
+            pytest.fail("fastgw.cache._memory_c is the uncompiled copy")
+        return module
+    return importlib.import_module("fastgw.cache._memory_py")
+
+
+@pytest.fixture(params=["py", "c"], autouse=True)
+def build(request: pytest.FixtureRequest) -> ModuleType:
+    """Bind this module's names to one build for the test."""
+    module = _build(request.param)
+    g = globals()
+    for name in ("DEFAULT_MAX_ITEM_BYTES", "ENTRY_OVERHEAD", "Entry", "MemoryCache", "entry_size"):
+        g[name] = getattr(module, name)
+    g["method_matches"] = module.method_matches
+    g["path_under"] = module.path_under
+    return module
+
+
+DEFAULT_MAX_ITEM_BYTES: Any = store.DEFAULT_MAX_ITEM_BYTES
+ENTRY_OVERHEAD: Any = store.ENTRY_OVERHEAD
+Entry: Any = store.Entry
+MemoryCache: Any = store.MemoryCache
+entry_size: Any = store.entry_size
+method_matches: Any = store.method_matches
+path_under: Any = store.path_under
 
 HEAD = b"Content-Type: application/json\r\n"
 
 
-def entry(body: bytes = b"{}", path: str = "/pets", method: str = "GET", status: int = 200) -> Entry:
+def entry(body: bytes = b"{}", path: str = "/pets", method: str = "GET", status: int = 200) -> Any:
     return Entry(status, HEAD, body, method, path)
 
 
-def size_of(key: bytes, e: Entry) -> int:
+def size_of(key: bytes, e: Any) -> int:
     return len(key) + len(e.head) + len(e.body) + len(e.method) + len(e.path) + ENTRY_OVERHEAD
 
 
@@ -218,3 +254,128 @@ def test_keys_from_the_kernel_never_share_an_entry() -> None:
         else:
             assert got.body == body
     assert len(seen) == c.items == 20
+
+
+def test_keys_follow_use_and_purges_unlink() -> None:
+    c = MemoryCache(1 << 20)
+    for i in range(4):
+        c.put(f"k{i}".encode(), entry(path=f"/p/{i}"), 60, 0.0)
+    c.get(b"k1", 1.0)
+    c.get(b"k3", 1.0)  # already the most recently used
+    assert c.keys() == [b"k0", b"k2", b"k1", b"k3"]
+    assert c.purge(b"k2") and c.keys() == [b"k0", b"k1", b"k3"]
+    assert c.purge_path("GET", "/p/0") == 1 and c.purge_path(None, "/p") == 0
+    assert c.keys() == [b"k1", b"k3"]
+    c.put(b"k1", entry(), 60, 2.0)  # replaced: the most recently used
+    assert c.keys() == [b"k3", b"k1"] and c.items == 2
+    assert c.flush() == 2 and c.keys() == [] and c.get(b"k1", 3.0) is None
+    c.put(b"k9", entry(), 60, 4.0)
+    assert c.keys() == [b"k9"]
+
+
+def test_an_entry_carries_the_reply_a_hit_answers_with() -> None:
+    e = entry()
+    assert e.reply is None
+    e.reply = reply = object()
+    c = MemoryCache(1 << 20)
+    c.put(b"k", e, 60, 0.0)
+    assert c.get(b"k", 1.0).reply is reply
+
+
+def test_entries_are_not_hashable() -> None:
+    with pytest.raises(TypeError):
+        hash(entry())
+
+
+class _Reference:
+    """The LRU the store must behave as: an OrderedDict, sizes beside it."""
+
+    def __init__(self, capacity: int, max_item: int) -> None:
+        self.capacity, self.max_item = capacity, max_item
+        self.entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self.size = 0
+        self.counts = {"hits": 0, "misses": 0, "evictions": 0, "expired": 0, "refused": 0}
+
+    def drop(self, key: bytes) -> None:
+        self.size -= self.entries.pop(key)[1]
+
+    def get(self, key: bytes, now: float) -> Any:
+        got = self.entries.get(key)
+        if got is None:
+            self.counts["misses"] += 1
+            return None
+        if got[0].expires_at <= now:
+            self.drop(key)
+            self.counts["expired"] += 1
+            self.counts["misses"] += 1
+            return None
+        self.entries.move_to_end(key)
+        self.counts["hits"] += 1
+        return got[0]
+
+    def put(self, key: bytes, e: Any, ttl: float, now: float) -> bool:
+        size = entry_size(key, e)
+        if ttl <= 0 or len(e.head) + len(e.body) > self.max_item or size > self.capacity:
+            self.counts["refused"] += 1
+            return False
+        if key in self.entries:
+            self.drop(key)
+        while self.size > self.capacity - size:
+            self.drop(next(iter(self.entries)))
+            self.counts["evictions"] += 1
+        e.stored_at, e.expires_at = now, now + ttl
+        self.entries[key] = (e, size)
+        self.size += size
+        return True
+
+
+def test_random_operations_match_a_reference_lru() -> None:
+    rng = random.Random(11)
+    for round_ in range(20):
+        capacity = rng.choice([2000, 5000, 20000])
+        c = MemoryCache(capacity, max_item_bytes=1500)
+        ref = _Reference(capacity, 1500)
+        now = 0.0
+        for _ in range(400):
+            now += rng.choice([0.0, 0.5, 3.0])
+            key = f"k{rng.randrange(25)}".encode()
+            op = rng.random()
+            if op < 0.45:
+                got, want = c.get(key, now), ref.get(key, now)
+                assert (got is None) == (want is None) and (got is None or got is want)
+            elif op < 0.85:
+                body = b"x" * rng.choice([0, 10, 300, 1200, 1600])
+                ttl = rng.choice([0.0, 2.0, 10.0, 60.0])
+                path = rng.choice(["/a", "/a/b", "/b"])
+                e = Entry(200, b"h: 1\r\n", body, rng.choice(["GET", "HEAD"]), path)
+                f = Entry(200, b"h: 1\r\n", body, e.method, path)
+                stored = c.put(key, e, ttl, now)
+                assert stored == ref.put(key, f, ttl, now)
+                if stored:  # the store's object, so that a hit can be compared by identity
+                    assert (e.stored_at, e.expires_at) == (f.stored_at, f.expires_at)
+                    ref.entries[key] = (e, ref.entries[key][1])
+            elif op < 0.9:
+                assert c.purge(key) == (key in ref.entries)
+                if key in ref.entries:
+                    ref.drop(key)
+            elif op < 0.95:
+                doomed = [k for k, (e, _) in ref.entries.items() if e.expires_at <= now]
+                for k in doomed:
+                    ref.drop(k)
+                ref.counts["expired"] += len(doomed)
+                assert c.sweep(now) == len(doomed)
+            else:
+                method = rng.choice([None, "GET", "ANY"])
+                prefix = rng.choice(["/a", "/", "/b"])
+                doomed = [
+                    k
+                    for k, (e, _) in ref.entries.items()
+                    if method_matches(method, e.method) and path_under(e.path, prefix)
+                ]
+                for k in doomed:
+                    ref.drop(k)
+                assert c.purge_prefix(method, prefix) == len(doomed)
+            assert c.keys() == list(ref.entries), round_
+            assert c.size_bytes == ref.size
+            stats = c.stats()
+            assert {k: stats[k] for k in ref.counts} == ref.counts

@@ -41,6 +41,7 @@ def test_compiled_kernels_are_loaded() -> None:
     assert fastgw_core.limits.SharedTableC is fastgw_core._limits_c.SharedTable
     assert fastgw_core.cachekey.KeySpec is fastgw_core._cachekey_c.KeySpec
     assert fastgw_core.cachekey.cache_key is fastgw_core._cachekey_c.cache_key
+    from fastgw.cache import _memory_c, store
     from fastgw.config import _runtime_c, compile, runtime
     from fastgw.pipeline import _lean_c, lean
     from fastgw.server import _protocol_c, _reply_c, protocol, replies
@@ -53,6 +54,8 @@ def test_compiled_kernels_are_loaded() -> None:
     assert replies.LocalReply is _reply_c.LocalReply
     assert lean.COMPILED is True
     assert lean.LeanHttp is _lean_c.LeanHttp
+    assert store.COMPILED is True
+    assert store.MemoryCache is _memory_c.MemoryCache
     assert tracing.COMPILED is True
     assert tracing.Tracer is _tracing_c.Tracer
     assert runtime.COMPILED is True
@@ -71,6 +74,7 @@ def test_compiled_kernels_are_loaded() -> None:
         _runtime_c,
         _reply_c,
         _lean_c,
+        _memory_c,
     ):
         assert module.__file__ is not None
         assert module.__file__.endswith(".so"), module.__file__
@@ -99,6 +103,10 @@ def test_no_extensions_binds_the_python_twins() -> None:
         assert lean.COMPILED is False
         assert lean.LeanHttp.__module__ == "fastgw.pipeline._lean_py"
         assert "fastgw.pipeline._lean_c" not in sys.modules
+        from fastgw.cache import store
+        assert store.COMPILED is False
+        assert store.MemoryCache.__module__ == "fastgw.cache._memory_py"
+        assert "fastgw.cache._memory_c" not in sys.modules
         from fastgw.telemetry import tracing
         assert tracing.COMPILED is False
         assert tracing.Tracer.__module__ == "fastgw.telemetry._tracing_py"
@@ -148,7 +156,7 @@ def test_python_twins_import_without_cython() -> None:
         sys.modules["cython"] = None  # as on a machine where only the wheel is installed
         for name in (
             "fastgw.server._protocol_py", "fastgw.telemetry._tracing_py", "fastgw.telemetry._access_py",
-            "fastgw.server._reply_py", "fastgw.pipeline._lean_py",
+            "fastgw.server._reply_py", "fastgw.pipeline._lean_py", "fastgw.cache._memory_py",
             "fastgw_core._router_py", "fastgw_core._urlnorm_py", "fastgw_core._headers_py",
             "fastgw_core._reqhead_py", "fastgw_core._limits_py", "fastgw_core._cachekey_py",
             "fastgw_core._stats_py",
@@ -172,7 +180,8 @@ def test_a_source_tree_without_extensions_runs_the_twins(tmp_path: Path) -> None
             REPO_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__")
         )
     for stem in ("fastgw/server/_protocol", "fastgw/telemetry/_tracing", "fastgw/telemetry/_access",
-                 "fastgw/functions/_lambda", "fastgw/server/_reply", "fastgw/pipeline/_lean"):  # fmt: skip
+                 "fastgw/functions/_lambda", "fastgw/server/_reply", "fastgw/pipeline/_lean",
+                 "fastgw/cache/_memory"):  # fmt: skip
         shutil.copyfile(tmp_path / f"{stem}_py.py", tmp_path / f"{stem}_c.py")
     code = textwrap.dedent(
         """
@@ -190,6 +199,8 @@ def test_a_source_tree_without_extensions_runs_the_twins(tmp_path: Path) -> None
         assert replies.COMPILED is False
         from fastgw.pipeline import lean
         assert lean.COMPILED is False
+        from fastgw.cache import store
+        assert store.COMPILED is False
         reply = events.fast_reply_v1({"statusCode": 200, "body": "hi"}, True)
         assert (reply.status, reply.body) == (200, b"hi"), reply
         print("ok")

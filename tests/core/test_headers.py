@@ -371,3 +371,19 @@ def test_has_header_line_builds_agree_on_any_bytes(lines: list[bytes]) -> None:
     expected = headers.has_header_line_py(lines, names)
     if headers.has_header_line_c is not None:
         assert headers.has_header_line_c(lines, names) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=60), min_size=5, max_size=5), st.booleans())
+def test_local_response_builds_agree(parts: list[bytes], other: bool) -> None:
+    """A local reply on the wire: head, request id line, Date and connection lines, blank line,
+    body; other bytes-like parts give the same bytes."""
+    head, rid, date, conn, body = parts
+    want = head + b"x-amzn-RequestId: " + rid + b"\r\n" + date + conn + b"\r\n" + body
+    args = (head, rid, date, conn, bytearray(body) if other else body)
+    assert headers.local_response_py(*args) == want
+    if headers.local_response_c is not None:
+        got = headers.local_response_c(*args)
+        assert type(got) is bytes and got == want
+    elif not NO_EXTENSIONS:
+        pytest.fail("compiled local_response missing")

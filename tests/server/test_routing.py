@@ -214,6 +214,12 @@ def test_remembered_routes_keep_methods_stages_and_paths_apart(gw: Gateway) -> N
         ("PUT", "/prod/files/a/b?q=1", 200, {"method": "PUT", "path": "/static/a/b", "query": "q=1"}),
         ("GET", "/prod/files/a/b", 200, {"method": "GET", "path": "/static/a/b", "query": ""}),
         ("GET", "/dev/users/7/orders/9", 200, {"method": "GET", "target": "/u/7/o/9?src=gw"}),
+        # Paths are remembered by their raw bytes: other spellings of the same path route (and
+        # are forwarded) as the normalised path.
+        ("GET", "/prod/items/%37", 200, b"param-get"),
+        ("GET", "/prod//items/./7", 200, b"param-get"),
+        ("GET", "/prod/x/../users/7/orders/%39", 200, {"method": "GET", "path": "/u/7/o/9"}),
+        ("GET", "/prod/items/7", 200, b"param-get"),
     ]
 
     def check(c: RawConn) -> None:
@@ -240,6 +246,9 @@ def test_remembered_routes_keep_methods_stages_and_paths_apart(gw: Gateway) -> N
                 r = c.read_response()
                 assert (r.status, r.body) == (200, b"greedy")
         check(c)
+    for _ in range(2):  # an invalid path is never remembered: refused every time
+        with RawConn(gw.port) as c:
+            assert c.request("GET", "/prod/items/%zz", host=host).status == 400
 
 
 def test_hosts_change_on_one_keep_alive_connection(gw: Gateway) -> None:
