@@ -41,7 +41,7 @@ cdef extern from *:
     #error "fastgw_core._limits_c: the shared slot layout is little-endian"
     #endif
 
-    typedef struct {
+    struct fgw_slot_s {
         uint64_t hash;      /* 0 = empty */
         uint32_t lock;      /* pid of the holder, 0 = free */
         uint32_t reserved;
@@ -50,7 +50,8 @@ cdef extern from *:
         int64_t period;
         int64_t count;
         unsigned char pad[16];
-    } fgw_slot;
+    };
+    typedef struct fgw_slot_s fgw_slot;  /* (also in _limits_c.pxd: C11 allows the repeat) */
 
     _Static_assert(sizeof(fgw_slot) == 64, "a slot is 64 bytes");
 
@@ -139,14 +140,6 @@ cdef extern from *:
         return __builtin_sub_overflow(a, b, out);
     }
     """
-    ctypedef struct fgw_slot:
-        uint64_t hash
-        uint32_t lock
-        double tokens
-        double last
-        int64_t period
-        int64_t count
-
     int fgw_init()
     void fgw_lock(uint32_t* lock) nogil
     void fgw_unlock(uint32_t* lock) nogil
@@ -221,13 +214,8 @@ cdef inline void _refund(fgw_slot* s, double burst, double n) noexcept nogil:
 
 @cython.final
 cdef class SharedTable:
-    """Token buckets and quota counters in a buffer shared by forked processes."""
-
-    cdef Py_buffer _view
-    cdef bint _has_view
-    cdef fgw_slot* _slots
-    cdef readonly Py_ssize_t nslots
-    cdef Py_ssize_t _mask
+    """Token buckets and quota counters in a buffer shared by forked processes (its fields are
+    declared in ``_limits_c.pxd``)."""
 
     def __init__(self, buf, Py_ssize_t nslots):
         if nslots <= 0 or nslots & (nslots - 1):
@@ -300,7 +288,7 @@ cdef class SharedTable:
         """Give ``n`` tokens back, capped at ``burst``."""
         _refund(self._slot(i), burst, n)
 
-    def take_many(self, list idx, list rates, list bursts, double now):
+    cpdef tuple take_many(self, list idx, list rates, list bursts, double now):
         """Take 1 token from every bucket or from none; ``(-1, 0.0)`` or ``(position, wait)``.
 
         The indexes must be distinct (the caller guarantees it).

@@ -17,6 +17,7 @@ from fastgw.cache._memory_c cimport CacheHead as CCache
 from fastgw.server._reply_c cimport LocalReply as CReply
 from fastgw.telemetry._access_c cimport AccessLine
 from fastgw_core._headers_c cimport local_response, relay_response, request_id, rewrite_response_head
+from fastgw_core._limits_c cimport SharedTable as CTable
 from fastgw_core._reqhead_c cimport parse_request_head
 from fastgw_core._router_c cimport RouteMatch, RouteTrie
 from fastgw_core._urlnorm_c cimport normalize_path
@@ -94,7 +95,7 @@ cdef class HttpProtocol:
     cpdef fail(self, reply)
     cpdef exchange_done(self, Exchange ex, double now=*)
     cpdef head_done(self, str method, bint http10, bint keep_alive)
-    cpdef on_message_complete(self)
+    cpdef on_message_complete(self, double now=*)
 
 
 @cython.freelist(64)
@@ -120,7 +121,7 @@ cdef class Exchange:
     @cython.locals(snapshot=CSnapshot, site=CSite, stage=CStage, canary=CStage,
                    trie=RouteTrie, match=RouteMatch, route=CRoute, resolved=dict, entry=_Resolved, method=str,
                    target=bytes, taken=tuple, params=dict, cache=CCache, raw_path=bytes, path=str,
-                   pipeline=CPipe)
+                   pipeline=CPipe, table=CTable)
     cpdef prepare(self, bytes url)
     @cython.locals(integ=CIntegration)
     cpdef _build_upstream_head(self, bytes target, bytes host)
@@ -138,7 +139,7 @@ cdef class Exchange:
     cpdef pipeline_proxy(self, integ, bytes target, head, bytes body)
     cpdef _build_pipeline_head(self, bytes target)
     cpdef request_body(self, bytes data)
-    cpdef request_complete(self)
+    cpdef request_complete(self, double now=*)
     cpdef upstream_ready(self, UpstreamConnection conn)
     cpdef upstream_failed(self, bint reused, bint got_bytes)
     cpdef int response_flags(self)

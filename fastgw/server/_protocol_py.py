@@ -506,7 +506,8 @@ class HttpProtocol:
                         log.exception("request handling failed")
                         self.fail(replies.INTERNAL_ERROR)
                         return
-                    self.on_message_complete()
+                    # (the head's time: this callback made the exchange)
+                    self.on_message_complete(self.cur.t0 if self.cur is not None else 0.0)
                     if self.paused & _PAUSE_HALT:
                         return
                     pos = end
@@ -726,7 +727,9 @@ class HttpProtocol:
         if ex is not None:
             ex.request_body(body)
 
-    def on_message_complete(self) -> None:
+    def on_message_complete(self, now: float = 0.0) -> None:
+        """The request is in (httptools' callback; ``now``: the loop's time if the caller has
+        it, as the head fast path has)."""
         if self.ws is not None:
             # The parser ends an upgrade request at its head (its body, if any, is not read):
             # the request ends in _upgrade_ignored, or the connection is taken over.
@@ -747,7 +750,7 @@ class HttpProtocol:
                 # The client (or a drain) ends the connection with this request: nothing it
                 # pipelined after it is read, let alone forwarded.
                 self._halt_reading()
-            ex.request_complete()
+            ex.request_complete(now)
 
     # ------------------------------------------------------------------ helpers
     def _upgrade_ignored(self, rest: bytes) -> bytes:
@@ -1565,7 +1568,7 @@ class Exchange:
         if self.buf_bytes > self.proto.limits.write_high_water:
             self.proto._pause_reading(_PAUSE_UPSTREAM)
 
-    def request_complete(self) -> None:
+    def request_complete(self, now: float = 0.0) -> None:
         self.request_done = True
         conn = self.conn
         if conn is not None and conn.client is self and self.body_mode == 2:
@@ -1580,7 +1583,7 @@ class Exchange:
         ):
             self.start_pipeline()
         if self.response_done:
-            self.proto.exchange_done(self)
+            self.proto.exchange_done(self, now)
 
     # ------------------------------------------------------------------ upstream callbacks
     def upstream_ready(self, conn: UpstreamConnection) -> None:
