@@ -33,6 +33,8 @@ cdef class MemoryCache:
     @cython.locals(older=_Slot, newer=_Slot)
     cdef void _unlink(self, _Slot slot)
     cdef void _drop(self, _Slot slot)
+    @cython.locals(slot=_Slot, newer=_Slot)
+    cdef void _unlink_all(self)
 
 
 cdef class CacheHead:

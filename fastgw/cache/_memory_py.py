@@ -162,16 +162,16 @@ class MemoryCache:
     )
 
     def __init__(self, capacity_bytes: int, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES) -> None:
+        self._slots: dict[bytes, _Slot] = {}
+        # The recency order: a list linked through the slots, least recently used first.
+        self._oldest: _Slot | None = None
+        self._newest: _Slot | None = None
         if capacity_bytes <= 0:
             raise ValueError("capacity_bytes must be positive")
         if max_item_bytes <= 0:
             raise ValueError("max_item_bytes must be positive")
         self.capacity_bytes = capacity_bytes
         self.max_item_bytes = max_item_bytes
-        self._slots: dict[bytes, _Slot] = {}
-        # The recency order: a list linked through the slots, least recently used first.
-        self._oldest: _Slot | None = None
-        self._newest: _Slot | None = None
         self.size_bytes = 0
         self.hits = 0
         self.misses = 0
@@ -303,17 +303,21 @@ class MemoryCache:
     def flush(self) -> int:
         """Drop every entry; returns how many there were."""
         n = len(self._slots)
+        self._unlink_all()
+        self._slots.clear()
+        self.size_bytes = 0
+        return n
+
+    def _unlink_all(self) -> None:
+        """Break the links between the slots (a cycle), so that none keeps another alive."""
         slot = self._oldest
-        while slot is not None:  # unlinked, so that no slot keeps another alive
+        while slot is not None:
             newer = slot.newer
             slot.older = None
             slot.newer = None
             slot = newer
         self._oldest = None
         self._newest = None
-        self._slots.clear()
-        self.size_bytes = 0
-        return n
 
     def sweep(self, now: float) -> int:
         """Drop every expired entry (O(n), for a periodic timer); returns how many."""
@@ -327,6 +331,11 @@ class MemoryCache:
             self._drop(slot)
         self.expired += len(doomed)
         return len(doomed)
+
+    def __del__(self) -> None:
+        # The slots link each other (a cycle): unlinked now, so that a dropped store (a stage's
+        # settings changed) frees its entries at once, not at the next cycle collection.
+        self._unlink_all()
 
     def stats(self) -> dict[str, int]:
         return {

@@ -885,10 +885,15 @@ class CacheSettings(_Model):
         int, Meta(ge=0, le=3600, description="Seconds an entry is served (AWS: 300, at most 3600; 0 = off).")
     ] = 300
     capacity_bytes: Annotated[
-        int, Meta(ge=4096, description="Memory backend: bytes per worker; least recently used go first.")
+        int,
+        Meta(
+            ge=4096,
+            le=1 << 50,
+            description="Memory backend: bytes per worker (at most 2^50); least recently used go first.",
+        ),
     ] = 64 * 1024 * 1024
     max_item_bytes: Annotated[
-        int, Meta(ge=1, description="Responses larger than this are not cached (AWS: 1 MB).")
+        int, Meta(ge=1, le=1 << 50, description="Responses larger than this are not cached (AWS: 1 MB).")
     ] = 1024 * 1024
     backend: Annotated[
         Literal["memory", "redis"],

@@ -379,3 +379,45 @@ def test_random_operations_match_a_reference_lru() -> None:
             assert c.size_bytes == ref.size
             stats = c.stats()
             assert {k: stats[k] for k in ref.counts} == ref.counts
+
+
+def test_a_dropped_store_frees_its_entries_at_once() -> None:
+    """The slots link each other: a store that is dropped (a stage's cache settings changed)
+    unlinks them, so its entries go with it, not at the next cycle collection."""
+    import gc
+    import sys
+
+    body = b"x" * 1000 + bytes(range(3))  # an object of its own
+    before = sys.getrefcount(body)
+    c = MemoryCache(1 << 20)
+    for i in range(3):
+        c.put(f"k{i}".encode(), Entry(200, b"", body), 60, 0.0)
+    c.get(b"k0", 1.0)
+    assert sys.getrefcount(body) == before + 3
+    gc.disable()
+    try:
+        del c
+        assert sys.getrefcount(body) == before
+    finally:
+        gc.enable()
+
+
+def test_cache_sizes_beyond_the_store_are_refused_at_load() -> None:
+    """The compiled store counts bytes in a machine word: a stage cache over 2^50 bytes (or an
+    item cap over it) is refused with its path, not by a 500 at the first lookup."""
+    from fastgw.config.load import ConfigError, load_config_text
+
+    def config(cache: str) -> str:
+        return (
+            "apis:\n  - name: a\n    kind: rest\n    routes:\n      - route: GET /x\n"
+            "        integration: {type: MOCK, status: 200, body: x}\n"
+            f"    stages:\n      - name: prod\n        cache: {cache}\n"
+        )
+
+    load_config_text(config("{capacity_bytes: 1125899906842624, max_item_bytes: 1125899906842624}"))
+    for field in ("capacity_bytes", "max_item_bytes"):
+        with pytest.raises(ConfigError) as err:
+            load_config_text(config(f"{{{field}: 1125899906842625}}"))
+        assert [i.path for i in err.value.issues] == [f"$.apis[0].stages[0].cache.{field}"], err.value.issues
+    # The largest accepted sizes fit the compiled store.
+    MemoryCache(1 << 50, max_item_bytes=1 << 50)
