@@ -1269,7 +1269,8 @@ class Exchange:
             cache = route.cache
             if cache is not None and cache.early and self.gate is None:
                 # The stage cache (fastgw.pipeline.caching): a hit is answered like a MOCK. At the
-                # head's time (PERF: the loop's clock does not move within one callback).
+                # head's time (PERF: uvloop's clock counts milliseconds, and this callback made the
+                # exchange microseconds ago).
                 t = self.t0 if self.trace is None else proto.clock()
                 got = cache.lookup(self.method, proto.fwd, self.query, params, t)
                 if self.trace is not None and got is not None:
