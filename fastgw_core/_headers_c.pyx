@@ -22,6 +22,7 @@ from fastgw_core.includes.http cimport (
     lower,
 )
 
+from fastgw_core._headers_py import local_response as _local_response_py
 from fastgw_core.errors import HeadError
 
 cdef enum:
@@ -401,7 +402,7 @@ cpdef bytes local_response(head, request_id, date_line, conn_line, body):
 
     PERF: one allocation and five copies (``bytes.join`` of the eight parts checks each for
     the buffer protocol and builds a tuple first: ~900 instructions against ~200). Parts that
-    are not all ``bytes`` (another bytes-like object) take the join."""
+    are not all ``bytes`` (another bytes-like object) take the Python twin's join."""
     if not (
         type(head) is bytes
         and type(request_id) is bytes
@@ -409,7 +410,7 @@ cpdef bytes local_response(head, request_id, date_line, conn_line, body):
         and type(conn_line) is bytes
         and type(body) is bytes
     ):
-        return b"".join((head, b"x-amzn-RequestId: ", request_id, b"\r\n", date_line, conn_line, b"\r\n", body))
+        return _local_response_py(head, request_id, date_line, conn_line, body)
     cdef Py_ssize_t nh = PyBytes_GET_SIZE(head), nr = PyBytes_GET_SIZE(request_id)
     cdef Py_ssize_t nd = PyBytes_GET_SIZE(date_line), nc = PyBytes_GET_SIZE(conn_line)
     cdef Py_ssize_t nb = PyBytes_GET_SIZE(body)
